@@ -1,0 +1,1 @@
+"""tierlock's runner: campaigns (the tier ladder), audit, gates, ledger and the CLI."""

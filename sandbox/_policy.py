@@ -1,0 +1,191 @@
+"""The policy model: every permission a tier's containers get, and nothing else.
+
+Field names here are the policy file format (YAML). Unknown keys are errors everywhere.
+Defaults are the strict ones: no network, read-only root, non-root user, all capabilities
+dropped, no-new-privileges, Docker's default seccomp profile, memory and pids limits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ._units import ByteSize, Duration
+
+Tier = Literal["text-only", "tool-restricted", "networked"]
+TIERS: tuple[Tier, ...] = ("text-only", "tool-restricted", "networked")
+"""The tiers, least permissive first."""
+
+NetworkMode = Literal["none", "internal", "allowlist", "open"]
+NETWORK_MODES: tuple[NetworkMode, ...] = ("none", "internal", "allowlist", "open")
+"""Network modes, least permissive first."""
+
+BASE_IMAGE = "tierlock-base"
+"""The project's base image; resolved to a tag derived from its recipe (see sandbox images)."""
+
+ToolName = Literal["bash", "python"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NetworkPolicy(_Strict):
+    """What the sandbox can reach."""
+
+    mode: NetworkMode = Field(
+        "none",
+        description="none: loopback only; internal: a per-sample network with the task's "
+        "services; allowlist: internal plus an audited egress proxy to `allow`; open: bridge "
+        "networking (networked tier only, always warned about)",
+    )
+    allow: list[str] = Field(
+        default_factory=list,
+        description="Domains the egress proxy lets through: `example.org`, `*.example.org`, "
+        "optionally with `:port` (default ports 80 and 443)",
+    )
+    services: list[str] = Field(
+        default_factory=list,
+        description="Names of task-defined service sidecars the sandbox may reach",
+    )
+
+
+class WritablePath(_Strict):
+    """A writable tmpfs mounted over a read-only root, with a size cap."""
+
+    path: str = Field(description="Absolute path inside the container")
+    size: ByteSize = Field(description="Size cap, e.g. 64m")
+
+
+class Mount(_Strict):
+    """A host path bound into the container."""
+
+    source: str = Field(description="Host path")
+    target: str = Field(description="Absolute path inside the container")
+    mode: Literal["ro", "rw"] = Field("ro", description="ro (default) or rw")
+
+
+class FilesystemPolicy(_Strict):
+    """Root filesystem, writable paths and mounts."""
+
+    read_only_root: bool = True
+    writable: list[WritablePath] = Field(
+        default_factory=lambda: [
+            WritablePath(path="/workspace", size=64 * 1024**2),
+            WritablePath(path="/tmp", size=64 * 1024**2),
+        ],
+        description="tmpfs mounts with size caps; the only writable places when the root is "
+        "read-only",
+    )
+    mounts: list[Mount] = Field(default_factory=list, description="Host bind mounts")
+    workdir: str = "/workspace"
+
+
+class Capabilities(_Strict):
+    """Linux capabilities: what to drop and what to add back."""
+
+    drop: list[str] = Field(default_factory=lambda: ["ALL"])
+    add: list[str] = Field(default_factory=list)
+
+
+HostNamespace = Literal["private", "host"]
+
+
+class Namespaces(_Strict):
+    """Whether the container shares a namespace with the host (`host`) or not (`private`)."""
+
+    network: HostNamespace = "private"
+    pid: HostNamespace = "private"
+    ipc: HostNamespace = "private"
+    uts: HostNamespace = "private"
+    userns: HostNamespace = "private"
+
+
+class ProcessPolicy(_Strict):
+    """Who the processes run as and what the kernel lets them do."""
+
+    user: str = Field("1000:1000", description="uid:gid or user name; never root by default")
+    capabilities: Capabilities = Field(default_factory=Capabilities)
+    no_new_privileges: bool = True
+    privileged: bool = False
+    seccomp: str = Field(
+        "default",
+        description="`default` (Docker's profile), `unconfined`, or the path of a profile file",
+    )
+    apparmor: str | None = Field(
+        None, description="AppArmor profile; null keeps Docker's default"
+    )
+    runtime: Literal["runc", "runsc"] = "runc"
+    namespaces: Namespaces = Field(default_factory=Namespaces)
+    devices: list[str] = Field(
+        default_factory=list, description="Host devices passed in (`/dev/x[:/dev/y[:rwm]]`)"
+    )
+    init: bool = Field(True, description="Run an init process as PID 1 (reaps zombies)")
+
+
+class Limits(_Strict):
+    """Resource limits. A null memory or pids limit is a lint error."""
+
+    memory: ByteSize | None = 512 * 1024**2
+    cpus: float | None = Field(1.0, gt=0)
+    pids: int | None = Field(256, gt=0)
+    command_timeout: Duration = Field(60.0, description="Per-command timeout")
+    output_bytes: ByteSize = Field(1024**2, description="Per-command output cap")
+    sample_time: Duration = Field(600.0, description="Wall time per sample")
+
+
+class ToolsPolicy(_Strict):
+    """Which Inspect tools the tier exposes, and an optional approval policy."""
+
+    allow: list[ToolName] = Field(default_factory=list, description="Empty in text-only")
+    approval: str | None = Field(
+        None, description="Path of an Inspect approval policy file (per-call rules)"
+    )
+
+
+class Unsafe(_Strict):
+    """An explicit, reasoned downgrade of named lint errors to warnings."""
+
+    allow: list[str] = Field(description="Lint rule ids to downgrade to warnings")
+    reason: str = Field(min_length=20, description="Why; recorded with every run that uses it")
+
+
+class Policy(_Strict):
+    """A tier's sandbox policy: the single source of every permission its containers get."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    tier: Tier
+    extends: str | None = Field(
+        None, description="Path of a parent policy (relative to this file); fields override"
+    )
+    image: str = BASE_IMAGE
+    network: NetworkPolicy = Field(default_factory=NetworkPolicy)
+    filesystem: FilesystemPolicy = Field(default_factory=FilesystemPolicy)
+    process: ProcessPolicy = Field(default_factory=ProcessPolicy)
+    limits: Limits = Field(default_factory=Limits)
+    tools: ToolsPolicy = Field(default_factory=ToolsPolicy)
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="The exact environment of the sandbox; the host environment is never passed",
+    )
+    unsafe: Unsafe | None = None
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_values_are_strings(cls, v: object) -> object:
+        if isinstance(v, dict):
+            bad = [k for k, val in v.items() if not isinstance(val, str | int | float)]
+            if bad:
+                raise ValueError(f"env values must be strings (see {bad[0]})")
+            return {str(k): str(val) for k, val in v.items()}
+        return v
+
+    def digest(self) -> str:
+        """SHA-256 of the effective policy (after `extends`); recorded with every container."""
+        data = self.model_dump(mode="json", exclude={"extends"})
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()

@@ -1,0 +1,1 @@
+"""Inspect tasks grouped by tier, their data, and the offline scripted agents."""

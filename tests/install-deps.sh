@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Debian packages the tests need on the host: mmdebstrap builds the sandbox images without a
+# registry; chromium renders the audit's HTML report headless.
+set -euo pipefail
+need=()
+command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
