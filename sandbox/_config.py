@@ -1,0 +1,35 @@
+"""The sandbox configuration a task passes to the `tierlock` provider.
+
+`("tierlock", "policies/x.yaml")` is a policy path; `("tierlock", SandboxConfig(...))` also names
+the task's service sidecars (for the `internal` and `allowlist` network modes).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ServiceSpec(BaseModel):
+    """A task-defined sidecar container the sandbox can reach by name on its sample network."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image: str | None = Field(None, description="Image; default: the project's base image")
+    command: list[str] = Field(description="Command the service runs (e.g. a python3 server)")
+    files: dict[str, str] = Field(
+        default_factory=dict, description="Files written into the service before it starts"
+    )
+    env: dict[str, str] = Field(default_factory=dict)
+    port: int | None = Field(None, description="TCP port to wait for before the sample starts")
+    harden: bool = Field(True, description="Same hardening as the sandbox (default)")
+
+
+class SandboxConfig(BaseModel):
+    """Configuration of the tierlock sandbox provider."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy: str = Field(description="Path of the policy file")
+    services: dict[str, ServiceSpec] = Field(
+        default_factory=dict, description="Sidecars by name (reachable as that host name)"
+    )
