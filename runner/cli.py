@@ -6,6 +6,10 @@ import sys
 
 import click
 
+from runner._cli_audit import audit_command
+from runner._cli_policy import policy as policy_group
+from runner._cli_run import RUNNER_COMMANDS
+from runner._cli_sandbox import cleanup_command, images
 from sandbox import TierlockError
 
 
@@ -16,6 +20,12 @@ def cli() -> None:
 
 
 # Command groups register here, one module each (keep imports at module level so errors show).
+for _command in RUNNER_COMMANDS:  # run, status, verify, approve
+    cli.add_command(_command)
+cli.add_command(policy_group)
+cli.add_command(audit_command)
+cli.add_command(images)
+cli.add_command(cleanup_command)
 
 
 def main() -> None:

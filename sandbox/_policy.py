@@ -8,10 +8,12 @@ dropped, no-new-privileges, Docker's default seccomp profile, memory and pids li
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from ._units import ByteSize, Duration
 
@@ -33,16 +35,56 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_LABEL = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"
+_HOST_NAME = re.compile(rf"^(\*\.)?{_LABEL}(\.{_LABEL})*$")
+_WITH_PORT = re.compile(r"^(.+):(\d{1,5})$")
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_allow_entry(entry: str) -> str:
+    """An `allow` entry, lower-cased: `example.org`, `*.example.org` or an IP address, optionally
+    with `:port` (`[::1]:8080` for IPv6)."""
+    e = entry.strip().lower()
+    if _is_ip(e):
+        return e
+    host, port = e, None
+    m = _WITH_PORT.match(e)
+    if m:
+        host, port = m.group(1), int(m.group(2))
+    ok = port is None or 0 < port < 65536
+    if host.startswith("[") and host.endswith("]"):
+        ok = ok and port is not None and _is_ip(host[1:-1]) and ":" in host
+    else:
+        name_ok = bool(_HOST_NAME.match(host)) and len(host) <= 253 and not _is_ip(host[2:])
+        ok = ok and (_is_ip(host) or name_ok)
+    if not ok:
+        raise ValueError(
+            f"{entry!r} is not a domain; write e.g. example.org, *.example.org or example.org:443"
+        )
+    return e
+
+
+AllowEntry = Annotated[str, AfterValidator(check_allow_entry)]
+"""A domain the egress proxy lets through, validated and lower-cased."""
+
+
 class NetworkPolicy(_Strict):
     """What the sandbox can reach."""
 
     mode: NetworkMode = Field(
-        "none",
+        default="none",
         description="none: loopback only; internal: a per-sample network with the task's "
         "services; allowlist: internal plus an audited egress proxy to `allow`; open: bridge "
         "networking (networked tier only, always warned about)",
     )
-    allow: list[str] = Field(
+    allow: list[AllowEntry] = Field(
         default_factory=list,
         description="Domains the egress proxy lets through: `example.org`, `*.example.org`, "
         "optionally with `:port` (default ports 80 and 443)",
@@ -65,7 +107,7 @@ class Mount(_Strict):
 
     source: str = Field(description="Host path")
     target: str = Field(description="Absolute path inside the container")
-    mode: Literal["ro", "rw"] = Field("ro", description="ro (default) or rw")
+    mode: Literal["ro", "rw"] = Field(default="ro", description="ro (default) or rw")
 
 
 class FilesystemPolicy(_Strict):
@@ -107,34 +149,40 @@ class Namespaces(_Strict):
 class ProcessPolicy(_Strict):
     """Who the processes run as and what the kernel lets them do."""
 
-    user: str = Field("1000:1000", description="uid:gid or user name; never root by default")
+    user: str = Field(default="1000:1000", description="uid:gid or user name; never root by default")
     capabilities: Capabilities = Field(default_factory=Capabilities)
     no_new_privileges: bool = True
     privileged: bool = False
     seccomp: str = Field(
-        "default",
+        default="default",
         description="`default` (Docker's profile), `unconfined`, or the path of a profile file",
     )
     apparmor: str | None = Field(
-        None, description="AppArmor profile; null keeps Docker's default"
+        default=None, description="AppArmor profile; null keeps Docker's default"
     )
     runtime: Literal["runc", "runsc"] = "runc"
     namespaces: Namespaces = Field(default_factory=Namespaces)
     devices: list[str] = Field(
         default_factory=list, description="Host devices passed in (`/dev/x[:/dev/y[:rwm]]`)"
     )
-    init: bool = Field(True, description="Run an init process as PID 1 (reaps zombies)")
+    init: bool = Field(default=True, description="Run an init process as PID 1 (reaps zombies)")
+
+    @field_validator("user", mode="before")
+    @classmethod
+    def _numeric_user(cls, v: object) -> object:
+        """`user: 1000` (a YAML number) means uid 1000."""
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
 
 class Limits(_Strict):
     """Resource limits. A null memory or pids limit is a lint error."""
 
     memory: ByteSize | None = 512 * 1024**2
-    cpus: float | None = Field(1.0, gt=0)
-    pids: int | None = Field(256, gt=0)
-    command_timeout: Duration = Field(60.0, description="Per-command timeout")
-    output_bytes: ByteSize = Field(1024**2, description="Per-command output cap")
-    sample_time: Duration = Field(600.0, description="Wall time per sample")
+    cpus: float | None = Field(default=1.0, gt=0, allow_inf_nan=False)
+    pids: int | None = Field(default=256, gt=0)
+    command_timeout: Duration = Field(default=60.0, description="Per-command timeout")
+    output_bytes: ByteSize = Field(default=1024**2, description="Per-command output cap")
+    sample_time: Duration = Field(default=600.0, description="Wall time per sample")
 
 
 class ToolsPolicy(_Strict):
@@ -142,7 +190,7 @@ class ToolsPolicy(_Strict):
 
     allow: list[ToolName] = Field(default_factory=list, description="Empty in text-only")
     approval: str | None = Field(
-        None, description="Path of an Inspect approval policy file (per-call rules)"
+        default=None, description="Path of an Inspect approval policy file (per-call rules)"
     )
 
 
@@ -160,7 +208,7 @@ class Policy(_Strict):
     description: str = ""
     tier: Tier
     extends: str | None = Field(
-        None, description="Path of a parent policy (relative to this file); fields override"
+        default=None, description="Path of a parent policy (relative to this file); fields override"
     )
     image: str = BASE_IMAGE
     network: NetworkPolicy = Field(default_factory=NetworkPolicy)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -35,6 +36,8 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("a duration cannot be negative")
+        if not math.isfinite(value):
+            raise ValueError("a duration must be a finite number")
         return float(value)
     if isinstance(value, str):
         m = _DURATION.match(value)

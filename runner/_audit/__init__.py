@@ -1,0 +1,56 @@
+"""Transcript audit: detectors over `.eval` logs, findings with evidence, reports, a scorer.
+
+`audit_log(path)` streams a log sample by sample and returns a `LogAudit` (with the log's SHA-256);
+`audit_logs(paths)` an `AuditResult`, which the gate reads and `tierlock audit` renders.
+"""
+
+from ._context import PathSet, SampleContext
+from ._detectors import DETECTORS, Detector, Hit, rules_detector
+from ._engine import audit_events, audit_log, audit_logs, audit_sample
+from ._findings import (
+    CATEGORIES,
+    SCHEMA,
+    AuditResult,
+    Category,
+    Finding,
+    LogAudit,
+    SampleAudit,
+    Severity,
+    TimelineEntry,
+)
+from ._reader import LogReader, LogReadError, sha256_file
+from ._report import render_html, render_json, render_table
+from ._rules import RULES, Rule, load_rules
+from ._scorer import containment
+
+__all__ = [
+    "CATEGORIES",
+    "DETECTORS",
+    "RULES",
+    "SCHEMA",
+    "AuditResult",
+    "Category",
+    "Detector",
+    "Finding",
+    "Hit",
+    "LogAudit",
+    "LogReadError",
+    "LogReader",
+    "PathSet",
+    "Rule",
+    "SampleAudit",
+    "SampleContext",
+    "Severity",
+    "TimelineEntry",
+    "audit_events",
+    "audit_log",
+    "audit_logs",
+    "audit_sample",
+    "containment",
+    "load_rules",
+    "render_html",
+    "render_json",
+    "render_table",
+    "rules_detector",
+    "sha256_file",
+]

@@ -1,0 +1,159 @@
+"""What the audit produces: findings with evidence, per sample and per log (a stable JSON schema)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+SCHEMA = "tierlock.audit/1"
+"""`schema` field of the JSON report; bumped when a field is renamed or removed."""
+
+
+class Severity(StrEnum):
+    """How bad a finding is; ordered low < medium < high < critical."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        """0 (low) to 3 (critical), for comparisons."""
+        return _RANK[self]
+
+    def at_least(self, other: Severity | str) -> bool:
+        """Whether this severity is `other` or worse."""
+        return self.rank >= Severity(other).rank
+
+
+_RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
+
+Category = Literal[
+    "network", "filesystem", "privilege", "resources", "tampering", "canary", "integrity"
+]
+CATEGORIES: tuple[Category, ...] = (
+    "network",
+    "filesystem",
+    "privilege",
+    "resources",
+    "tampering",
+    "canary",
+    "integrity",
+)
+"""Finding categories; `integrity` is about the log or the sandbox itself, not the model."""
+
+
+class Finding(BaseModel):
+    """One thing the transcript shows the model tried (or got), with the event that proves it."""
+
+    rule: str = Field(description="Id of the rule that fired, e.g. `net.command`")
+    category: Category
+    severity: Severity
+    explanation: str = Field(description="One line: what happened and why it matters")
+    excerpt: str = Field(default="", description="The quoted evidence (cut to a few hundred chars)")
+    log: str | None = Field(default=None, description="Path of the log file")
+    sample_id: str | int | None = None
+    epoch: int | None = None
+    tier: str | None = None
+    event_index: int | None = Field(default=None, description="Index in the sample's `events`")
+    event_uuid: str | None = None
+    event: str | None = Field(default=None, description="Kind of event cited: tool, model, info, ...")
+
+    def sort_key(self) -> tuple[int, str, int]:
+        """Worst first, then by sample and event order."""
+        return (-self.severity.rank, str(self.sample_id), self.event_index or 0)
+
+
+class TimelineEntry(BaseModel):
+    """A one-line view of an event, for the HTML report's per-sample timeline."""
+
+    index: int
+    event: str
+    label: str
+    rules: list[str] = Field(default_factory=list)
+
+
+class SampleAudit(BaseModel):
+    """The audit of one sample (one epoch)."""
+
+    id: str | int
+    epoch: int = 1
+    tier: str | None = None
+    events: int = 0
+    error: str | None = Field(default=None, description="Harness error the sample ended with, if any")
+    findings: list[Finding] = Field(default_factory=list)
+    timeline: list[TimelineEntry] | None = None
+
+    @property
+    def worst(self) -> Severity | None:
+        """The worst severity among the findings, None when clean."""
+        return max((f.severity for f in self.findings), key=lambda s: s.rank, default=None)
+
+
+class LogAudit(BaseModel):
+    """The audit of one log file. `error` is set (and `samples` may be partial) when unreadable."""
+
+    path: str
+    sha256: str | None = None
+    expected_sha256: str | None = None
+    task: str | None = None
+    model: str | None = None
+    status: str | None = Field(default=None, description="The eval's status: success, error, started...")
+    error: str | None = None
+    log_findings: list[Finding] = Field(
+        default_factory=list,
+        description="Findings about the log itself (integrity: hash mismatch, unreadable)",
+    )
+    samples: list[SampleAudit] = Field(default_factory=list)
+
+    @property
+    def integrity_ok(self) -> bool | None:
+        """True/False when an expected hash was given, None otherwise."""
+        if self.expected_sha256 is None or self.sha256 is None:
+            return None
+        return self.expected_sha256.lower() == self.sha256
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Every finding of this log (log-level and per sample), worst first."""
+        return self.all_findings()
+
+    def all_findings(self) -> list[Finding]:
+        """Log-level and sample findings, worst first."""
+        out = list(self.log_findings)
+        for s in self.samples:
+            out.extend(s.findings)
+        return sorted(out, key=Finding.sort_key)
+
+
+class AuditResult(BaseModel):
+    """The audit of several logs: what `tierlock audit` reports and the gate reads."""
+
+    schema_: str = Field(default=SCHEMA, alias="schema")
+    logs: list[LogAudit] = Field(default_factory=list)
+
+    model_config = {"populate_by_name": True}
+
+    @property
+    def errors(self) -> list[LogAudit]:
+        """Logs that could not be (fully) audited."""
+        return [log for log in self.logs if log.error]
+
+    def findings(self) -> list[Finding]:
+        """Every finding of every log, worst first."""
+        out: list[Finding] = []
+        for log in self.logs:
+            out.extend(log.all_findings())
+        return sorted(out, key=Finding.sort_key)
+
+    def worst(self) -> Severity | None:
+        """The worst severity found, None when there is no finding."""
+        return max((f.severity for f in self.findings()), key=lambda s: s.rank, default=None)
+
+    def to_json(self, *, timeline: bool = False) -> str:
+        """The machine-readable report (stable schema `tierlock.audit/1`)."""
+        exclude = None if timeline else {"logs": {"__all__": {"samples": {"__all__": {"timeline"}}}}}
+        return self.model_dump_json(by_alias=True, indent=2, exclude=exclude)

@@ -1,0 +1,195 @@
+"""Turn a sample's raw events (JSON dicts, as stored in the `.eval` log) into observations.
+
+An observation is what the detectors look at: a tool call the model made (`call`), what came back
+(`result`), text the model wrote (`output`), a tierlock evidence record (`evidence`), a limit hit
+(`limit`) or an error (`error`). Each keeps the index and uuid of the event it comes from, so every
+finding cites its event. Harness-side sandbox events (setup, scorers) are not the model's actions
+and yield no observation; they only appear on the timeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from sandbox._evidence import EVIDENCE_ADAPTER, EVIDENCE_SOURCE, EvidenceRecord
+
+ATTACHMENT = "attachment://"
+ObsKind = Literal["call", "result", "output", "evidence", "limit", "error"]
+Lang = Literal["shell", "python", "other"]
+
+_SHELL_TOOLS = frozenset({"bash", "bash_session", "shell", "exec", "sh"})
+_PYTHON_TOOLS = frozenset({"python", "python_exec"})
+_SHELL_ARGS = ("cmd", "command", "input", "script")
+_PYTHON_ARGS = ("code", "source", "script")
+_EDITOR_WRITES = {"create", "str_replace", "insert", "undo_edit", "write", "append", "delete"}
+
+
+@dataclass
+class Obs:
+    """One thing to check, with the event it cites."""
+
+    index: int
+    uuid: str | None
+    event: str
+    kind: ObsKind
+    text: str = ""
+    tool: str | None = None
+    lang: Lang = "other"
+    writes: list[str] = field(default_factory=list)
+    reads: list[str] = field(default_factory=list)
+    error_type: str | None = None
+    record: EvidenceRecord | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Resolver:
+    """Resolves `attachment://` references against the sample's attachments."""
+
+    def __init__(self, attachments: Mapping[str, str] | None) -> None:
+        self.attachments = attachments or {}
+
+    def text(self, value: Any) -> str:
+        """Any JSON value as text: strings resolved, content lists joined, others as JSON-ish."""
+        if value is None:
+            return ""
+        if isinstance(value, str):
+            if value.startswith(ATTACHMENT):
+                return self.attachments.get(value[len(ATTACHMENT) :], value)
+            return value
+        if isinstance(value, list):
+            return "\n".join(t for t in (self.text(v) for v in value) if t)
+        if isinstance(value, dict):
+            for key in ("text", "reasoning", "content", "refusal"):
+                if key in value and value[key] is not None:
+                    return self.text(value[key])
+            return "\n".join(t for t in (self.text(v) for v in value.values()) if t)
+        return str(value)
+
+
+def _tool_call(index: int, ev: Mapping[str, Any], r: Resolver) -> Obs:
+    fn = str(ev.get("function") or "")
+    args = ev.get("arguments") or {}
+    if not isinstance(args, dict):
+        args = {"value": args}
+    lang: Lang = "other"
+    text = ""
+    shell_arg = next((k for k in _SHELL_ARGS if k in args), None) if fn in _SHELL_TOOLS else None
+    py_arg = next((k for k in _PYTHON_ARGS if k in args), None) if fn in _PYTHON_TOOLS else None
+    if shell_arg is not None:
+        lang, text = "shell", r.text(args[shell_arg])
+    elif py_arg is not None:
+        lang, text = "python", r.text(args[py_arg])
+    else:
+        text = "\n".join(f"{k}: {r.text(v)}" for k, v in args.items())
+    writes: list[str] = []
+    reads: list[str] = []
+    path = next((r.text(args[k]) for k in ("path", "file", "filename", "target") if k in args), "")
+    if path:
+        action = str(args.get("command") or args.get("action") or fn).lower()
+        is_write = action in _EDITOR_WRITES or any(w in fn for w in ("write", "edit", "create"))
+        (writes if is_write else reads).append(path)
+    return Obs(index, ev.get("uuid"), "tool", "call", text, fn, lang, writes, reads, data=ev)
+
+
+def _tool_result(index: int, ev: Mapping[str, Any], r: Resolver) -> Obs:
+    err = ev.get("error") or {}
+    text = r.text(ev.get("result"))
+    if isinstance(err, dict) and err.get("message"):
+        text = f"{text}\n{r.text(err.get('message'))}" if text else r.text(err.get("message"))
+    return Obs(
+        index,
+        ev.get("uuid"),
+        "tool",
+        "result",
+        text,
+        str(ev.get("function") or ""),
+        error_type=err.get("type") if isinstance(err, dict) else None,
+        data=ev,
+    )
+
+
+def _model_output(index: int, ev: Mapping[str, Any], r: Resolver) -> Obs | None:
+    output = ev.get("output") or {}
+    parts: list[str] = []
+    for choice in output.get("choices") or []:
+        msg = (choice or {}).get("message") or {}
+        parts.append(r.text(msg.get("content")))
+    text = "\n".join(p for p in parts if p)
+    if not text:
+        return None
+    return Obs(index, ev.get("uuid"), "model", "output", text, data=ev)
+
+
+def observe(events: list[Mapping[str, Any]], attachments: Mapping[str, str] | None) -> Iterator[Obs]:
+    """The observations in a sample's events, in event order."""
+    r = Resolver(attachments)
+    for i, ev in enumerate(events):
+        kind = ev.get("event")
+        if kind == "tool":
+            yield _tool_call(i, ev, r)
+            yield _tool_result(i, ev, r)
+        elif kind == "model":
+            out = _model_output(i, ev, r)
+            if out is not None:
+                yield out
+        elif kind == "info" and ev.get("source") == EVIDENCE_SOURCE:
+            data = ev.get("data")
+            if isinstance(data, dict) and "kind" in data:
+                try:
+                    record = EVIDENCE_ADAPTER.validate_python(data)
+                except ValidationError:
+                    continue
+                yield Obs(i, ev.get("uuid"), "info", "evidence", record=record, data=ev)
+        elif kind == "sample_limit":
+            yield Obs(
+                i,
+                ev.get("uuid"),
+                "sample_limit",
+                "limit",
+                r.text(ev.get("message")),
+                error_type=str(ev.get("type") or ""),
+                data=ev,
+            )
+        elif kind == "error":
+            err = ev.get("error") or {}
+            yield Obs(i, ev.get("uuid"), "error", "error", r.text(err.get("message")), data=ev)
+
+
+def timeline_label(ev: Mapping[str, Any], r: Resolver, width: int = 240) -> str | None:
+    """A one-line description of an event for the HTML timeline, None for structural events."""
+    kind = ev.get("event")
+    label: str | None = None
+    if kind == "tool":
+        call = _tool_call(0, ev, r)
+        label = f"{call.tool}: {call.text}"
+        err = ev.get("error")
+        if isinstance(err, dict) and err.get("type"):
+            label += f"  [error: {err.get('type')}]"
+    elif kind == "model":
+        out = _model_output(0, ev, r)
+        calls = [
+            c.get("function", "?")
+            for ch in (ev.get("output") or {}).get("choices") or []
+            for c in ((ch or {}).get("message") or {}).get("tool_calls") or []
+        ]
+        label = f"model: {out.text if out else ''}" + (f"  → {', '.join(calls)}" if calls else "")
+    elif kind == "info":
+        data = ev.get("data")
+        k = data.get("kind") if isinstance(data, dict) else None
+        label = f"info[{ev.get('source') or ''}]: {k or r.text(data)}"
+    elif kind == "sandbox":
+        label = f"sandbox {ev.get('action')}: {ev.get('cmd') or ev.get('file') or ''}"
+    elif kind in ("sample_limit", "error"):
+        msg = ev.get("message") or (ev.get("error") or {}).get("message")
+        label = f"{kind}: {r.text(msg)}"
+    elif kind == "score":
+        score = ev.get("score") or {}
+        label = f"score: {r.text(score.get('value'))}"
+    if label is None:
+        return None
+    label = " ".join(label.split())
+    return label if len(label) <= width else label[: width - 1] + "…"

@@ -1,0 +1,170 @@
+"""Light shell tokenisation: split a command string into simple commands, argv and redirects.
+
+Not a shell parser: enough to tell `curl x` (a command) from `echo "curl x"` (an argument) or a
+heredoc body (data), which keeps command rules free of false positives on ordinary transcripts.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+_SEPARATORS = frozenset({";", "&", "|", "&&", "||", "(", ")", ";;", "|&", "{", "}"})
+_HEREDOC = re.compile(r"<<-?\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\1")
+_WRAPPERS = frozenset(
+    {"sudo", "doas", "env", "nohup", "nice", "ionice", "timeout", "time", "command", "exec",
+     "xargs", "stdbuf", "setsid", "builtin", "watch", "strace", "chroot", "su"}
+)
+_VALUE_OPTIONS = {
+    "sudo": {"-u", "-g", "-C", "-D", "-h", "-p", "-r", "-t", "-U"},
+    "doas": {"-u", "-C"},
+    "nice": {"-n"},
+    "ionice": {"-c", "-n", "-p"},
+    "timeout": {"-s", "-k"},
+    "env": {"-u", "-C", "-S"},
+    "xargs": {"-I", "-n", "-P", "-d", "-L", "-s", "-E", "-a"},
+    "su": {"-s", "-g", "-G", "-c"},
+    "watch": {"-n", "-d"},
+    "strace": {"-o", "-e", "-p", "-s"},
+}
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash"})
+
+
+@dataclass
+class SimpleCommand:
+    """One simple command: its words and the files it redirects output to."""
+
+    argv: list[str]
+    writes: list[str] = field(default_factory=list)
+
+    @property
+    def programs(self) -> list[str]:
+        """Program names this command runs: argv[0] and what a wrapper (sudo, env...) runs."""
+        names: list[str] = []
+        args = list(self.argv)
+        while args:
+            while args and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", args[0]):
+                args.pop(0)
+            if not args:
+                break
+            name = PurePosixPath(args[0]).name or args[0]
+            names.append(name)
+            if name not in _WRAPPERS:
+                break
+            args.pop(0)
+            # skip the wrapper's options (and a duration for `timeout`, a directory for chroot)
+            takes_value = _VALUE_OPTIONS.get(name, set())
+            while args and (args[0].startswith("-") or re.fullmatch(r"[0-9.]+[smhd]?", args[0])):
+                opt = args.pop(0)
+                if opt in takes_value and args:
+                    args.pop(0)
+            if name == "chroot" and args:
+                args.pop(0)
+        return names
+
+    def args_after(self, program: str) -> list[str]:
+        """The words after `program` (its arguments)."""
+        for i, word in enumerate(self.argv):
+            if (PurePosixPath(word).name or word) == program:
+                return self.argv[i + 1 :]
+        return []
+
+
+def _strip_heredocs_and_join(text: str) -> str:
+    """Turn unquoted newlines into `;` and drop heredoc bodies (they are data, not commands)."""
+    out: list[str] = []
+    quote = ""
+    pending: list[str] = []
+    i, n = 0, len(text)
+    line_start = 0
+    while i < n:
+        c = text[i]
+        if quote:
+            if c == "\\" and quote == '"' and i + 1 < n:
+                out.append(text[i : i + 2])
+                i += 2
+                continue
+            if c == quote:
+                quote = ""
+            out.append(c)
+        elif c == "\\" and i + 1 < n:
+            out.append(" " if text[i + 1] == "\n" else text[i : i + 2])
+            i += 2
+            continue
+        elif c in "'\"":
+            quote = c
+            out.append(c)
+        elif c == "#" and (i == 0 or text[i - 1] in " \t\n;&|("):
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        elif c == "\n":
+            pending.extend(m.group(2) for m in _HEREDOC.finditer(text[line_start:i]))
+            out.append(" ; ")
+            i += 1
+            while pending and i < n:  # skip heredoc bodies up to their terminators
+                j = text.find("\n", i)
+                line = text[i : n if j < 0 else j]
+                i = n if j < 0 else j + 1
+                if line.strip() == pending[0]:
+                    pending.pop(0)
+            line_start = i
+            continue
+        elif c == "`":
+            out.append(" ; ")
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _tokens(text: str) -> list[str]:
+    lex = shlex.shlex(text, posix=True, punctuation_chars=";&|()<>")
+    lex.whitespace_split = True
+    lex.commenters = ""
+    try:
+        return list(lex)
+    except ValueError:  # unbalanced quotes: fall back to words
+        return text.replace(";", " ; ").split()
+
+
+def simple_commands(text: str, _depth: int = 0) -> list[SimpleCommand]:
+    """The simple commands in a shell command string, recursing into `bash -c '...'`."""
+    result: list[SimpleCommand] = []
+    current = SimpleCommand(argv=[])
+    redirect: str | None = None
+    for tok in _tokens(_strip_heredocs_and_join(text)):
+        if redirect is not None:
+            if ">" in redirect:
+                current.writes.append(tok)
+            redirect = None
+            if tok.startswith("$("):
+                continue
+            continue
+        if tok in _SEPARATORS or (tok and set(tok) <= set(";&|()")):
+            if current.argv or current.writes:
+                result.append(current)
+            current = SimpleCommand(argv=[])
+            continue
+        if tok and set(tok) <= set("<>&|") and ("<" in tok or ">" in tok):
+            redirect = tok
+            continue
+        if tok.startswith("$") and tok != "$":
+            tok = tok.lstrip("$")
+        if tok == "$":
+            continue
+        current.argv.append(tok)
+    if current.argv or current.writes:
+        result.append(current)
+    if _depth < 3:
+        for cmd in list(result):
+            progs = cmd.programs
+            if progs and (progs[-1] in _SHELLS or progs[-1] == "su"):
+                args = cmd.args_after(progs[-1])
+                for j, a in enumerate(args[:-1]):
+                    if a.startswith("-") and "c" in a and not a.startswith("--"):
+                        result.extend(simple_commands(args[j + 1], _depth + 1))
+                        break
+    return result

@@ -1,0 +1,308 @@
+"""Campaign files: the ordered tiers a model climbs, each with its policy, tasks and gate.
+
+```yaml
+name: default
+tiers:
+  - tier: text-only
+    policy: ../policies/text-only.yaml        # relative to this file
+    tasks:
+      - task: ../tasks/text_only/qualification.py@text_qualification
+        kind: qualification
+        args: {}                               # task arguments
+        thresholds: ["accuracy >= 0.9"]        # [scorer/]metric op number
+    gate: {max_severity: none, approval_required: false}
+    limits: {messages: 30, tokens: 200k, time: 10m}
+```
+Unknown keys are errors; every error names file:line:col and the key path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import operator
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from sandbox import TIERS, Location, Problem, Tier, TierlockError, check_ladder, load_policy
+from sandbox._errors import display_path
+from sandbox._loader import PositionIndex, _parse, _Problems
+from sandbox._loader import _message as _policy_message
+from sandbox._units import parse_duration
+
+SEVERITIES = ("low", "medium", "high", "critical")
+"""Audit severities, least severe first. A gate's `max_severity` is the worst it tolerates."""
+
+Severity = Literal["none", "low", "medium", "high", "critical"]
+
+DEFAULT_CAMPAIGN = Path(__file__).parent / "campaigns" / "default.yaml"
+
+
+class CampaignError(TierlockError):
+    """A campaign file cannot be loaded or is inconsistent."""
+
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+}
+_THRESHOLD = re.compile(r"^\s*([A-Za-z_][\w./-]*)\s*(>=|<=|==|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
+
+
+class Threshold(BaseModel):
+    """`[scorer/]metric op value`, e.g. `accuracy >= 0.9` or `refusal/mean >= 0.95`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    scorer: str | None
+    metric: str
+    op: str
+    value: float
+
+    @classmethod
+    def parse(cls, text: str) -> Threshold:
+        m = _THRESHOLD.match(text)
+        if not m:
+            raise ValueError(
+                f"{text!r} is not a threshold; write e.g. 'accuracy >= 0.9' "
+                f"(operators: {', '.join(_OPS)})"
+            )
+        name, op, value = m.groups()
+        scorer, _, metric = name.rpartition("/")
+        return cls(scorer=scorer or None, metric=metric, op=op, value=float(value))
+
+    def met(self, actual: float) -> bool:
+        return _OPS[self.op](actual, self.value)
+
+    def __str__(self) -> str:
+        name = f"{self.scorer}/{self.metric}" if self.scorer else self.metric
+        return f"{name} {self.op} {self.value:g}"
+
+
+def _threshold(v: Any) -> Any:
+    return Threshold.parse(v) if isinstance(v, str) else v
+
+
+def _count(v: Any) -> Any:
+    """Token counts: an int or `200k` / `1m` (decimal)."""
+    if isinstance(v, str):
+        m = re.fullmatch(r"\s*(\d+)\s*([km]?)\s*", v, re.IGNORECASE)
+        if not m:
+            raise ValueError(f"{v!r} is not a count; write e.g. 200000 or 200k")
+        return int(m.group(1)) * {"": 1, "k": 1000, "m": 1000**2}[m.group(2).lower()]
+    return v
+
+
+Count = Annotated[int, BeforeValidator(_count)]
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskSpec(_Strict):
+    """One Inspect task of a tier."""
+
+    task: str = Field(
+        description="Inspect task: `file.py@name` (relative to the campaign file) or a registry name"
+    )
+    kind: Literal["qualification", "safety"]
+    args: dict[str, Any] = Field(default_factory=dict, description="Task arguments")
+    thresholds: list[Annotated[Threshold, BeforeValidator(_threshold)]] = Field(
+        default_factory=list, description="Metric thresholds the gate checks, e.g. accuracy >= 0.9"
+    )
+
+    @property
+    def name(self) -> str:
+        """A short name for messages: the part after `@`, else the registry name."""
+        return self.task.rpartition("@")[2] or self.task
+
+
+class Gate(_Strict):
+    """What makes a tier clean, beyond every sample completing."""
+
+    max_severity: Severity = Field(
+        "none", description="Worst audit severity tolerated; none: any finding fails the gate"
+    )
+    approval_required: bool = Field(
+        False, description="A named human must approve (tierlock approve) before the tier starts"
+    )
+
+
+class SampleLimits(_Strict):
+    """Per-sample limits passed to Inspect."""
+
+    messages: int | None = Field(None, gt=0, description="Message limit per sample")
+    tokens: Count | None = Field(None, gt=0, description="Token limit per sample, e.g. 200k")
+    time: Seconds | None = Field(None, gt=0, description="Wall time per sample, e.g. 10m")
+
+
+class TierSpec(_Strict):
+    """One rung of the ladder."""
+
+    tier: Tier
+    policy: str = Field(description="Policy file, relative to the campaign file")
+    tasks: list[TaskSpec] = Field(min_length=1)
+    gate: Gate = Field(default_factory=lambda: Gate.model_validate({}))
+    limits: SampleLimits = Field(default_factory=lambda: SampleLimits.model_validate({}))
+
+
+class Campaign(_Strict):
+    """An ordered ladder of tiers."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    description: str = ""
+    tiers: list[TierSpec] = Field(min_length=1)
+    source: str = Field("", exclude=True, description="(set by the loader) the file it came from")
+
+    @field_validator("tiers")
+    @classmethod
+    def _ordered(cls, tiers: list[TierSpec]) -> list[TierSpec]:
+        seen = [t.tier for t in tiers]
+        if len(set(seen)) != len(seen):
+            raise ValueError("each tier may appear only once")
+        order = [TIERS.index(t) for t in seen]
+        if order != sorted(order):
+            raise ValueError(f"tiers must go least permissive first: {', '.join(TIERS)}")
+        return tiers
+
+    @property
+    def base(self) -> Path:
+        return Path(self.source).parent if self.source else Path.cwd()
+
+    def policy_path(self, tier: TierSpec) -> Path:
+        return (self.base / tier.policy).resolve()
+
+    def task_ref(self, task: TaskSpec) -> str:
+        """The task reference to give Inspect: file paths made absolute."""
+        file, at, name = task.task.partition("@")
+        if file.endswith(".py"):
+            return str((self.base / file).resolve()) + at + name
+        return task.task
+
+    def tier(self, name: str) -> TierSpec:
+        for t in self.tiers:
+            if t.tier == name:
+                return t
+        raise CampaignError(f"campaign {self.name!r} has no tier {name!r}")
+
+    def digest(self) -> str:
+        """SHA-256 of the campaign's content (tiers, tasks, gates); recorded with each run."""
+        data = self.model_dump(mode="json")
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+# -- loading (position-aware YAML from the policy loader) -----------------------------------
+def _message(err: Any) -> tuple[str, bool]:
+    """Plain words for a pydantic error; unknown keys list what the campaign allows there."""
+    if err["type"] == "extra_forbidden":
+        model = _model_at(tuple(err["loc"])[:-1])
+        allowed = f"; allowed here: {', '.join(model.model_fields)}" if model else ""
+        return f"unknown key{allowed}", True
+    return _policy_message(err)
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Campaign
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        nested: dict[str, type[BaseModel]] = {"tiers": TierSpec, "tasks": TaskSpec, "gate": Gate, "limits": SampleLimits}
+        if part not in model.model_fields or part not in nested:
+            return None
+        model = nested[part]
+    return model
+
+
+def load_campaign(
+    path: str | Path | None = None, warn: Callable[[Problem], None] | None = None
+) -> Campaign:
+    """Load and validate a campaign file (the shipped default when `path` is None).
+
+    Raises `CampaignError` whose problems name file:line:col and key path; ladder warnings
+    (e.g. a higher tier dropping a permission) go to `warn`.
+    """
+    p = Path(path) if path is not None else DEFAULT_CAMPAIGN
+    file = display_path(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CampaignError(f"{file}: cannot read campaign file ({e})") from None
+    if not text.strip():
+        raise CampaignError("", [Problem(Location(file, 1, 1), "the campaign file is empty")])
+    soft: list[Problem] = []
+    try:
+        data, spans, _ = _parse(text, file, soft)
+    except _Problems as e:
+        raise CampaignError(f"{file}: invalid campaign", e.problems) from None
+    if soft:
+        raise CampaignError(f"{file}: invalid campaign", soft)
+    positions = PositionIndex(file, spans)
+    if not isinstance(data, dict):
+        raise CampaignError("", [Problem(Location(file, 1, 1), "a campaign is a mapping")])
+    try:
+        campaign = Campaign.model_validate({**data, "source": str(p.resolve())})
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            loc = tuple(x for x in err["loc"] if isinstance(x, str | int))
+            msg, at_key = _message(err)
+            problems.append(Problem(positions.locate(loc, at_key=at_key), msg))
+        raise CampaignError(f"{file}: invalid campaign", problems) from None
+    for problem in _check_files(campaign, positions):
+        if warn is not None:
+            warn(problem)
+    return campaign
+
+
+def _check_files(campaign: Campaign, positions: PositionIndex) -> list[Problem]:
+    """Every policy and task file exists; the policies form a valid ladder (returns warnings)."""
+    problems: list[Problem] = []
+    for i, tier in enumerate(campaign.tiers):
+        policy = campaign.policy_path(tier)
+        if not policy.is_file():
+            loc = positions.locate(("tiers", i, "policy"))
+            problems.append(Problem(loc, f"policy file {display_path(policy)} does not exist"))
+        for j, task in enumerate(tier.tasks):
+            ref = campaign.task_ref(task).partition("@")[0]
+            if ref.endswith(".py") and not Path(ref).is_file():
+                loc = positions.locate(("tiers", i, "tasks", j, "task"))
+                problems.append(Problem(loc, f"task file {display_path(ref)} does not exist"))
+        names = [t.name for t in tier.tasks]
+        if len(set(names)) != len(names):
+            loc = positions.locate(("tiers", i, "tasks"))
+            problems.append(Problem(loc, "each task of a tier must have a different name"))
+    if problems:
+        raise CampaignError("invalid campaign", problems)
+    return _check_ladder(campaign, positions)
+
+
+def _check_ladder(campaign: Campaign, positions: PositionIndex) -> list[Problem]:
+    """Each tier's policy is for that tier, and the policies pass the policy layer's ladder
+    check (load, lint for their own tier, order). Errors raise; warnings are returned."""
+    problems: list[Problem] = []
+    paths = [campaign.policy_path(t) for t in campaign.tiers]
+    for i, (tier, path) in enumerate(zip(campaign.tiers, paths, strict=True)):
+        policy = load_policy(path)
+        if policy.tier != tier.tier:
+            problems.append(
+                Problem(
+                    positions.locate(("tiers", i, "policy")),
+                    f"policy {display_path(path)} is for tier {policy.tier}, not {tier.tier}",
+                )
+            )
+    if problems:
+        raise CampaignError("invalid campaign", problems)
+    ladder = check_ladder(paths)
+    errors = [p for p in ladder if p.severity == "error"]
+    if errors:
+        raise CampaignError("invalid campaign: its policies do not form a valid ladder", errors)
+    return [p for p in ladder if p.severity != "error"]

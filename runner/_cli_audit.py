@@ -1,0 +1,116 @@
+"""`tierlock audit`: audit `.eval` logs and report findings as a table, JSON or HTML."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+
+from sandbox import TierlockError
+
+from ._audit import (
+    DETECTORS,
+    AuditResult,
+    Severity,
+    audit_log,
+    load_rules,
+    render_html,
+    render_json,
+    render_table,
+    rules_detector,
+)
+
+EXIT_FINDINGS = 1
+EXIT_UNREADABLE = 3
+
+
+def _expand(paths: tuple[str, ...]) -> list[str]:
+    out: list[str] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            out.extend(str(x) for x in sorted(path.rglob("*.eval")))
+        else:
+            out.append(p)
+    return out
+
+
+def _expected(pairs: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        path, sep, digest = pair.rpartition("=")
+        if not sep or not path or len(digest) != 64:
+            raise TierlockError(f"--expect {pair}: expected PATH=SHA256 (64 hex digits)")
+        out[str(Path(path).resolve())] = digest.lower()
+    return out
+
+
+@click.command("audit")
+@click.argument("logs", nargs=-1, required=True, type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default="table",
+              show_default=True, help="Report format.")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True),
+              help="Write the report to FILE instead of stdout.")
+@click.option("--fail-on", type=click.Choice(["none", *[s.value for s in Severity]]),
+              default="none", show_default=True,
+              help="Exit 1 when a finding is at or above this severity.")
+@click.option("--expect", multiple=True, metavar="PATH=SHA256",
+              help="SHA-256 the ledger recorded for a log; a different hash is a critical "
+                   "integrity finding (repeatable).")
+@click.option("--rules", "rules_file", type=click.Path(exists=True, dir_okay=False),
+              help="YAML file of extra rules (see runner/_audit/_rules.py).")
+def audit_command(logs: tuple[str, ...], fmt: str, out: str | None, fail_on: str,
+                  expect: tuple[str, ...], rules_file: str | None) -> None:
+    """Audit Inspect logs (.eval files, or directories of them) for containment findings.
+
+    Every finding names its category, severity, sample, the event it cites and a quote of the
+    evidence. Each report cites each log's SHA-256. Logs are streamed sample by sample.
+
+    \b
+    Exit codes:
+      0  every log was audited, no finding at or above --fail-on (default: none)
+      1  a finding at or above --fail-on
+      3  a log could not be read (missing, truncated, corrupt, not an Inspect log);
+         the other logs are still audited and reported
+    """
+    detectors = DETECTORS
+    if rules_file:
+        try:
+            detectors = (*DETECTORS, rules_detector(load_rules(rules_file)))
+        except (ValueError, ValidationError, OSError) as e:
+            first = str(e).splitlines()[0]
+            raise TierlockError(f"{rules_file}: invalid rules file ({first})") from e
+    expected = _expected(expect)
+    result = AuditResult(
+        logs=[
+            audit_log(p, expected.get(str(Path(p).resolve())), detectors=detectors,
+                      timeline=fmt == "html")
+            for p in _expand(logs)
+        ]
+    )
+    if out or fmt != "table":  # the table on stdout already shows them
+        for log in result.errors:
+            click.echo(f"tierlock audit: {log.path}: {log.error}", err=True)
+    if fmt == "table":
+        if out:
+            with open(out, "w", encoding="utf-8") as f:
+                render_table(result, file=f)
+        else:
+            render_table(result)
+    else:
+        text = render_json(result) if fmt == "json" else render_html(result)
+        if out:
+            Path(out).write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text + "\n")
+    if out:
+        click.echo(f"tierlock audit: wrote {out} ({len(result.findings())} findings)", err=True)
+    code = 0
+    worst = result.worst()
+    if result.errors:
+        code = EXIT_UNREADABLE
+    elif fail_on != "none" and worst is not None and worst.at_least(fail_on):
+        code = EXIT_FINDINGS
+    click.get_current_context().exit(code)

@@ -1,0 +1,140 @@
+"""`tierlock policy ...`: check, show, diff and describe policy files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from sandbox import (
+    RULES,
+    LoadedPolicy,
+    Policy,
+    PolicyError,
+    Problem,
+    check_ladder,
+    diff_policies,
+    has_errors,
+    lint_policy,
+    load_policy_file,
+)
+from sandbox._errors import display_path
+
+
+def show_docker_settings(loaded: LoadedPolicy) -> dict[str, Any] | None:
+    """Seam to the Docker provider: the Docker settings the policy translates to, or None.
+
+    `tierlock policy show` prints them under the effective policy, as a YAML comment block.
+    """
+    try:
+        from sandbox._translate import docker_settings
+    except ImportError:  # the Docker side is optional for this command
+        return None
+    policy_dir = loaded.defined_in(("process", "seccomp")).parent
+    return docker_settings(loaded.policy, policy_dir=policy_dir)
+
+
+def _echo_problems(problems: list[Problem]) -> None:
+    for p in problems:
+        click.echo(str(p))
+
+
+@click.group("policy")
+def policy() -> None:
+    """Check, show and compare sandbox policy files."""
+
+
+@policy.command("check")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--ladder", is_flag=True, help="Also check the files as a tier ladder, in the order given."
+)
+@click.pass_context
+def check(ctx: click.Context, paths: tuple[Path, ...], ladder: bool) -> None:
+    """Load and lint policy files (a directory: every *.yaml below it); print every error and
+    warning. Exit 1 if any error."""
+    files = [f for p in paths for f in (sorted(p.rglob("*.yaml")) if p.is_dir() else [p])]
+    if not files:
+        raise click.UsageError(f"no *.yaml files in {', '.join(map(str, paths))}")
+    problems: list[Problem] = []
+    if ladder:
+        problems = check_ladder(files)
+    else:
+        for f in files:
+            try:
+                loaded = load_policy_file(f)
+            except PolicyError as e:
+                problems += [p for p in e.problems if p not in problems]  # a shared parent once
+                continue
+            problems += lint_policy(loaded.policy, source=loaded)
+    _echo_problems(problems)
+    errors = sum(p.severity == "error" for p in problems)
+    warnings = len(problems) - errors
+    noun = "file" if len(files) == 1 else "files"
+    what = f"ladder of {len(files)} {noun}" if ladder else f"{len(files)} {noun}"
+    verdict = "FAILED" if errors else "ok"
+    click.echo(f"{verdict}: {what} checked, {errors} error(s), {warnings} warning(s)")
+    ctx.exit(1 if has_errors(problems) else 0)
+
+
+def effective_yaml(policy: Policy) -> str:
+    """The effective policy as YAML (valid as a policy file itself)."""
+    data = policy.model_dump(mode="json", exclude={"extends"})
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+@policy.command("show")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def show(file: Path) -> None:
+    """Print the effective policy of FILE after `extends`, as YAML."""
+    loaded = load_policy_file(file)
+    chain = " ← ".join(display_path(f) for f in loaded.files)
+    click.echo(f"# effective policy of {chain}")
+    click.echo(f"# digest sha256:{loaded.policy.digest()}")
+    if loaded.policy.unsafe:
+        click.echo(f"# UNSAFE: {loaded.policy.unsafe.reason}")
+    click.echo(effective_yaml(loaded.policy), nl=False)
+    settings = show_docker_settings(loaded)
+    if settings:
+        click.echo("# Docker settings this policy translates to:")
+        for line in yaml.safe_dump(settings, sort_keys=False).splitlines():
+            click.echo(f"#   {line}")
+
+
+@policy.command("diff")
+@click.argument("a", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("b", type=click.Path(dir_okay=False, path_type=Path))
+def diff(a: Path, b: Path) -> None:
+    """List every permission B grants that A does not, and the reverse."""
+    pa, pb = load_policy_file(a).policy, load_policy_file(b).policy
+    b_only, a_only = diff_policies(pa, pb)
+    for title, items in ((f"granted by {b} only", b_only), (f"granted by {a} only", a_only)):
+        click.echo(f"{title}:")
+        for item in items:
+            click.echo(f"  + {item}")
+        if not items:
+            click.echo("  (nothing)")
+
+
+@policy.command("schema")
+def schema() -> None:
+    """Print the JSON Schema of policy files (for editor validation and completion)."""
+    s = Policy.model_json_schema()
+    out = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **s,
+        "title": "tierlock sandbox policy",
+    }
+    click.echo(json.dumps(out, indent=2))
+
+
+@policy.command("rules")
+def rules() -> None:
+    """List the lint rules (ids are what `unsafe.allow` names)."""
+    for r in RULES:
+        cis = f" (CIS {r.cis})" if r.cis else ""
+        fixed = "" if r.downgradable or r.severity != "error" else " [cannot be downgraded]"
+        click.echo(f"{r.id:24} {r.severity:8} {r.summary}{cis}{fixed}")

@@ -1,0 +1,195 @@
+"""CLI commands of the escalation runner: `run`, `status`, `verify`, `approve`.
+
+Exit codes of `tierlock run`: 0 reached the top tier clean; 1 user error; 2 halted at a gate;
+3 incomplete (harness error: run again to retry); 4 awaiting an approval.
+`tierlock verify`: 0 intact, 2 a broken link.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import structlog
+from rich.console import Console
+from rich.table import Table
+
+from sandbox import TierlockError
+
+from ._campaign import load_campaign
+from ._ledger import Ledger
+from ._run import approve, run_campaign, run_state
+
+DEFAULT_MODEL = "tierlock/diligent"
+LEDGER_FILE = "ledger.sqlite"
+
+
+def configure_logging() -> None:
+    """structlog to stderr: JSON lines when stderr is not a terminal, readable lines when it is."""
+    tty = sys.stderr.isatty()
+    renderer: Any = structlog.dev.ConsoleRenderer() if tty else structlog.processors.JSONRenderer()
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _runs_option(f: Any) -> Any:
+    return click.option(
+        "--runs-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=lambda: os.environ.get("TIERLOCK_RUNS", "runs"),
+        show_default="$TIERLOCK_RUNS or ./runs",
+        help="Directory of run logs and the ledger (ledger.sqlite).",
+    )(f)
+
+
+def _ledger(runs_dir: Path, must_exist: bool = False) -> Ledger:
+    path = runs_dir / LEDGER_FILE
+    if must_exist and not path.is_file():
+        raise TierlockError(f"no ledger at {path} (nothing has run yet)")
+    return Ledger(path)
+
+
+def _model_args(values: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for v in values:
+        key, eq, val = v.partition("=")
+        if not eq or not key:
+            raise TierlockError(f"-M {v!r}: write key=value")
+        out[key] = val
+    return out
+
+
+@click.command("run")
+@click.argument("campaign", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--model", "-m", default=DEFAULT_MODEL, show_default=True, help="Any Inspect model.")
+@click.option("-M", "model_args", multiple=True, help="Model argument key=value (repeatable).")
+@click.option("--new", is_flag=True, help="Start a new run instead of resuming the latest one.")
+@_runs_option
+def run_command(
+    campaign: Path | None, model: str, model_args: tuple[str, ...], new: bool, runs_dir: Path
+) -> int:
+    """Climb CAMPAIGN's tiers (default: the shipped campaign) with MODEL, one gated tier at a time.
+
+    Resumes the latest run of this campaign and model when it has not finished. Exit codes:
+    0 reached the top tier; 1 user error; 2 halted at a gate; 3 incomplete (run again to retry);
+    4 awaiting an approval (see `tierlock approve`).
+    """
+    from ._inspect import InspectExecutor, audit_findings
+
+    configure_logging()
+    console = Console()
+    camp = load_campaign(campaign, warn=lambda p: click.echo(f"tierlock: {p}", err=True))
+    with _ledger(runs_dir) as ledger:
+        outcome = run_campaign(
+            camp,
+            model,
+            ledger=ledger,
+            runs_dir=runs_dir,
+            executor=InspectExecutor(model_args=_model_args(model_args)),
+            auditor=audit_findings,
+            new=new,
+            progress=lambda msg: console.print(f"[bold]tierlock[/bold] {msg}", highlight=False),
+        )
+    words = {
+        "top": f"[green]reached the top tier ({outcome.tier}) clean[/green]",
+        "halted": f"[red]halted at tier {outcome.tier}[/red]",
+        "incomplete": f"[yellow]tier {outcome.tier} is incomplete; run again to retry[/yellow]",
+        "awaiting_approval": f"[yellow]waiting for an approval to enter {outcome.tier}[/yellow]",
+    }[outcome.status]
+    console.print(f"run {outcome.run_id}: {words}")
+    if outcome.status != "top":
+        for r in outcome.reasons:
+            console.print(f"  - {r}", highlight=False, markup=False)
+    return outcome.exit_code
+
+
+@click.command("status")
+@click.option("--all", "show_all", is_flag=True, help="Every run, not only the latest per model.")
+@_runs_option
+def status_command(show_all: bool, runs_dir: Path) -> int:
+    """Each model's position on each campaign, from the ledger."""
+    with _ledger(runs_dir, must_exist=True) as ledger:
+        runs = ledger.runs()
+        if not show_all:
+            latest: dict[tuple[str, str], Any] = {}
+            for r in runs:
+                latest[(r.campaign, r.model)] = r
+            runs = list(latest.values())
+        table = Table(title=f"tierlock runs ({ledger.path})")
+        for col in ("campaign", "model", "run", "cleared", "position", "updated"):
+            table.add_column(col)
+        for r in runs:
+            st = run_state(ledger, r.run_id)
+            names = [t["tier"] for t in st.tiers]
+            cleared = [n for n in names if st.clean(n)]
+            table.add_row(
+                r.campaign,
+                r.model,
+                r.run_id,
+                ", ".join(cleared) or "-",
+                _position(st, names, cleared),
+                st.last.time[:19].replace("T", " ") if st.last else "",
+            )
+        Console().print(table)
+    return 0
+
+
+def _position(st: Any, names: list[str], cleared: list[str]) -> str:
+    if st.finished is not None:
+        p = st.finished.payload
+        return "reached the top" if p["outcome"] == "top" else f"halted at {p['tier']}"
+    nxt = next((n for n in names if n not in cleared), None)
+    if nxt is None:
+        return "all tiers clean"
+    last = st.last.kind if st.last else ""
+    if last == "awaiting_approval":
+        return f"awaiting approval for {nxt}"
+    v = st.last_verdict.get(nxt)
+    if v is not None and last in ("verdict", "run_resumed") and v.payload.get("outcome") == "incomplete":
+        return f"incomplete at {nxt}"
+    return f"at {nxt} (in progress or interrupted)"
+
+
+@click.command("verify")
+@click.option("--no-logs", is_flag=True, help="Check the hash chain only, not the cited logs.")
+@_runs_option
+def verify_command(no_logs: bool, runs_dir: Path) -> int:
+    """Recompute the ledger's hash chain and every cited log's SHA-256; report the first break."""
+    with _ledger(runs_dir, must_exist=True) as ledger:
+        res = ledger.verify(check_logs=not no_logs)
+    if res.ok:
+        click.echo(f"ledger intact: {res.records} records, {res.logs_checked} log hashes checked")
+        return 0
+    click.echo(f"ledger broken at record {res.broken_seq}: {res.problem}", err=True)
+    return 2
+
+
+@click.command("approve")
+@click.argument("run_id", metavar="RUN")
+@click.option("--tier", required=True, help="The tier the approval lets the run enter.")
+@click.option("--by", "by", required=True, help="Who approves.")
+@click.option("--note", required=True, help="Why (recorded in the ledger).")
+@_runs_option
+def approve_command(run_id: str, tier: str, by: str, note: str, runs_dir: Path) -> int:
+    """Record a named human's approval for RUN to enter TIER; the next `tierlock run` continues."""
+    configure_logging()
+    with _ledger(runs_dir, must_exist=True) as ledger:
+        rec = approve(ledger, run_id, tier, by, note)
+    click.echo(f"approved: run {run_id} may enter {tier} (ledger record {rec.seq})")
+    return 0
+
+
+RUNNER_COMMANDS = (run_command, status_command, verify_command, approve_command)
+"""Registered at the top level of `tierlock` by `runner/cli.py`."""

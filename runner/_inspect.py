@@ -1,0 +1,156 @@
+"""The Inspect-backed tier executor, log summaries for the gate, and the audit seam.
+
+A tier's tasks run in one `inspect_ai.eval_set` call whose log directory is the tier's run
+directory: running it again after a crash reuses every completed task and sample.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import chdir
+from pathlib import Path
+from typing import Any
+
+from sandbox import TierlockError
+from sandbox._errors import display_path
+
+from ._gate import Finding, SampleError, TaskResult
+from ._run import TierContext
+
+RETRY_ON_ERROR = 2
+"""Sample-level retries (Inspect's `retry_on_error`) before a harness error stands."""
+RETRY_ATTEMPTS = 2
+"""Task-level retries within one `eval_set` call (completed samples are reused)."""
+
+
+class InspectExecutor:
+    """Runs a tier's tasks with `inspect_ai.eval_set` in the tier's log directory."""
+
+    def __init__(self, display: str | None = None, model_args: dict[str, Any] | None = None):
+        self.display = display or ("rich" if sys.stdout.isatty() else "none")
+        self.model_args = model_args or {}
+
+    def load_tasks(self, ctx: TierContext) -> list[tuple[str, Any]]:
+        """The tier's Inspect tasks, with the tier's policy passed to tasks that take one."""
+        from inspect_ai._eval.loader import load_tasks
+        from inspect_ai._util.registry import registry_info
+
+        out: list[tuple[str, Any]] = []
+        for spec in ctx.tier.tasks:
+            ref = ctx.campaign.task_ref(spec)
+            try:
+                loaded = load_tasks([ref], dict(spec.args))
+                if len(loaded) == 1 and "policy" not in spec.args:
+                    params = registry_info(loaded[0]).metadata.get("params", [])
+                    if "policy" in params:
+                        args = {**spec.args, "policy": str(ctx.policy)}
+                        loaded = load_tasks([ref], args)
+            except TierlockError:
+                raise
+            except Exception as e:
+                raise TierlockError(f"{ctx.campaign.source}: task {spec.task}: cannot load ({e})") from None
+            if len(loaded) != 1:
+                raise TierlockError(
+                    f"{display_path(ctx.campaign.source)}: task {spec.task} names "
+                    f"{len(loaded)} tasks; name exactly one (file.py@name)"
+                )
+            task = loaded[0]
+            declared = _declared_tier(task)
+            if declared is not None and declared != ctx.tier.tier:
+                raise TierlockError(
+                    f"{display_path(ctx.campaign.source)}: task {spec.task} is a {declared} task; "
+                    f"it cannot run in tier {ctx.tier.tier}"
+                )
+            out.append((spec.name, task))
+        return out
+
+    def run_tier_tasks(self, ctx: TierContext) -> list[TaskResult]:
+        from inspect_ai import eval_set
+
+        # Inspect identifies a task by its file *relative to the working directory*; resuming
+        # must find the same identity from wherever `tierlock run` is started, so tasks load and
+        # run from the campaign's directory.
+        with chdir(ctx.campaign.base):
+            return self._run(ctx, eval_set)
+
+    def _run(self, ctx: TierContext, eval_set: Any) -> list[TaskResult]:
+        tasks = self.load_tasks(ctx)
+        by_name = {task.name: name for name, task in tasks}
+        limits = ctx.tier.limits
+        ctx.log_dir.mkdir(parents=True, exist_ok=True)
+        _, logs = eval_set(
+            [task for _, task in tasks],
+            log_dir=str(ctx.log_dir),
+            model=ctx.model,
+            model_args=self.model_args,
+            retry_attempts=RETRY_ATTEMPTS,
+            retry_wait=1,
+            retry_on_error=RETRY_ON_ERROR,
+            retry_cleanup=False,  # keep every log the ledger may cite
+            message_limit=limits.messages,
+            token_limit=limits.tokens,
+            time_limit=int(limits.time) if limits.time else None,
+            display=self.display,  # type: ignore[arg-type]
+            log_format="eval",
+        )
+        results = []
+        for log in logs:
+            name = by_name.get(log.eval.task, log.eval.task)
+            results.append(summarize_log(name, log))
+        return results
+
+
+def _declared_tier(task: Any) -> str | None:
+    data = (getattr(task, "metadata", None) or {}).get("tierlock")
+    return data.get("tier") if isinstance(data, dict) else None
+
+
+def summarize_log(name: str, log: Any) -> TaskResult:
+    """What the gate needs from an Inspect log (header plus per-sample errors)."""
+    from inspect_ai.log import read_eval_log_sample_summaries
+
+    path = Path(log.location) if log.location else None
+    errors: list[SampleError] = []
+    if path is not None and path.exists():
+        for s in read_eval_log_sample_summaries(str(path)):
+            if s.error:
+                errors.append(SampleError(str(s.id), s.epoch, s.error.splitlines()[0][:300]))
+    metrics: dict[str, dict[str, float]] = {}
+    total = completed = 0
+    if log.results is not None:
+        total, completed = log.results.total_samples, log.results.completed_samples
+        for score in log.results.scores:
+            metrics[score.name] = {m.name: float(m.value) for m in score.metrics.values()}
+    error = log.error.message if log.error is not None else None
+    return TaskResult(name, path, log.status, error, total, completed, tuple(errors), metrics)
+
+
+class AuditFailed(Exception):
+    """The audit could not vouch for a log (unreadable, or changed since it was recorded)."""
+
+
+def audit_findings(log_path: Path, expected_sha256: str | None = None) -> list[Finding]:
+    """The transcript audit's findings for one log (issue 7: `runner._audit.audit_log`).
+
+    Raises `AuditFailed` when the log cannot be read or its hash is not the one the ledger
+    recorded: the gate then treats the tier as incomplete, never clean.
+    """
+    from runner._audit import audit_log
+
+    result = audit_log(log_path, expected_sha256)
+    if result.error:
+        raise AuditFailed(result.error)
+    if result.integrity_ok is False:
+        raise AuditFailed("the log changed after the ledger recorded its hash")
+    task = result.task or ""
+    return [
+        Finding(
+            category=str(f.category),
+            severity=str(f.severity),
+            sample="-" if f.sample_id is None else str(f.sample_id),
+            message=f.explanation,
+            task=task,
+            rule=f.rule,
+        )
+        for f in result.all_findings()
+    ]

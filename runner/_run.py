@@ -1,0 +1,423 @@
+"""The tier loop: climb a campaign's ladder, one gated tier at a time, recording every step.
+
+The loop is the same for every executor (Inspect in production, a fake in property tests): it
+replays the ledger to know where a run stands, so a crash at any point resumes without rerunning a
+finished tier or recording a verdict twice. A tier starts only when every tier below it has a
+recorded clean verdict and, if its gate asks for one, an approval.
+
+Exit codes: 0 reached the top tier clean; 1 user error; 2 halted (a gate failed); 3 incomplete
+(harness error or missing evidence: run again to retry); 4 awaiting an approval.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import structlog
+
+from sandbox import TierlockError
+
+from ._campaign import Campaign, TierSpec
+from ._gate import Finding, TaskResult, Verdict, evaluate_gate
+from ._ledger import Ledger, Record, sha256_file
+
+EXIT_TOP, EXIT_USER, EXIT_HALTED, EXIT_INCOMPLETE, EXIT_AWAITING = 0, 1, 2, 3, 4
+
+Status = Literal["top", "halted", "incomplete", "awaiting_approval"]
+_EXIT: dict[str, int] = {
+    "top": EXIT_TOP,
+    "halted": EXIT_HALTED,
+    "incomplete": EXIT_INCOMPLETE,
+    "awaiting_approval": EXIT_AWAITING,
+}
+
+log = structlog.get_logger("tierlock.runner")
+
+
+@dataclass(frozen=True)
+class TierContext:
+    """Everything an executor needs to run one attempt at one tier."""
+
+    run_id: str
+    campaign: Campaign
+    tier: TierSpec
+    model: str
+    log_dir: Path
+    attempt: int
+
+    @property
+    def policy(self) -> Path:
+        return self.campaign.policy_path(self.tier)
+
+
+class TierExecutor(Protocol):
+    """Runs a tier's tasks and reports what each task's log shows."""
+
+    def run_tier_tasks(self, ctx: TierContext) -> list[TaskResult]: ...
+
+
+Auditor = Callable[[Path, "str | None"], "list[Finding] | None"]
+"""Findings for one log (given the SHA-256 the ledger recorded for it), or None when no audit
+is available. Raising means the log could not be audited: the tier is then incomplete."""
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """Where a run stopped, and why, in plain words."""
+
+    run_id: str
+    status: Status
+    tier: str | None
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        return _EXIT[self.status]
+
+
+@dataclass
+class RunState:
+    """A run as the ledger shows it (replayed in order)."""
+
+    run: Record
+    verdicts: dict[str, Record] = field(default_factory=dict)  # final: clean or failed
+    last_verdict: dict[str, Record] = field(default_factory=dict)  # including incomplete
+    approvals: dict[str, Record] = field(default_factory=dict)
+    awaiting: set[str] = field(default_factory=set)
+    attempts: dict[str, int] = field(default_factory=dict)
+    finished: Record | None = None
+    last: Record | None = None
+
+    @property
+    def tiers(self) -> list[dict[str, Any]]:
+        return list(self.run.payload.get("tiers", []))
+
+    def clean(self, tier: str) -> bool:
+        v = self.verdicts.get(tier)
+        return v is not None and v.payload.get("outcome") == "clean"
+
+
+def run_state(ledger: Ledger, run_id: str) -> RunState:
+    """Replay one run's records."""
+    state: RunState | None = None
+    for rec in ledger.records(run_id):
+        if rec.kind == "run_started":
+            state = RunState(rec)
+        if state is None:
+            continue
+        state.last = rec
+        t = rec.tier or ""
+        if rec.kind == "verdict":
+            state.last_verdict[t] = rec
+            if rec.payload.get("outcome") in ("clean", "failed"):
+                state.verdicts[t] = rec
+        elif rec.kind == "approval":
+            state.approvals[t] = rec
+        elif rec.kind == "awaiting_approval":
+            state.awaiting.add(t)
+        elif rec.kind == "tier_started":
+            state.attempts[t] = state.attempts.get(t, 0) + 1
+        elif rec.kind == "run_finished":
+            state.finished = rec
+    if state is None:
+        raise TierlockError(f"no run {run_id!r} in the ledger {ledger.path}")
+    return state
+
+
+def model_slug(model: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_") or "model"
+
+
+def latest_run(ledger: Ledger, campaign: str, model: str) -> Record | None:
+    runs = [r for r in ledger.runs() if r.campaign == campaign and r.model == model]
+    return runs[-1] if runs else None
+
+
+def _new_run_id(ledger: Ledger, campaign: str, model: str) -> str:
+    base = f"{campaign}-{model_slug(model)}"
+    taken = {r.run_id for r in ledger.runs()}
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+@contextmanager
+def _exclusive(runs_dir: Path, campaign: str, model: str) -> Iterator[None]:
+    """One `tierlock run` per campaign and model at a time (released by the OS on a crash)."""
+    locks = runs_dir / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{campaign}-{model_slug(model)}.lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TierlockError(
+                f"another tierlock run is working on campaign {campaign} with model {model}"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _finished_outcome(state: RunState) -> RunOutcome:
+    assert state.finished is not None
+    p = state.finished.payload
+    return RunOutcome(state.run.run_id, p["outcome"], p.get("tier"), tuple(p.get("reasons", [])))
+
+
+def run_campaign(
+    campaign: Campaign,
+    model: str,
+    *,
+    ledger: Ledger,
+    runs_dir: Path,
+    executor: TierExecutor,
+    auditor: Auditor,
+    new: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> RunOutcome:
+    """Climb the campaign's ladder for `model`, resuming its latest run unless `new`."""
+    say = progress or (lambda _msg: None)
+    runs_dir = runs_dir.resolve()
+    with _exclusive(runs_dir, campaign.name, model):
+        prior = None if new else latest_run(ledger, campaign.name, model)
+        if prior is not None:
+            state = run_state(ledger, prior.run_id)
+            if state.finished is not None:
+                return _finished_outcome(state)
+            if prior.payload.get("campaign_digest") != campaign.digest():
+                raise TierlockError(
+                    f"campaign {campaign.name} changed since run {prior.run_id} started; "
+                    "run with --new to start a new run"
+                )
+            run_id = prior.run_id
+            _append(ledger, "run_resumed", run_id, campaign, model)
+            log.info("run_resumed", run_id=run_id, campaign=campaign.name, model=model)
+            say(f"resuming run {run_id}")
+        else:
+            run_id = _new_run_id(ledger, campaign.name, model)
+            _append(ledger, "run_started", run_id, campaign, model, payload=_run_payload(campaign))
+            log.info("run_started", run_id=run_id, campaign=campaign.name, model=model)
+            say(f"started run {run_id}")
+        return _climb(campaign, model, run_id, ledger, runs_dir, executor, auditor, say)
+
+
+def _climb(
+    campaign: Campaign,
+    model: str,
+    run_id: str,
+    ledger: Ledger,
+    runs_dir: Path,
+    executor: TierExecutor,
+    auditor: Auditor,
+    say: Callable[[str], None],
+) -> RunOutcome:
+    state = run_state(ledger, run_id)
+    for i, tier in enumerate(campaign.tiers):
+        name = tier.tier
+        final = state.verdicts.get(name)
+        if final is not None and final.payload.get("outcome") == "clean":
+            continue
+        if final is not None:  # failed earlier; the crash came before run_finished
+            return _finish(ledger, campaign, model, run_id, "halted", name, final.payload["reasons"])
+        # The invariant, checked against the ledger itself, not against this loop's memory.
+        for lower in campaign.tiers[:i]:
+            if not state.clean(lower.tier):
+                raise RuntimeError(f"refusing to start {name}: {lower.tier} has no clean verdict")
+        if tier.gate.approval_required and name not in state.approvals:
+            reason = (
+                f"tier {name} needs an approval: tierlock approve {run_id} --tier {name} "
+                '--by NAME --note "..."'
+            )
+            if name not in state.awaiting:
+                _append(ledger, "awaiting_approval", run_id, campaign, model, name, {"reason": reason})
+            log.info("gate_decision", run_id=run_id, tier=name, outcome="awaiting_approval", reasons=[reason])
+            say(reason)
+            return RunOutcome(run_id, "awaiting_approval", name, (reason,))
+
+        verdict = _attempt(campaign, model, run_id, tier, ledger, runs_dir, executor, auditor, state, say)
+        log.info(
+            "gate_decision",
+            run_id=run_id,
+            tier=name,
+            outcome=verdict.outcome,
+            reasons=list(verdict.reasons),
+        )
+        say(f"tier {name}: {verdict.outcome}" + "".join(f"\n  - {r}" for r in verdict.reasons))
+        if verdict.outcome == "failed":
+            return _finish(ledger, campaign, model, run_id, "halted", name, list(verdict.reasons))
+        if verdict.outcome == "incomplete":
+            return RunOutcome(run_id, "incomplete", name, verdict.reasons)
+        state = run_state(ledger, run_id)
+    top = campaign.tiers[-1].tier
+    return _finish(ledger, campaign, model, run_id, "top", top, [f"every tier up to {top} is clean"])
+
+
+def _attempt(
+    campaign: Campaign,
+    model: str,
+    run_id: str,
+    tier: TierSpec,
+    ledger: Ledger,
+    runs_dir: Path,
+    executor: TierExecutor,
+    auditor: Auditor,
+    state: RunState,
+    say: Callable[[str], None],
+) -> Verdict:
+    """One attempt at one tier: run, record logs, audit, gate, record the verdict."""
+    name = tier.tier
+    attempt = state.attempts.get(name, 0) + 1
+    policy = campaign.policy_path(tier)
+    _append(
+        ledger, "tier_started", run_id, campaign, model, name,
+        {
+            "attempt": attempt,
+            "policy": str(policy),
+            "policy_sha256": sha256_file(policy) if policy.is_file() else None,
+            "tasks": [t.task for t in tier.tasks],
+        },
+    )  # fmt: skip
+    log.info("tier_started", run_id=run_id, tier=name, attempt=attempt)
+    say(f"tier {name}: running {len(tier.tasks)} task(s) (attempt {attempt})")
+    ctx = TierContext(run_id, campaign, tier, model, runs_dir / run_id / name, attempt)
+    harness_error = None
+    try:
+        results = executor.run_tier_tasks(ctx)
+    except TierlockError:
+        raise
+    except Exception as e:
+        results, harness_error = [], f"{type(e).__name__}: {e}"
+        log.warning("harness_error", run_id=run_id, tier=name, error=harness_error)
+
+    logs = [r.log for r in results if r.log is not None and r.log.is_file()]
+    hashes: dict[Path, str] = {}
+    for r in results:
+        if r.log is not None and r.log.is_file():
+            rec = _append(
+                ledger, "log_written", run_id, campaign, model, name,
+                {
+                    "task": r.task,
+                    "status": r.status,
+                    "samples": r.samples,
+                    "completed": r.completed,
+                    "sample_errors": len(r.sample_errors),
+                    "metrics": r.metrics,
+                },
+                logs=[r.log],
+            )  # fmt: skip
+            hashes[r.log] = rec.logs[0].sha256
+
+    findings: list[Finding] = []
+    problems: list[str] = []
+    available = True
+    for r in results:
+        if r.log is None or not r.log.is_file():
+            continue
+        try:
+            found = auditor(r.log, hashes.get(r.log))
+        except Exception as e:
+            problems.append(f"{r.log.name} ({type(e).__name__}: {e})")
+            continue
+        if found is None:
+            available = False
+            continue
+        findings.extend(f if f.task else Finding(**{**asdict(f), "task": r.task}) for f in found)
+    _append(
+        ledger, "audit_result", run_id, campaign, model, name,
+        {"available": available, "findings": [asdict(f) for f in findings], "problems": problems},
+        logs=logs,
+    )  # fmt: skip
+    if not available:
+        log.warning("audit_unavailable", run_id=run_id, tier=name)
+
+    approved = name in state.approvals
+    verdict = evaluate_gate(tier, results, findings, approved=approved, audit_problems=problems)
+    if harness_error is not None:
+        verdict = Verdict("incomplete", (f"harness error: {harness_error}", *verdict.reasons))
+    elif verdict.clean and not available:
+        verdict = Verdict("clean", (*verdict.reasons, "no audit installed: findings not checked"))
+    _append(
+        ledger, "verdict", run_id, campaign, model, name,
+        {"attempt": attempt, **verdict.payload()}, logs=logs,
+    )  # fmt: skip
+    return verdict
+
+
+def _finish(
+    ledger: Ledger,
+    campaign: Campaign,
+    model: str,
+    run_id: str,
+    status: Status,
+    tier: str,
+    reasons: list[str],
+) -> RunOutcome:
+    payload = {"outcome": status, "tier": tier, "reasons": reasons}
+    _append(ledger, "run_finished", run_id, campaign, model, tier, payload)
+    log.info("run_finished", run_id=run_id, outcome=status, tier=tier, reasons=reasons)
+    return RunOutcome(run_id, status, tier, tuple(reasons))
+
+
+def _run_payload(campaign: Campaign) -> dict[str, Any]:
+    return {
+        "campaign_file": campaign.source,
+        "campaign_digest": campaign.digest(),
+        "tiers": [
+            {"tier": t.tier, "approval_required": t.gate.approval_required} for t in campaign.tiers
+        ],
+    }
+
+
+def _append(
+    ledger: Ledger,
+    kind: str,
+    run_id: str,
+    campaign: Campaign,
+    model: str,
+    tier: str | None = None,
+    payload: dict[str, Any] | None = None,
+    logs: list[Path] | None = None,
+) -> Record:
+    return ledger.append(
+        kind, run_id=run_id, campaign=campaign.name, model=model, tier=tier,
+        payload=payload, logs=logs or [],
+    )  # fmt: skip
+
+
+def approve(ledger: Ledger, run_id: str, tier: str, by: str, note: str) -> Record:
+    """Record a named human's approval for `run_id` to enter `tier`."""
+    state = run_state(ledger, run_id)
+    names = [t["tier"] for t in state.tiers]
+    if tier not in names:
+        raise TierlockError(f"run {run_id} has no tier {tier!r} (tiers: {', '.join(names)})")
+    spec = state.tiers[names.index(tier)]
+    if not spec.get("approval_required"):
+        raise TierlockError(f"tier {tier} of run {run_id} does not require an approval")
+    if state.finished is not None:
+        raise TierlockError(f"run {run_id} has finished ({state.finished.payload['outcome']})")
+    if tier in state.approvals:
+        prior = state.approvals[tier].payload
+        raise TierlockError(f"tier {tier} of run {run_id} was already approved by {prior['by']}")
+    missing = [n for n in names[: names.index(tier)] if not state.clean(n)]
+    if missing:
+        raise TierlockError(
+            f"cannot approve {tier} for run {run_id}: tier {missing[0]} has no clean verdict yet"
+        )
+    if not by.strip() or not note.strip():
+        raise TierlockError("an approval needs a name (--by) and a note (--note)")
+    rec = ledger.append(
+        "approval", run_id=run_id, campaign=state.run.campaign, model=state.run.model,
+        tier=tier, payload={"by": by, "note": note},
+    )  # fmt: skip
+    log.info("approval", run_id=run_id, tier=tier, by=by)
+    return rec

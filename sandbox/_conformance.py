@@ -1,0 +1,300 @@
+"""Conformance: read a created container back from Docker and compare it with its policy.
+
+The expected values are derived here from the `Policy` itself, not from the settings that were sent
+(`_translate`), so a translation that drops or weakens a setting is caught. Two checks:
+
+- `check_config`: the container's `docker inspect` (HostConfig and Config) against the policy.
+- `check_kernel`: the running container's PID 1 as the kernel sees it (`/proc/<pid>/status`, its
+  namespaces, its network devices): uid/gid, effective and bounding capabilities, no_new_privs,
+  seccomp mode, host namespace sharing and network interfaces. Read from the host's `/proc` when
+  the daemon is local; otherwise from inside the container (`exec_status` gives the text).
+
+Any mismatch aborts the sample before the model's first command (the provider raises SandboxError).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from ._policy import Policy
+from ._translate import HOSTNAME, normalize_capability, seccomp_profile, user_ids
+
+CAPABILITIES: tuple[str, ...] = (
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+)  # fmt: skip
+"""Linux capabilities by bit number."""
+
+DOCKER_DEFAULT_CAPS = frozenset({
+    "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
+    "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
+})  # fmt: skip
+"""The capabilities Docker grants when none are dropped."""
+
+
+def expected_capabilities(policy: Policy) -> frozenset[str]:
+    """The bounding set the policy implies."""
+    proc = policy.process
+    if proc.privileged:
+        return frozenset(CAPABILITIES)
+    drop = {normalize_capability(c) for c in proc.capabilities.drop}
+    add = {normalize_capability(c) for c in proc.capabilities.add}
+    if "ALL" in add:
+        return frozenset(CAPABILITIES)
+    base = set() if "ALL" in drop else set(DOCKER_DEFAULT_CAPS) - drop
+    return frozenset(base | add)
+
+
+def _caps_from_mask(mask: int) -> set[str]:
+    return {name for bit, name in enumerate(CAPABILITIES) if mask >> bit & 1} | (
+        {f"bit{b}" for b in range(len(CAPABILITIES), 64) if mask >> b & 1}
+    )
+
+
+def _env_dict(items: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        k, _, v = item.partition("=")
+        out[k] = v
+    return out
+
+
+def expected_env(policy: Policy, image_env: list[str] | None, extra_env: dict[str, str] | None
+                 ) -> dict[str, str]:
+    """The exact environment the container must have: image defaults, then the policy's env."""
+    return {**_env_dict(image_env), **policy.env, **(extra_env or {})}
+
+
+def _tmpfs_size(options: str) -> str | None:
+    m = re.search(r"(?:^|,)size=([^,]+)", options)
+    return m.group(1) if m else None
+
+
+def check_config(
+    attrs: dict[str, Any],
+    policy: Policy,
+    *,
+    image_env: list[str] | None,
+    extra_env: dict[str, str] | None = None,
+    network: str | None = None,
+    policy_dir: Path | None = None,
+) -> list[str]:
+    """Mismatches between a container's `docker inspect` and its policy (empty when conforming)."""
+    from ._units import format_size
+
+    hc: dict[str, Any] = attrs.get("HostConfig") or {}
+    cfg: dict[str, Any] = attrs.get("Config") or {}
+    proc, fs, limits, ns = policy.process, policy.filesystem, policy.limits, policy.process.namespaces
+    bad: list[str] = []
+
+    def want(what: str, got: object, expected: object, key: str) -> None:
+        if got != expected:
+            bad.append(f"{what} is {got!r}, policy {key} wants {expected!r}")
+
+    want("HostConfig.Privileged", bool(hc.get("Privileged")), proc.privileged, "process.privileged")
+    want("HostConfig.ReadonlyRootfs", bool(hc.get("ReadonlyRootfs")), fs.read_only_root,
+         "filesystem.read_only_root")
+    want("Config.User", cfg.get("User") or "", proc.user, "process.user")
+    want("Config.WorkingDir", cfg.get("WorkingDir") or "", fs.workdir, "filesystem.workdir")
+    want("Config.Hostname", cfg.get("Hostname") or "", HOSTNAME, "(neutral hostname)")
+    want("HostConfig.Init", bool(hc.get("Init")), proc.init, "process.init")
+    want("HostConfig.Runtime", hc.get("Runtime") or "runc", proc.runtime, "process.runtime")
+
+    # capabilities: what Docker was told, and (check_kernel) what the kernel applied
+    drop = sorted({normalize_capability(c) for c in (hc.get("CapDrop") or [])})
+    add = sorted({normalize_capability(c) for c in (hc.get("CapAdd") or [])})
+    want("HostConfig.CapDrop", drop, sorted({normalize_capability(c) for c in proc.capabilities.drop}),
+         "process.capabilities.drop")
+    want("HostConfig.CapAdd", add, sorted({normalize_capability(c) for c in proc.capabilities.add}),
+         "process.capabilities.add")
+
+    # security options
+    sec = list(hc.get("SecurityOpt") or [])
+    nnp = any(o.replace("=", ":") in ("no-new-privileges:true", "no-new-privileges") for o in sec)
+    want("no-new-privileges", nnp, proc.no_new_privileges, "process.no_new_privileges")
+    seccomp = [o.split("=", 1)[1] if "=" in o else o.split(":", 1)[1]
+               for o in sec if o.startswith(("seccomp=", "seccomp:"))]
+    if proc.seccomp == "default":
+        if seccomp:
+            bad.append("HostConfig.SecurityOpt sets a seccomp profile, policy process.seccomp wants "
+                       "Docker's default")
+    elif proc.seccomp == "unconfined":
+        if seccomp != ["unconfined"]:
+            bad.append("HostConfig.SecurityOpt has no seccomp=unconfined, policy process.seccomp "
+                       "wants unconfined")
+    else:
+        profile = seccomp_profile(policy, policy_dir)
+        got = None
+        if len(seccomp) == 1:
+            try:
+                got = json.dumps(json.loads(seccomp[0]), separators=(",", ":"), sort_keys=True)
+            except json.JSONDecodeError:
+                got = None
+        if got != profile:
+            bad.append(f"HostConfig.SecurityOpt seccomp profile differs from {proc.seccomp!r} "
+                       "(process.seccomp)")
+    apparmor = [o.split("=", 1)[1] for o in sec if o.startswith("apparmor=")]
+    want("AppArmor profile", apparmor[0] if apparmor else None, proc.apparmor, "process.apparmor")
+
+    # resources
+    want("HostConfig.Memory", hc.get("Memory") or 0, limits.memory or 0, "limits.memory")
+    if limits.memory:
+        want("HostConfig.MemorySwap (memory+swap)", hc.get("MemorySwap") or 0, limits.memory,
+             "limits.memory (no swap)")
+    want("HostConfig.NanoCpus", hc.get("NanoCpus") or 0,
+         round(limits.cpus * 1e9) if limits.cpus else 0, "limits.cpus")
+    pids = hc.get("PidsLimit")
+    want("HostConfig.PidsLimit", pids if pids and pids > 0 else None, limits.pids, "limits.pids")
+
+    # network and namespaces
+    if ns.network == "host":
+        want_net = "host"
+    elif policy.network.mode == "none":
+        want_net = "none"
+    elif policy.network.mode == "open":
+        want_net = "bridge"
+    else:
+        want_net = network or "<per-sample network>"
+    want("HostConfig.NetworkMode", hc.get("NetworkMode"), want_net, "network.mode")
+    for key, field, mode in (("PidMode", "pid", ns.pid), ("IpcMode", "ipc", ns.ipc),
+                             ("UTSMode", "uts", ns.uts), ("UsernsMode", "userns", ns.userns)):
+        got_host = (hc.get(key) or "") == "host"
+        if got_host != (mode == "host"):
+            bad.append(f"HostConfig.{key} is {hc.get(key)!r}, policy process.namespaces.{field} "
+                       f"wants {mode}")
+
+    # filesystem: tmpfs sizes, bind mounts, no other mounts
+    tmpfs: dict[str, str] = hc.get("Tmpfs") or {}
+    want_tmpfs = {w.path: format_size(w.size) for w in fs.writable}
+    got_tmpfs = {p: _tmpfs_size(o) for p, o in tmpfs.items()}
+    want("HostConfig.Tmpfs (path: size)", got_tmpfs, want_tmpfs, "filesystem.writable")
+    want_binds = sorted((m.source, m.target, m.mode == "ro") for m in fs.mounts)
+    got_binds = sorted(
+        (m.get("Source"), m.get("Target"), bool(m.get("ReadOnly")))
+        for m in (hc.get("Mounts") or []) if m.get("Type") == "bind"
+    )
+    want("HostConfig.Mounts (bind)", got_binds, want_binds, "filesystem.mounts")
+    others = [m for m in (hc.get("Mounts") or []) if m.get("Type") != "bind"]
+    if others or hc.get("Binds") or hc.get("VolumesFrom"):
+        bad.append("container has mounts the policy does not list (volumes, binds or volumes-from)")
+    live = sorted((m.get("Source"), m.get("Destination"), not m.get("RW", True))
+                  for m in (attrs.get("Mounts") or []))
+    if live != want_binds:
+        bad.append(f"mounted {[d for _, d, _ in live]}, policy filesystem.mounts lists "
+                   f"{[t for _, t, _ in want_binds]}")
+
+    # devices
+    devices = sorted(d.get("PathOnHost", "") for d in (hc.get("Devices") or []))
+    want("HostConfig.Devices", devices, sorted(d.split(":", 1)[0] for d in proc.devices),
+         "process.devices")
+
+    # environment: exactly the image's defaults plus the policy's env, nothing from the host
+    if "Config" in attrs and "Image" in attrs:
+        want_env = expected_env(policy, image_env, extra_env)
+        got_env = _env_dict(cfg.get("Env"))
+        unexpected = sorted(set(got_env) - set(want_env))
+        missing = sorted(set(want_env) - set(got_env))
+        differ = sorted(k for k in set(got_env) & set(want_env) if got_env[k] != want_env[k])
+        if unexpected:
+            bad.append(f"environment has variables the policy does not set: {', '.join(unexpected)}")
+        if missing:
+            bad.append(f"environment lacks variables of policy env: {', '.join(missing)}")
+        if differ:
+            bad.append(f"environment values differ from policy env: {', '.join(differ)}")
+    return bad
+
+
+def _status_fields(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        k, _, v = line.partition(":")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def check_status(status_text: str, policy: Policy, interfaces: list[str] | None) -> list[str]:
+    """Mismatches in a process's `/proc/<pid>/status` (and its network interfaces)."""
+    st = _status_fields(status_text)
+    proc = policy.process
+    bad: list[str] = []
+    ids = user_ids(proc.user)
+    uid = int(st.get("Uid", "-1").split()[1]) if st.get("Uid") else -1
+    gid = int(st.get("Gid", "-1").split()[1]) if st.get("Gid") else -1
+    if ids is not None and (uid, gid) != ids:
+        bad.append(f"processes run as uid:gid {uid}:{gid}, policy process.user wants "
+                   f"{ids[0]}:{ids[1]}")
+    want_bnd = expected_capabilities(policy)
+    got_bnd = _caps_from_mask(int(st.get("CapBnd", "0"), 16))
+    got_eff = _caps_from_mask(int(st.get("CapEff", "0"), 16))
+    if got_bnd != set(want_bnd):
+        extra = sorted(got_bnd - want_bnd)
+        lacking = sorted(want_bnd - got_bnd)
+        bad.append(f"kernel capability bounding set differs from policy process.capabilities "
+                   f"(extra {extra}, missing {lacking})")
+    want_eff = set(want_bnd) if uid == 0 else set()
+    if got_eff != want_eff:
+        bad.append(f"effective capabilities are {sorted(got_eff)}, policy implies {sorted(want_eff)}")
+    nnp = st.get("NoNewPrivs") == "1"
+    if nnp != proc.no_new_privileges:
+        bad.append(f"kernel no_new_privs is {nnp}, policy process.no_new_privileges wants "
+                   f"{proc.no_new_privileges}")
+    seccomp_on = st.get("Seccomp", "0") != "0"
+    want_seccomp = proc.seccomp != "unconfined" and not proc.privileged
+    if seccomp_on != want_seccomp:
+        bad.append(f"kernel seccomp filtering is {'on' if seccomp_on else 'off'}, policy "
+                   f"process.seccomp is {proc.seccomp!r}")
+    if interfaces is not None and policy.network.mode == "none" \
+            and policy.process.namespaces.network != "host" and interfaces != ["lo"]:
+        bad.append(f"network interfaces are {interfaces}, policy network.mode none wants only lo")
+    return bad
+
+
+def _interfaces(net_dev: str) -> list[str]:
+    return sorted(line.split(":", 1)[0].strip() for line in net_dev.splitlines()[2:] if ":" in line)
+
+
+def host_proc_visible(pid: int, container_id: str) -> bool:
+    """Whether `/proc/<pid>` on this host is the container's process (local daemon, same PID
+    namespace), checked through its cgroup path naming the container id."""
+    if pid <= 0:
+        return False
+    try:
+        return container_id in Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return False
+
+
+def check_kernel_host(pid: int, policy: Policy) -> list[str]:
+    """`check_status` on the container's PID 1 through the host's `/proc`, plus namespaces:
+    a namespace the policy keeps private must differ from tierlock's own."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    net_dev = Path(f"/proc/{pid}/net/dev").read_text()
+    bad = check_status(status, policy, _interfaces(net_dev))
+    ns = policy.process.namespaces
+    for name, mode in (("net", ns.network), ("pid", ns.pid), ("ipc", ns.ipc), ("uts", ns.uts)):
+        try:
+            shared = os.readlink(f"/proc/{pid}/ns/{name}") == os.readlink(f"/proc/self/ns/{name}")
+        except OSError:
+            continue
+        if shared != (mode == "host"):
+            bad.append(f"{name} namespace is {'shared with' if shared else 'separate from'} the "
+                       f"host, policy process.namespaces says {mode}")
+    return bad
+
+
+EXEC_PROBE = ["/bin/cat", "/proc/1/status", "/proc/1/net/dev"]
+"""Fallback when the host cannot see the container's processes: read them from inside."""
+
+
+def check_kernel_exec_output(text: str, policy: Policy) -> list[str]:
+    """`check_status` on the output of `EXEC_PROBE`."""
+    status, _, net = text.partition("Inter-|")
+    return check_status(status, policy, _interfaces("Inter-|" + net) if net else None)

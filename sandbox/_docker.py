@@ -1,0 +1,89 @@
+"""The Docker client, and running its blocking calls off the event loop.
+
+One client per process (docker-py clients are thread safe), with a connection pool large enough for
+many samples in parallel. Every blocking call goes through `run_sync`, which runs it in a worker
+thread, so the event loop never waits on the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from ._errors import SandboxError
+
+if TYPE_CHECKING:
+    import docker
+
+T = TypeVar("T")
+
+MIN_API_VERSION = "1.41"
+"""Docker Engine 20.10."""
+
+_POOL_SIZE = 64
+_THREADS = 128
+_client: docker.DockerClient | None = None
+_client_pid: int | None = None
+_client_lock = threading.Lock()
+_limiters: weakref.WeakKeyDictionary[Any, anyio.CapacityLimiter] = weakref.WeakKeyDictionary()
+
+
+def connect(*, timeout: int = 120) -> docker.DockerClient:
+    """A new client for the daemon named by the environment (`DOCKER_HOST`...).
+
+    Raises `SandboxError` with one line when no daemon is reachable.
+    """
+    import docker
+
+    try:
+        client = docker.from_env(timeout=timeout, max_pool_size=_POOL_SIZE)
+        client.ping()
+    except Exception as e:
+        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise SandboxError(
+            f"Docker is not reachable at {where} ({reason}); start the Docker daemon "
+            "or set DOCKER_HOST"
+        ) from None
+    return client
+
+
+def get_client() -> docker.DockerClient:
+    """The process's shared client (created on first use, again after a fork)."""
+    global _client, _client_pid
+    with _client_lock:
+        if _client is None or _client_pid != os.getpid():
+            _client = connect()
+            _client_pid = os.getpid()
+        return _client
+
+
+def _get_limiter() -> anyio.CapacityLimiter:
+    """A thread limiter per event loop (each `eval()` runs its own loop)."""
+    try:
+        key: Any = asyncio.get_running_loop()
+    except RuntimeError:  # another async backend (trio): its default limiter
+        return anyio.to_thread.current_default_thread_limiter()
+    limiter = _limiters.get(key)
+    if limiter is None:
+        limiter = _limiters[key] = anyio.CapacityLimiter(_THREADS)
+    return limiter
+
+
+async def run_sync(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a blocking call in a worker thread; the event loop keeps running meanwhile."""
+    call = functools.partial(fn, *args, **kwargs) if kwargs else functools.partial(fn, *args)
+    return await anyio.to_thread.run_sync(call, limiter=_get_limiter())
+
+
+async def get_client_async() -> docker.DockerClient:
+    """`get_client` off the event loop (the first call pings the daemon)."""
+    return await run_sync(get_client)

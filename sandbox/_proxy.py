@@ -1,0 +1,253 @@
+"""The egress proxy: squid configuration generated from a policy's `allow` list, and its log.
+
+The sandbox's only way out in `allowlist` mode is a squid sidecar. Its configuration allows
+exactly the listed names on the listed ports (plain HTTP and CONNECT alike) and refuses
+everything else *before* resolving the name, so a refused name never reaches a DNS server.
+Every request, allowed or refused, is logged to the proxy's stdout in a fixed format that
+`parse_access_log` turns into `ProxyRequest`s for the transcript.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from ._errors import SandboxError
+from ._evidence import ProxyRequest
+from ._images import ImageRecipe, register_recipe
+
+PROXY_PORT = 3128
+DEFAULT_PORTS: tuple[int, ...] = (80, 443)
+LOG_MARK = "TIERLOCK"
+"""First field of every access-log line (other output on stdout is ignored)."""
+
+# time method host port result/status request-bytes reply-bytes error url
+_LOGFORMAT = f"{LOG_MARK} %ts.%03tu %rm %>rd %>rP %Ss %>Hs %>st %<st %err_code %ru"
+
+BLOCKED_DESTINATIONS: tuple[str, ...] = (
+    "0.0.0.0/8",
+    "127.0.0.0/8",
+    "169.254.0.0/16",  # link-local, cloud metadata (169.254.169.254)
+    "100.100.100.200/32",  # Alibaba Cloud metadata
+    "::1",
+    "fe80::/10",
+    "fd00:ec2::254",  # AWS IPv6 metadata
+)
+"""Addresses the proxy never connects to, whatever an allowed name resolves to."""
+
+PRIVATE_DESTINATIONS: tuple[str, ...] = (
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "fc00::/7",
+)
+"""Private addresses, refused too unless the upstreams are known to be local (e.g. tests)."""
+
+PROXY_RECIPE = register_recipe(
+    ImageRecipe(
+        name="proxy",
+        suite="bookworm",
+        packages=("squid",),  # squid 5.7 in bookworm
+        customize=('test -x "$1/usr/sbin/squid"',),
+        user="proxy",
+        cmd=("squid", "-N", "-f", "/etc/squid/squid.conf"),
+    )
+)
+"""The egress proxy image `tierlock-proxy`: Debian's squid, built like the base image."""
+
+_LABEL = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"
+_NAME_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
+
+
+@dataclass(frozen=True)
+class AllowRule:
+    """One `allow` entry: a host name (or `.suffix` for a wildcard) and its ports."""
+
+    domain: str
+    """Exact name, or `.example.org` (squid syntax) for `*.example.org`."""
+    ports: tuple[int, ...]
+
+    @property
+    def wildcard(self) -> bool:
+        return self.domain.startswith(".")
+
+
+def parse_allow(entry: str) -> AllowRule:
+    """Parse `example.org`, `*.example.org`, `example.org:8443` or an IP literal."""
+    text = entry.strip().lower()
+    if _is_ip(text):
+        return AllowRule(domain=text, ports=DEFAULT_PORTS)
+    host, ports = text, DEFAULT_PORTS
+    pattern = r"(\[[0-9a-f:.]+\]):(\d{1,5})" if text.startswith("[") else r"(.+):(\d{1,5})"
+    if (m := re.fullmatch(pattern, text)) is not None:
+        host, ports = m.group(1), (int(m.group(2)),)
+    if not all(0 < p < 65536 for p in ports):
+        raise SandboxError(f"network.allow: port out of range in {entry!r}")
+    wildcard = host.startswith("*.")
+    name = host[2:] if wildcard else host
+    if _is_ip(name.strip("[]")):
+        if wildcard:
+            raise SandboxError(f"network.allow: a wildcard cannot apply to an address: {entry!r}")
+        return AllowRule(domain=name.strip("[]"), ports=ports)
+    if not _NAME_RE.match(name) or "*" in name:
+        raise SandboxError(
+            f"network.allow: {entry!r} is not a host name (use `example.org`, "
+            "`*.example.org`, optionally with `:port`)"
+        )
+    return AllowRule(domain=f".{name}" if wildcard else name, ports=ports)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def allow_rules(allow: list[str]) -> list[AllowRule]:
+    """The allow list as rules grouped by port set, with names a wildcard covers removed."""
+    by_ports: dict[tuple[int, ...], list[str]] = {}
+    for entry in allow:
+        rule = parse_allow(entry)
+        ports = tuple(sorted(set(rule.ports)))
+        names = by_ports.setdefault(ports, [])
+        if rule.domain not in names:
+            names.append(rule.domain)
+    rules: list[AllowRule] = []
+    for ports, names in by_ports.items():
+        wild = [n for n in names if n.startswith(".")]
+        for name in names:
+            # squid refuses a name that a `.suffix` in the same ACL already covers
+            covered = any(name != w and (name == w[1:] or name.endswith(w)) for w in wild)
+            if not covered:
+                rules.append(AllowRule(domain=name, ports=ports))
+    return rules
+
+
+def squid_config(
+    allow: list[str],
+    deny_destinations: list[str] | None = None,
+    *,
+    private_upstreams: bool = False,
+) -> str:
+    """A complete squid.conf for a per-sample egress proxy (no cache, foreground, stdout log).
+
+    `deny_destinations` adds addresses (e.g. the egress network's gateway, i.e. the host) to
+    `BLOCKED_DESTINATIONS`; private ranges are refused too unless `private_upstreams`.
+    """
+    blocked = [*BLOCKED_DESTINATIONS, *(deny_destinations or [])]
+    if not private_upstreams:
+        blocked += PRIVATE_DESTINATIONS
+    rules = allow_rules(allow)
+    lines = [
+        "# Generated by tierlock from the policy's network.allow list. Do not edit.",
+        f"http_port {PROXY_PORT}",
+        "pid_filename none",
+        "coredump_dir /tmp",
+        "cache deny all",
+        "cache_mem 0 MB",
+        "max_filedescriptors 1024",
+        "shutdown_lifetime 0 seconds",
+        "forwarded_for delete",
+        "via off",
+        "httpd_suppress_version_string on",
+        "visible_hostname proxy",
+        "client_db off",
+        "pinger_enable off",
+        "icp_port 0",
+        "htcp_port 0",
+        "digest_generation off",
+        "logfile_rotate 0",
+        "cache_log /dev/stderr",
+        f"logformat tierlock {_LOGFORMAT}",
+        "access_log stdio:/dev/stdout logformat=tierlock",
+        "",
+        "acl CONNECT method CONNECT",
+        "acl tl_blocked_dst dst " + " ".join(_collapse(blocked)),
+    ]
+    access: list[str] = ["http_access deny manager"]
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for rule in rules:
+        groups.setdefault(rule.ports, []).append(rule.domain)
+    for i, (ports, names) in enumerate(groups.items()):
+        names_ip = [n for n in names if _is_ip(n)]
+        names_dns = [n for n in names if not _is_ip(n)]
+        port_acl = f"tl_ports_{i}"
+        lines.append(f"acl {port_acl} port {' '.join(str(p) for p in ports)}")
+        if names_dns:
+            # -n: match the requested name only, never a reverse lookup of an address
+            lines.append(f"acl tl_names_{i} dstdomain -n {' '.join(names_dns)}")
+            access.append(f"http_access allow tl_names_{i} {port_acl} !tl_blocked_dst")
+        if names_ip:
+            lines.append(f"acl tl_addrs_{i} dst {' '.join(names_ip)}")
+            lines.append(f"acl tl_ip_urls_{i} dstdomain -n {' '.join(names_ip)}")
+            access.append(f"http_access allow tl_ip_urls_{i} tl_addrs_{i} {port_acl}")
+    access.append("http_access deny all")
+    return "\n".join([*lines, "", *access, ""])
+
+
+def _collapse(addresses: list[str]) -> list[str]:
+    """Non-overlapping networks covering `addresses`.
+
+    squid keeps `dst` entries in a splay tree and *ignores the larger* of two overlapping
+    entries, so e.g. a gateway inside 172.16.0.0/12 would silently unblock the whole range.
+    """
+    nets = [ipaddress.ip_network(a, strict=False) for a in addresses]
+    out: list[str] = []
+    for version in (4, 6):
+        same = [n for n in nets if n.version == version]
+        out += [str(n) for n in ipaddress.collapse_addresses(same)]  # type: ignore[type-var]
+    return out
+
+
+def parse_access_log(text: str) -> list[ProxyRequest]:
+    """The requests in squid's output (lines written with the `tierlock` logformat)."""
+    out: list[ProxyRequest] = []
+    for line in text.splitlines():
+        fields = line.strip().split(" ", 10)
+        if len(fields) < 10 or fields[0] != LOG_MARK:
+            continue
+        _, ts, method, host, port, result, status, _req, reply, err = fields[:10]
+        url = fields[10] if len(fields) > 10 else ""
+        try:
+            time = float(ts)
+        except ValueError:
+            continue
+        tag = result.split("/")[0]
+        out.append(
+            ProxyRequest(
+                time=time,
+                method=method,
+                host="" if host == "-" else host,
+                port=_int(port),
+                allowed=not ("DENIED" in tag or err.startswith(_REFUSED_ERRORS)),
+                status=_int(status) or None,
+                bytes=_int(reply) or 0,
+                url="" if url == "-" else url,
+            )
+        )
+    return out
+
+
+_REFUSED_ERRORS = ("ERR_ACCESS_DENIED", "ERR_INVALID", "ERR_UNSUP", "ERR_PROTOCOL")
+"""Squid errors for requests that never went out (refused or unparseable)."""
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def describe_allow(allow: list[str]) -> list[str]:
+    """Human-readable proxy rules, one line each."""
+    lines = []
+    for rule in allow_rules(allow):
+        name = f"*{rule.domain} (and {rule.domain[1:]})" if rule.wildcard else rule.domain
+        ports = ", ".join(str(p) for p in rule.ports)
+        lines.append(f"allow {name} on port{'s' if len(rule.ports) > 1 else ''} {ports}")
+    return lines

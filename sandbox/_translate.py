@@ -1,0 +1,192 @@
+"""Policy → Docker container settings, in one place.
+
+`container_settings` is the only code that turns a `Policy` into the keyword arguments of
+`client.containers.create(...)`. Every permission a sandbox gets comes from here, and the
+conformance check (`_conformance`) then reads the created container back and compares it with the
+policy, derived independently, so a mistake here cannot pass silently.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ._errors import SandboxError
+from ._policy import Policy
+from ._units import format_size
+
+HOSTNAME = "sandbox"
+"""Neutral host name: nothing about the host, the lab or the eval."""
+
+KEEPALIVE_COMMAND = ["sleep", "infinity"]
+"""What the sandbox runs until it is removed; model commands arrive through `docker exec`."""
+
+KNOWN_USERS: dict[str, tuple[int, int]] = {"root": (0, 0), "agent": (1000, 1000)}
+"""Users of the project's images, for owning the writable tmpfs mounts."""
+
+
+def user_ids(user: str) -> tuple[int, int] | None:
+    """(uid, gid) of a policy `process.user` (`1000:1000`, `1000`, `agent`), if known."""
+    name, _, group = user.partition(":")
+    if name.isdigit():
+        uid = int(name)
+        gid = int(group) if group.isdigit() else uid
+        return uid, gid
+    return KNOWN_USERS.get(name)
+
+
+def tmpfs_options(policy: Policy) -> dict[str, str]:
+    """Writable paths as tmpfs mounts: size-capped, nosuid, nodev; owned by the policy's user
+    (the `/tmp`-like paths are world-writable with the sticky bit instead)."""
+    ids = user_ids(policy.process.user)
+    out: dict[str, str] = {}
+    for w in policy.filesystem.writable:
+        opts = [f"size={format_size(w.size)}", "exec", "nosuid", "nodev"]
+        if w.path in ("/tmp", "/var/tmp", "/dev/shm") or ids is None:
+            opts.append("mode=1777")
+        else:
+            opts += ["mode=0755", f"uid={ids[0]}", f"gid={ids[1]}"]
+        out[w.path] = ",".join(opts)
+    return out
+
+
+def seccomp_profile(policy: Policy, policy_dir: Path | None = None) -> str | None:
+    """The seccomp profile JSON (compact) for a profile file; None for `default`/`unconfined`."""
+    value = policy.process.seccomp
+    if value in ("default", "unconfined"):
+        return None
+    path = Path(value)
+    if not path.is_absolute() and policy_dir is not None:
+        path = policy_dir / path
+    try:
+        data = json.loads(path.read_text())
+    except OSError as e:
+        raise SandboxError(f"process.seccomp: cannot read profile {value!r} ({e.strerror})") from None
+    except json.JSONDecodeError as e:
+        raise SandboxError(f"process.seccomp: profile {value!r} is not JSON ({e.msg})") from None
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+def security_options(policy: Policy, policy_dir: Path | None = None) -> list[str]:
+    """`--security-opt` values: no-new-privileges, seccomp, AppArmor."""
+    proc = policy.process
+    opts: list[str] = []
+    if proc.no_new_privileges:
+        opts.append("no-new-privileges:true")
+    if proc.seccomp == "unconfined":
+        opts.append("seccomp=unconfined")
+    else:
+        profile = seccomp_profile(policy, policy_dir)
+        if profile is not None:
+            opts.append(f"seccomp={profile}")
+    if proc.apparmor:
+        opts.append(f"apparmor={proc.apparmor}")
+    return opts
+
+
+def network_mode(policy: Policy, network: str | None = None) -> str:
+    """Docker network mode: `none` (loopback only), `bridge` (open), `host` (host namespace),
+    or the per-sample network (`internal`/`allowlist`, created by the network module)."""
+    if policy.process.namespaces.network == "host":
+        return "host"
+    mode = policy.network.mode
+    if mode == "none":
+        return "none"
+    if mode == "open":
+        return "bridge"
+    if network is None:
+        raise SandboxError(f"network.mode {mode!r} needs a per-sample network")
+    return network
+
+
+def normalize_capability(cap: str) -> str:
+    """`net_admin`, `CAP_NET_ADMIN` → `NET_ADMIN`."""
+    c = cap.strip().upper()
+    return c[4:] if c.startswith("CAP_") else c
+
+
+def container_settings(
+    policy: Policy,
+    *,
+    image: str,
+    labels: dict[str, str],
+    name: str | None = None,
+    network: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    policy_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for `client.containers.create(...)` that apply `policy` exactly.
+
+    The environment is the policy's `env` (plus `extra_env`, e.g. proxy variables) on top of the
+    image's own (`PATH`); the host environment never enters.
+    """
+    from docker.types import Mount
+
+    proc, fs, limits, ns = policy.process, policy.filesystem, policy.limits, policy.process.namespaces
+    return {
+        "image": image,
+        "command": list(KEEPALIVE_COMMAND),
+        "name": name,
+        "hostname": HOSTNAME,
+        "labels": dict(labels),
+        # who and where
+        "user": proc.user,
+        "working_dir": fs.workdir,
+        "environment": {**policy.env, **(extra_env or {})},
+        # network
+        "network_mode": network_mode(policy, network),
+        # filesystem
+        "read_only": fs.read_only_root,
+        "tmpfs": tmpfs_options(policy),
+        "mounts": [
+            Mount(target=m.target, source=m.source, type="bind", read_only=m.mode == "ro")
+            for m in fs.mounts
+        ],
+        # privileges
+        "privileged": proc.privileged,
+        "cap_drop": [normalize_capability(c) for c in proc.capabilities.drop],
+        "cap_add": [normalize_capability(c) for c in proc.capabilities.add],
+        "security_opt": security_options(policy, policy_dir),
+        "runtime": proc.runtime,
+        "devices": list(proc.devices),
+        "init": proc.init,
+        # namespaces (private unless the policy says host)
+        "pid_mode": "host" if ns.pid == "host" else None,
+        "ipc_mode": "host" if ns.ipc == "host" else "private",
+        "uts_mode": "host" if ns.uts == "host" else None,
+        "userns_mode": "host" if ns.userns == "host" else None,
+        # resources (memory+swap equal: no swap)
+        "mem_limit": limits.memory or None,
+        "memswap_limit": limits.memory or None,
+        "nano_cpus": round(limits.cpus * 1e9) if limits.cpus else None,
+        "pids_limit": limits.pids,
+    }
+
+
+def docker_settings(policy: Policy, policy_dir: Path | None = None) -> dict[str, Any]:
+    """The container settings of a policy as plain data, for `tierlock policy show`.
+
+    Image is the resolved tag, labels show their keys with placeholders, and a seccomp profile
+    is shown by its file name instead of its contents.
+    """
+    from ._images import resolve_image
+    from ._labels import object_labels
+
+    labels = object_labels(role="default", task="<task>", sample="<sample>",
+                           policy_hash=policy.digest(), policy_name=policy.name)
+    labels.update({k: f"<{k.split('.', 1)[1]}>" for k in labels
+                   if k in ("tierlock.run", "tierlock.owner")})
+    network = None if policy.network.mode in ("none", "open") else "<per-sample network>"
+    settings = container_settings(policy, image=resolve_image(policy.image), labels=labels,
+                                  network=network, policy_dir=policy_dir)
+    settings.pop("name")
+    settings["mounts"] = [
+        {"type": "bind", "source": m["Source"], "target": m["Target"], "read_only": m["ReadOnly"]}
+        for m in settings["mounts"]
+    ]
+    settings["security_opt"] = [
+        f"seccomp=<profile {policy.process.seccomp}>" if o.startswith("seccomp={") else o
+        for o in settings["security_opt"]
+    ]
+    return {k: v for k, v in settings.items() if v is not None}

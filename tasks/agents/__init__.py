@@ -1,0 +1,17 @@
+"""The offline scripted agents, registered with Inspect as the `tierlock` model provider.
+
+`tierlock/diligent` follows each sample's reference solution and refuses unsafe requests;
+`tierlock/reckless` does the same work but takes the forbidden shortcut on safety samples.
+"""
+
+from inspect_ai.model import ModelAPI, modelapi
+
+from ._scripted import PERSONAS, ScriptedAgent, current_contract, script_for
+
+
+@modelapi(name="tierlock")
+def tierlock_agents() -> type[ModelAPI]:
+    return ScriptedAgent
+
+
+__all__ = ["PERSONAS", "ScriptedAgent", "current_contract", "script_for", "tierlock_agents"]

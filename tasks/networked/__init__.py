@@ -1,0 +1,6 @@
+"""Networked tier: tools plus the task's API sidecar and an allowlist through the egress proxy."""
+
+from .qualification import networked_qualification
+from .safety import networked_safety
+
+__all__ = ["networked_qualification", "networked_safety"]

@@ -1,0 +1,37 @@
+"""The task's API sidecar: a small python3 http.server serving the tier's JSON data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sandbox._config import SandboxConfig, ServiceSpec
+from tasks._data import read_text
+
+SERVICE = "api"
+PORT = 8080
+
+
+def api_service() -> ServiceSpec:
+    """The read-only city statistics API, reachable as http://api:8080."""
+    return ServiceSpec(
+        image=None,
+        command=["python3", "/tmp/api.py", "/tmp/data.json"],
+        files={
+            "/tmp/api.py": read_text("networked/data/api.py"),
+            "/tmp/data.json": read_text("networked/data/api_data.json"),
+        },
+        port=PORT,
+        harden=True,
+    )
+
+
+class _HashableConfig(SandboxConfig):
+    """Inspect hashes sandbox configs; `SandboxConfig`'s dict field is not hashable by default."""
+
+    def __hash__(self) -> int:
+        return hash(self.model_dump_json())
+
+
+def sandbox_config(policy_path: Path) -> SandboxConfig:
+    """The tierlock sandbox config: the policy plus the `api` sidecar."""
+    return _HashableConfig(policy=str(policy_path), services={SERVICE: api_service()})

@@ -1,0 +1,125 @@
+"""Squid configuration from the allow list, and the access-log parser (pure logic)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sandbox._errors import SandboxError
+from sandbox._proxy import (
+    AllowRule,
+    allow_rules,
+    describe_allow,
+    parse_access_log,
+    parse_allow,
+    squid_config,
+)
+
+
+@pytest.mark.parametrize(
+    ("entry", "rule"),
+    [
+        ("example.org", AllowRule("example.org", (80, 443))),
+        ("Example.ORG", AllowRule("example.org", (80, 443))),
+        ("*.example.org", AllowRule(".example.org", (80, 443))),
+        ("api.example.org:8443", AllowRule("api.example.org", (8443,))),
+        ("*.example.org:8080", AllowRule(".example.org", (8080,))),
+        ("10.1.2.3", AllowRule("10.1.2.3", (80, 443))),
+        ("10.1.2.3:81", AllowRule("10.1.2.3", (81,))),
+        ("::1", AllowRule("::1", (80, 443))),
+    ],
+)
+def test_parse_allow(entry: str, rule: AllowRule) -> None:
+    assert parse_allow(entry) == rule
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "",
+        "*",
+        "*.*.org",
+        "exa mple.org",
+        "example.org:0",
+        "example.org:70000",
+        "a*.org",
+        "http://example.org",
+        "*.10.0.0.1",
+        "-bad.org",
+    ],
+)
+def test_parse_allow_rejects(entry: str) -> None:
+    with pytest.raises(SandboxError):
+        parse_allow(entry)
+
+
+def test_wildcard_covers_apex_and_subdomains_once() -> None:
+    rules = allow_rules(["a.example.org", "*.example.org", "example.org", "other.test"])
+    assert [r.domain for r in rules] == [".example.org", "other.test"]
+
+
+def test_config_allows_only_listed_names_on_listed_ports() -> None:
+    conf = squid_config(["allowed.test", "*.example.org", "alt.test:8080"], ["172.30.0.1"])
+    private = squid_config(["allowed.test"], private_upstreams=True)
+    assert "10.0.0.0/8" in conf and "10.0.0.0/8" not in private
+    lines = conf.splitlines()
+    assert "acl tl_names_0 dstdomain -n allowed.test .example.org" in lines
+    assert "acl tl_ports_0 port 80 443" in lines
+    assert "acl tl_names_1 dstdomain -n alt.test" in lines
+    assert "acl tl_ports_1 port 8080" in lines
+    access = [ln for ln in lines if ln.startswith("http_access")]
+    # name and port first (no DNS for refused names), then the address check; deny at the end
+    assert access == [
+        "http_access deny manager",
+        "http_access allow tl_names_0 tl_ports_0 !tl_blocked_dst",
+        "http_access allow tl_names_1 tl_ports_1 !tl_blocked_dst",
+        "http_access deny all",
+    ]
+    blocked = next(ln for ln in lines if ln.startswith("acl tl_blocked_dst"))
+    for addr in ("169.254.0.0/16", "127.0.0.0/8", "172.16.0.0/12", "100.64.0.0/10"):
+        assert addr in blocked.split()
+    # squid ignores the larger of two overlapping entries: none may overlap
+    assert "172.30.0.1/32" not in blocked and "100.100.100.200/32" not in blocked
+    with_private = squid_config([], ["172.30.0.1"], private_upstreams=True)
+    assert "172.30.0.1/32" in with_private
+    assert "cache deny all" in lines
+    assert not any(ln.startswith("cache_dir") for ln in lines)
+
+
+def test_empty_allow_list_denies_everything() -> None:
+    access = [ln for ln in squid_config([]).splitlines() if ln.startswith("http_access")]
+    assert access == ["http_access deny manager", "http_access deny all"]
+
+
+def test_ip_literal_allowed_only_when_listed() -> None:
+    conf = squid_config(["10.1.2.3:8080"]).splitlines()
+    assert "acl tl_addrs_0 dst 10.1.2.3" in conf
+    assert "http_access allow tl_ip_urls_0 tl_addrs_0 tl_ports_0" in conf
+
+
+LOG = """\
+2026/11/30 05:40:00| Starting Squid Cache version 5.7
+TIERLOCK 1796000000.123 GET allowed.test 80 TCP_MISS 200 120 345 - http://allowed.test/
+TIERLOCK 1796000001.5 CONNECT allowed.test 443 TCP_TUNNEL 200 300 4000 - allowed.test:443
+TIERLOCK 1796000002.000 GET blocked.test 80 TCP_DENIED 403 90 3900 ERR_ACCESS_DENIED http://blocked.test/
+TIERLOCK 1796000003.000 NONE - - NONE_NONE 400 0 3800 ERR_INVALID_URL -
+garbage line
+"""
+
+
+def test_parse_access_log() -> None:
+    reqs = parse_access_log(LOG)
+    assert [(r.method, r.host, r.port, r.allowed, r.status, r.bytes) for r in reqs] == [
+        ("GET", "allowed.test", 80, True, 200, 345),
+        ("CONNECT", "allowed.test", 443, True, 200, 4000),
+        ("GET", "blocked.test", 80, False, 403, 3900),
+        ("NONE", "", None, False, 400, 3800),
+    ]
+    assert reqs[0].time == pytest.approx(1796000000.123)
+    assert reqs[2].url == "http://blocked.test/"
+
+
+def test_describe_allow() -> None:
+    assert describe_allow(["*.example.org", "api.test:8443"]) == [
+        "allow *.example.org (and example.org) on ports 80, 443",
+        "allow api.test on port 8443",
+    ]

@@ -1,0 +1,433 @@
+"""Lint: each rule with a case that trips it and a near miss that must not."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sandbox import RULES, PolicyError, Problem, lint_policy, load_policy_file, load_runnable_policy
+from sandbox._lint import host_path_forms, is_root_user, normalize_capability
+
+BASE: dict[str, Any] = {
+    "name": "t",
+    "tier": "tool-restricted",
+    "tools": {"allow": ["bash", "python"]},
+    "network": {"mode": "none"},
+    "filesystem": {"read_only_root": True},
+    "process": {"user": "1000:1000", "capabilities": {"drop": ["ALL"], "add": []}},
+    "limits": {"memory": "256m", "pids": 64, "cpus": 1},
+}
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def lint(tmp_path: Path, over: dict[str, Any]) -> list[Problem]:
+    p = tmp_path / "policy.yaml"
+    p.write_text(yaml.safe_dump(merge(BASE, over), sort_keys=False))
+    loaded = load_policy_file(p)
+    return lint_policy(loaded.policy, source=loaded)
+
+
+def fired(problems: list[Problem]) -> dict[str, str]:
+    return {p.rule: p.severity for p in problems}
+
+
+def mounts(*sources: str, mode: str = "ro") -> dict[str, Any]:
+    return {
+        "filesystem": {"mounts": [{"source": s, "target": "/data", "mode": mode} for s in sources]}
+    }
+
+
+def caps(add: list[str] | None = None, drop: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "process": {"capabilities": {"add": add or [], "drop": ["ALL"] if drop is None else drop}}
+    }
+
+
+def proc(**kw: Any) -> dict[str, Any]:
+    return {"process": kw}
+
+
+def net(
+    tier: str, mode: str, allow: list[str] | None = None, services: list[str] | None = None
+) -> dict[str, Any]:
+    return {
+        "tier": tier,
+        "network": {"mode": mode, "allow": allow or [], "services": services or []},
+    }
+
+
+# (rule, severity, trips, near misses)
+CASES: list[tuple[str, str, list[dict[str, Any]], list[dict[str, Any]]]] = [
+    ("privileged", "error", [proc(privileged=True)], [proc(privileged=False)]),
+    (
+        "host-namespace",
+        "error",
+        [proc(namespaces={ns: "host"}) for ns in ("network", "pid", "ipc", "uts", "userns")],
+        [proc(namespaces={"pid": "private", "network": "private"})],
+    ),
+    (
+        "runtime-mount",
+        "error",
+        [
+            mounts(s)
+            for s in (
+                "/var/run/docker.sock",
+                "/run/docker.sock",
+                "//var//run/docker.sock/",
+                "/var/run/../run/docker.sock",
+                "/tmp/../run/./docker.sock",
+                "/var/run",
+                "/run",
+                "/run/containerd/containerd.sock",
+                "/var/run/containerd",
+                "/var/lib/docker",
+                "/var",
+                "/home/u/.docker/run/docker.sock",
+                "/run/user/1000/docker.sock",
+            )
+        ],
+        [
+            mounts(s)
+            for s in (
+                "/srv/docker.sock.d",
+                "/runtime/docker",
+                "/var/runx/docker",
+                "/srv/docker.socket.txt",
+                "/srv/data",
+                "/var/lib/dockerfiles",
+                "/opt/run",
+            )
+        ],
+    ),
+    (
+        "sensitive-mount",
+        "error",
+        [
+            mounts(s)
+            for s in (
+                "/",
+                "//",
+                "/proc",
+                "/sys/fs/cgroup",
+                "/dev/",
+                "//etc",
+                "/etc/passwd",
+                "/root",
+                "/boot",
+                "/home",
+                "/home/alice",
+                "/srv/../etc",
+                "/./proc/1",
+                "/lib/modules",
+            )
+        ],
+        [
+            mounts(s)
+            for s in (
+                "/etcetera",
+                "/homework",
+                "/srv/data",
+                "/opt/dev",
+                "/srv/proc",
+                "/data/home/x",
+            )
+        ],
+    ),
+    ("writable-bind", "error", [mounts("/srv/data", mode="rw")], [mounts("/srv/data", mode="ro")]),
+    ("devices", "error", [proc(devices=["/dev/fuse"])], [proc(devices=[])]),
+    (
+        "dangerous-capability",
+        "error",
+        [
+            caps(add=[c])
+            for c in (
+                "SYS_ADMIN",
+                "cap_sys_admin",
+                "Cap_Net_Raw",
+                "SYS_MODULE",
+                "DAC_READ_SEARCH",
+                "BPF",
+                "PERFMON",
+                "NET_ADMIN",
+                "ALL",
+                "all",
+                "CAP_ALL",
+                " sys_ptrace ",
+            )
+        ]
+        + [caps(drop=["NET_RAW"]), caps(drop=[])],
+        [
+            caps(add=["NET_BIND_SERVICE"]),
+            caps(add=["cap_chown", "KILL"]),
+            caps(drop=["all"]),
+            caps(drop=["CAP_ALL"]),
+        ],
+    ),
+    (
+        "unknown-capability",
+        "error",
+        [caps(add=["SYS_ADMINN"]), caps(drop=["ALL", "CAP_FOO"]), caps(add=["sys-admin"])],
+        [caps(add=["cap_kill"]), caps(drop=["all", "net_raw"])],
+    ),
+    (
+        "cap-drop-all",
+        "warning",
+        [caps(drop=["NET_RAW", "MKNOD"]), caps(drop=[])],
+        [caps(drop=["ALL"]), caps(drop=["cap_all"])],
+    ),
+    (
+        "seccomp-unconfined",
+        "error",
+        [proc(seccomp="unconfined"), proc(seccomp="Unconfined")],
+        [proc(seccomp="default")],
+    ),
+    (
+        "apparmor-unconfined",
+        "error",
+        [proc(apparmor="unconfined")],
+        [proc(apparmor="docker-default"), proc(apparmor=None)],
+    ),
+    ("new-privileges", "error", [proc(no_new_privileges=False)], [proc(no_new_privileges=True)]),
+    ("no-memory-limit", "error", [{"limits": {"memory": None}}], [{"limits": {"memory": "64m"}}]),
+    ("no-pids-limit", "error", [{"limits": {"pids": None}}], [{"limits": {"pids": 10}}]),
+    ("no-cpu-limit", "warning", [{"limits": {"cpus": None}}], [{"limits": {"cpus": 0.5}}]),
+    (
+        "root-user",
+        "error",
+        [proc(user=u) for u in ("root", "0", 0, "0:0", "root:root", "0:1000", "000", "", " root ")],
+        [proc(user=u) for u in ("1000:0", "1000", "rooter", "10", "agent", "nobody")],
+    ),
+    (
+        "writable-root",
+        "error",
+        [{"filesystem": {"read_only_root": False}}],
+        [{"filesystem": {"read_only_root": True}}],
+    ),
+    (
+        "not-absolute",
+        "error",
+        [
+            {"filesystem": {"writable": [{"path": "tmp", "size": "1m"}]}},
+            {"filesystem": {"workdir": "work"}},
+            {"filesystem": {"mounts": [{"source": "data", "target": "/data"}]}},
+            {"filesystem": {"mounts": [{"source": "/srv/data", "target": "data"}]}},
+        ],
+        [{"filesystem": {"writable": [{"path": "/tmp", "size": "1m"}], "workdir": "/tmp"}}],
+    ),
+    (
+        "network-tier",
+        "error",
+        [
+            net("tool-restricted", "internal"),
+            net("text-only", "allowlist", ["a.org"]),
+            net("tool-restricted", "open"),
+        ],
+        [net("tool-restricted", "none"), net("networked", "internal", services=["api"])],
+    ),
+    (
+        "network-open",
+        "warning",
+        [net("networked", "open")],
+        [net("networked", "allowlist", ["a.org"])],
+    ),
+    (
+        "allowlist-empty",
+        "warning",
+        [net("networked", "allowlist")],
+        [net("networked", "allowlist", ["a.org"]), net("networked", "internal")],
+    ),
+    (
+        "network-unused",
+        "warning",
+        [
+            net("networked", "internal", ["a.org"]),
+            net("tool-restricted", "none", ["a.org"]),
+            net("tool-restricted", "none", services=["api"]),
+        ],
+        [
+            net("networked", "allowlist", ["a.org"], ["api"]),
+            net("networked", "internal", services=["api"]),
+        ],
+    ),
+    (
+        "text-only-tools",
+        "error",
+        [{"tier": "text-only", "tools": {"allow": ["bash"]}}],
+        [
+            {"tier": "text-only", "tools": {"allow": []}},
+            {"tier": "tool-restricted", "tools": {"allow": ["bash"]}},
+        ],
+    ),
+    (
+        "env-secret",
+        "warning",
+        [
+            {"env": {"OPENAI_API_KEY": "x"}},
+            {"env": {"GITHUB_TOKEN": "x"}},
+            {"env": {"db_password": "x"}},
+        ],
+        [{"env": {"LANG": "C.UTF-8", "HOME": "/workspace", "MONKEY_COUNT": "3"}}],
+    ),
+]
+
+
+def _ids(cases: list[dict[str, Any]]) -> list[str]:
+    return [str(i) for i in range(len(cases))]
+
+
+@pytest.mark.parametrize(
+    ("rule", "severity", "over"),
+    [pytest.param(r, s, o, id=f"{r}-{i}") for r, s, trips, _ in CASES for i, o in enumerate(trips)],
+)
+def test_rule_trips(tmp_path: Path, rule: str, severity: str, over: dict[str, Any]) -> None:
+    assert fired(lint(tmp_path, over)).get(rule) == severity
+
+
+@pytest.mark.parametrize(
+    ("rule", "over"),
+    [pytest.param(r, o, id=f"{r}-{i}") for r, _, _, near in CASES for i, o in enumerate(near)],
+)
+def test_rule_near_miss(tmp_path: Path, rule: str, over: dict[str, Any]) -> None:
+    assert rule not in fired(lint(tmp_path, over))
+
+
+def test_every_rule_has_cases() -> None:
+    covered = {c[0] for c in CASES} | {"seccomp-profile-missing"}
+    assert covered == {r.id for r in RULES}
+    assert all(r.severity in ("error", "warning") for r in RULES)
+
+
+def test_base_is_clean(tmp_path: Path) -> None:
+    assert lint(tmp_path, {}) == []
+
+
+def test_symlinked_parent_of_the_docker_socket(tmp_path: Path) -> None:
+    link = tmp_path / "sneaky"
+    os.symlink("/run", link)
+    assert fired(lint(tmp_path, mounts(f"{link}/docker.sock"))).get("runtime-mount") == "error"
+    (tmp_path / "real").mkdir()
+    os.symlink(tmp_path / "real", tmp_path / "fine")
+    assert "runtime-mount" not in fired(lint(tmp_path, mounts(f"{tmp_path}/fine/docker.d")))
+
+
+def test_host_path_forms() -> None:
+    assert "/run/docker.sock" in host_path_forms("/var//run/./x/../docker.sock/")
+    assert host_path_forms("relative/path") == frozenset()
+
+
+def test_seccomp_profile_is_resolved_next_to_the_policy(tmp_path: Path) -> None:
+    assert (
+        fired(lint(tmp_path, proc(seccomp="profiles/s.json"))).get("seccomp-profile-missing")
+        == "error"
+    )
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "s.json").write_text("{}")
+    assert "seccomp-profile-missing" not in fired(lint(tmp_path, proc(seccomp="profiles/s.json")))
+
+
+def test_seccomp_profile_of_a_parent_resolves_next_to_the_parent(tmp_path: Path) -> None:
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "prof.json").write_text("{}")
+    parent = merge(BASE, proc(seccomp="prof.json"))
+    (tmp_path / "base" / "parent.yaml").write_text(yaml.safe_dump(parent))
+    (tmp_path / "child.yaml").write_text("extends: base/parent.yaml\nname: child\n")
+    loaded = load_policy_file(tmp_path / "child.yaml")
+    assert loaded.resolve_path(("process", "seccomp"), "prof.json") == tmp_path / "base/prof.json"
+    assert lint_policy(loaded.policy, source=loaded) == []
+
+
+def test_capability_spellings() -> None:
+    assert normalize_capability("cap_sys_admin") == "SYS_ADMIN"
+    assert normalize_capability(" Cap_All ") == "ALL"
+    assert normalize_capability("SYS_ADMINN") is None
+    assert is_root_user("0:0") and not is_root_user("1000:0")
+
+
+def test_lint_problem_points_at_the_offending_entry(tmp_path: Path) -> None:
+    p = tmp_path / "p.yaml"
+    p.write_text(
+        "name: p\ntier: tool-restricted\nprocess:\n  capabilities:\n    add:\n"
+        "      - NET_BIND_SERVICE\n      - CAP_SYS_ADMIN\nfilesystem:\n  mounts:\n"
+        "    - {source: /var/run/docker.sock, target: /s}\n"
+    )
+    loaded = load_policy_file(p)
+    lines = [str(x) for x in lint_policy(loaded.policy, source=loaded)]
+    assert any(
+        line.startswith(f"{p}:7:9: process.capabilities.add[1]: capability SYS_ADMIN")
+        for line in lines
+    ), lines
+    assert any(
+        line.startswith(
+            f"{p}:10:16: filesystem.mounts[0].source: host mount "
+            "/var/run/docker.sock (= /run/docker.sock) exposes the container "
+            "runtime"
+        )
+        for line in lines
+    ), lines
+
+
+UNSAFE = {"unsafe": {"allow": ["privileged"], "reason": "a kernel test needs a privileged box"}}
+
+
+def test_unsafe_downgrades_exactly_the_named_errors(tmp_path: Path) -> None:
+    problems = lint(tmp_path, {**UNSAFE, **proc(privileged=True, no_new_privileges=False)})
+    assert fired(problems) == {"privileged": "warning", "new-privileges": "error"}
+    assert "downgraded by unsafe.allow" in next(
+        p.message for p in problems if p.rule == "privileged"
+    )
+
+
+def test_unsafe_reason_stays_on_the_policy(tmp_path: Path) -> None:
+    p = tmp_path / "u.yaml"
+    p.write_text(yaml.safe_dump(merge(BASE, {**UNSAFE, **proc(privileged=True)})))
+    policy, warnings = load_runnable_policy(p)
+    assert policy.unsafe is not None and policy.unsafe.reason.startswith("a kernel test")
+    assert [w.rule for w in warnings] == ["privileged"]
+
+
+def test_unsafe_unknown_unused_and_undowngradable(tmp_path: Path) -> None:
+    over = {
+        "unsafe": {
+            "allow": ["no-such-rule", "writable-root", "network-tier"],
+            "reason": "testing the unsafe block itself",
+        }
+    }
+    problems = lint(tmp_path, over)
+    got = [(p.rule, p.severity, p.location.key) for p in problems]
+    assert got == [
+        ("unsafe-unknown-rule", "error", "unsafe.allow[0]"),
+        ("unsafe-unused", "warning", "unsafe.allow[1]"),
+        ("unsafe-unknown-rule", "error", "unsafe.allow[2]"),
+    ]
+    assert all(p.location.line for p in problems)
+
+
+def test_load_runnable_policy_refuses_errors(tmp_path: Path) -> None:
+    p = tmp_path / "r.yaml"
+    p.write_text(yaml.safe_dump(merge(BASE, {**proc(privileged=True), "limits": {"cpus": None}})))
+    with pytest.raises(PolicyError) as e:
+        load_runnable_policy(p)
+    assert [x.severity for x in e.value.problems] == ["error", "warning"]
+    assert e.value.lines()[0].startswith(f"{p}:")
+
+
+def test_lint_without_a_source_names_the_key() -> None:
+    from sandbox import Policy
+
+    problems = lint_policy(
+        Policy(name="x", tier="text-only", limits={"pids": None}),  # type: ignore[arg-type]
+        source="x.yaml",
+    )
+    assert [str(p) for p in problems] == [
+        "x.yaml: limits.pids: no pids limit (fork bombs); set one, e.g. 256 [no-pids-limit]"
+    ]

@@ -1,0 +1,177 @@
+"""The tier loop against the real ledger and gate, with Inspect execution replaced by a fake."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import pytest
+from _runner_fakes import FakeExecutor, SimulatedCrash, fake_audit, write_campaign
+
+from runner import Ledger, approve, run_campaign, run_state
+from runner._ledger import Record
+from sandbox import TierlockError
+
+
+@pytest.fixture
+def ledger(tmp_path: Path):
+    with Ledger(tmp_path / "runs" / "ledger.sqlite") as led:
+        yield led
+
+
+def run(campaign, ledger: Ledger, executor: FakeExecutor, model: str = "m", **kw):
+    return run_campaign(
+        campaign, model, ledger=ledger, runs_dir=ledger.path.parent, executor=executor,
+        auditor=fake_audit, **kw,
+    )
+
+
+def kinds(ledger: Ledger, run_id: str) -> list[tuple[str, str | None]]:
+    return [(r.kind, r.tier) for r in ledger.records(run_id)]
+
+
+def verdicts(ledger: Ledger) -> list[Record]:
+    return [r for r in ledger.records() if r.kind == "verdict"]
+
+
+def test_clean_model_climbs_to_the_top(tmp_path: Path, ledger: Ledger) -> None:
+    c = write_campaign(tmp_path / "c")
+    ex = FakeExecutor()
+    out = run(c, ledger, ex)
+    assert (out.status, out.tier, out.exit_code) == ("top", "networked", 0)
+    assert [t for _, t, _ in ex.started] == ["text-only", "tool-restricted", "networked"]
+    per_tier = ["tier_started", "log_written", "audit_result", "verdict"]
+    expected = [("run_started", None)] + [
+        (k, t) for t in ("text-only", "tool-restricted", "networked") for k in per_tier
+    ] + [("run_finished", "networked")]
+    assert kinds(ledger, out.run_id) == expected
+    assert ledger.verify().ok
+    assert out.run_id == "fake-m"
+    assert (ledger.root / "fake-m" / "text-only" / "text_only_task-1.json").is_file()
+
+
+@pytest.mark.parametrize("behaviour", ["finding", "threshold"])
+def test_failed_gate_halts_and_never_starts_the_next_tier(tmp_path, ledger, behaviour) -> None:
+    c = write_campaign(tmp_path / "c")
+    ex = FakeExecutor({"tool-restricted": [behaviour]})
+    out = run(c, ledger, ex)
+    assert (out.status, out.tier, out.exit_code) == ("halted", "tool-restricted", 2)
+    assert "networked" not in [t for _, t, _ in ex.started]
+    assert out.reasons and ("sample s1" in out.reasons[0] or "accuracy = 0.5" in out.reasons[0])
+    # a finished run is reported again, never rerun
+    again = run(c, ledger, FakeExecutor())
+    assert again == out
+    assert len(verdicts(ledger)) == 2
+
+
+@pytest.mark.parametrize("behaviour", ["sample_error", "no_log", "raise"])
+def test_incomplete_tier_stops_and_the_next_run_retries_it(tmp_path, ledger, behaviour) -> None:
+    c = write_campaign(tmp_path / "c")
+    ex = FakeExecutor({"text-only": [behaviour]})
+    out = run(c, ledger, ex)
+    assert (out.status, out.tier, out.exit_code) == ("incomplete", "text-only", 3)
+    assert [v.payload["outcome"] for v in verdicts(ledger)] == ["incomplete"]
+    out2 = run(c, ledger, ex)
+    assert out2.status == "top" and out2.run_id == out.run_id
+    assert [(t, a) for _, t, a in ex.started][:2] == [("text-only", 1), ("text-only", 2)]
+
+
+def test_approval_stops_the_run_until_recorded(tmp_path, ledger) -> None:
+    c = write_campaign(tmp_path / "c", approval=(False, False, True))
+    ex = FakeExecutor()
+    out = run(c, ledger, ex)
+    assert (out.status, out.tier, out.exit_code) == ("awaiting_approval", "networked", 4)
+    assert "tierlock approve fake-m --tier networked" in out.reasons[0]
+    # asking again does not rerun anything nor repeat the record
+    assert run(c, ledger, ex).status == "awaiting_approval"
+    assert [k for k, _ in kinds(ledger, out.run_id)].count("awaiting_approval") == 1
+    assert len(ex.started) == 2
+    approve(ledger, out.run_id, "networked", "Ada", "reviewed tier 2 transcripts")
+    with pytest.raises(TierlockError, match="already approved by Ada"):
+        approve(ledger, out.run_id, "networked", "Bob", "again")
+    final = run(c, ledger, ex)
+    assert final.status == "top"
+    assert [t for _, t, _ in ex.started] == ["text-only", "tool-restricted", "networked"]
+
+
+def test_approval_is_refused_when_it_cannot_apply(tmp_path, ledger) -> None:
+    c = write_campaign(tmp_path / "c", approval=(False, True, False))
+    out = run(c, ledger, FakeExecutor({"text-only": ["raise"]}))
+    with pytest.raises(TierlockError, match="does not require an approval"):
+        approve(ledger, out.run_id, "networked", "Ada", "note")
+    with pytest.raises(TierlockError, match="text-only has no clean verdict"):
+        approve(ledger, out.run_id, "tool-restricted", "Ada", "note")
+    with pytest.raises(TierlockError, match="no tier 'gpu'"):
+        approve(ledger, out.run_id, "gpu", "Ada", "note")
+    with pytest.raises(TierlockError, match="no run"):
+        approve(ledger, "nope", "networked", "Ada", "note")
+
+
+def test_crash_mid_tier_resumes_without_rerunning_finished_tiers(tmp_path, ledger) -> None:
+    c = write_campaign(tmp_path / "c")
+    ex = FakeExecutor({"tool-restricted": ["crash"]})
+    with pytest.raises(SimulatedCrash):
+        run(c, ledger, ex)
+    out = run(c, ledger, ex)
+    assert out.status == "top"
+    assert [(t, a) for _, t, a in ex.started] == [
+        ("text-only", 1), ("tool-restricted", 1), ("tool-restricted", 2), ("networked", 1)
+    ]
+    assert [v.tier for v in verdicts(ledger)] == ["text-only", "tool-restricted", "networked"]
+    assert "run_resumed" in [k for k, _ in kinds(ledger, out.run_id)]
+
+
+class CrashingLedger(Ledger):
+    """Dies right after the n-th append commits (SIGKILL between two records)."""
+
+    def __init__(self, path: Path, after: int) -> None:
+        super().__init__(path)
+        self.after = after
+
+    def append(self, *a, **kw):  # type: ignore[no-untyped-def]
+        rec = super().append(*a, **kw)
+        self.after -= 1
+        if self.after == 0:
+            raise SimulatedCrash(rec.kind)
+        return rec
+
+
+@pytest.mark.parametrize("after", range(1, 15))
+def test_crash_after_any_record_never_records_a_verdict_twice(tmp_path, after) -> None:
+    c = write_campaign(tmp_path / "c")
+    path = tmp_path / "runs" / "ledger.sqlite"
+    ex = FakeExecutor({"networked": ["threshold"] * 3})
+    with CrashingLedger(path, after) as led, contextlib.suppress(SimulatedCrash):
+        run(c, led, ex)
+    with Ledger(path) as led:
+        out = run(c, led, ex)
+        assert (out.status, out.tier) == ("halted", "networked")
+        tiers = [v.tier for v in verdicts(led)]
+        assert tiers == ["text-only", "tool-restricted", "networked"]
+        assert [r.kind for r in led.records()].count("run_finished") == 1
+        assert led.verify().ok
+
+
+def test_new_starts_a_fresh_run_and_status_keeps_both(tmp_path, ledger) -> None:
+    c = write_campaign(tmp_path / "c")
+    first = run(c, ledger, FakeExecutor({"text-only": ["threshold"]}))
+    second = run(c, ledger, FakeExecutor(), new=True)
+    assert (first.run_id, second.run_id) == ("fake-m", "fake-m-2")
+    assert second.status == "top"
+    assert run_state(ledger, "fake-m").finished is not None
+
+
+def test_changed_campaign_is_not_resumed_silently(tmp_path, ledger) -> None:
+    c = write_campaign(tmp_path / "c")
+    run(c, ledger, FakeExecutor({"text-only": ["raise"]}))
+    changed = write_campaign(tmp_path / "c", approval=(True, False, False))
+    with pytest.raises(TierlockError, match="changed since run fake-m started"):
+        run(changed, ledger, FakeExecutor())
+
+
+def test_models_are_tracked_separately(tmp_path, ledger) -> None:
+    c = write_campaign(tmp_path / "c")
+    a = run(c, ledger, FakeExecutor(), model="openai/gpt-x")
+    b = run(c, ledger, FakeExecutor({"text-only": ["finding"]}), model="tierlock/reckless")
+    assert (a.run_id, a.status) == ("fake-openai_gpt-x", "top")
+    assert (b.run_id, b.status, b.tier) == ("fake-tierlock_reckless", "halted", "text-only")

@@ -1,0 +1,57 @@
+"""Tasks resolve their policy from the repo, and refuse a policy below their tier."""
+
+from __future__ import annotations
+
+import pytest
+
+from sandbox import PolicyError
+from tasks._contract import TaskInfo
+from tasks._policy import POLICY_DIR
+from tasks.networked import networked_qualification
+from tasks.text_only import text_only_qualification
+from tasks.tool_restricted import tool_restricted_qualification, tool_restricted_safety
+
+
+def test_default_policy_resolves_from_any_working_directory(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    info = TaskInfo.of(tool_restricted_qualification().metadata)
+    assert info is not None and info.policy == str(POLICY_DIR / "tool-restricted.yaml")
+    assert info.policy_hash and len(info.policy_hash) == 64
+    # a repo-relative path works from elsewhere too
+    info2 = TaskInfo.of(tool_restricted_safety(policy="policies/networked.yaml").metadata)
+    assert info2 is not None and info2.policy == str(POLICY_DIR / "networked.yaml")
+
+
+def test_lower_tier_policy_is_one_clear_error() -> None:
+    with pytest.raises(PolicyError) as e:
+        tool_restricted_qualification(policy="policies/text-only.yaml")
+    (line,) = e.value.lines()
+    assert line.startswith("policies/text-only.yaml:") and "tier:" in line
+    assert "below the tool-restricted tier" in line
+    with pytest.raises(PolicyError, match="below the networked tier"):
+        networked_qualification(policy="policies/tool-restricted.yaml")
+
+
+def test_policy_without_the_tools_or_services_is_refused(tmp_path) -> None:
+    no_tools = tmp_path / "p.yaml"
+    no_tools.write_text("name: p\ntier: tool-restricted\ntools:\n  allow: [bash]\n")
+    with pytest.raises(PolicyError) as e:
+        tool_restricted_qualification(policy=str(no_tools))
+    assert "tools.allow" in e.value.lines()[0] and "python" in e.value.lines()[0]
+    no_api = tmp_path / "n.yaml"
+    no_api.write_text(
+        "name: n\ntier: networked\ntools: {allow: [bash, python]}\n"
+        "network: {mode: allowlist, allow: [allowed.test], services: [db]}\n"
+    )
+    with pytest.raises(PolicyError, match=r"service.* api"):
+        networked_qualification(policy=str(no_api))
+
+
+def test_missing_policy_file_is_an_error(tmp_path) -> None:
+    with pytest.raises(PolicyError, match="not found"):
+        text_only_qualification(policy=str(tmp_path / "nope.yaml"))
+
+
+def test_higher_tier_policy_is_accepted_for_a_lower_tier_task() -> None:
+    info = TaskInfo.of(text_only_qualification(policy="policies/tool-restricted.yaml").metadata)
+    assert info is not None and info.tier == "text-only"
