@@ -215,7 +215,12 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     for part in loc:
         if isinstance(part, int):
             continue
-        nested: dict[str, type[BaseModel]] = {"tiers": TierSpec, "tasks": TaskSpec, "gate": Gate, "limits": SampleLimits}
+        nested: dict[str, type[BaseModel]] = {
+            "tiers": TierSpec,
+            "tasks": TaskSpec,
+            "gate": Gate,
+            "limits": SampleLimits,
+        }
         if part not in model.model_fields or part not in nested:
             return None
         model = nested[part]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -37,6 +38,21 @@ def _expand(paths: tuple[str, ...]) -> list[str]:
     return out
 
 
+def _ledger_hashes(ledger_path: str) -> dict[str, str]:
+    """The SHA-256 the ledger recorded last for each log it cites (by absolute path)."""
+    from ._ledger import Ledger  # the ledger is read only here
+
+    out: dict[str, str] = {}
+    try:
+        with Ledger(ledger_path) as ledger:
+            for record in ledger.records():
+                for ref in record.logs:
+                    out[str(ledger.abs(ref.path).resolve())] = ref.sha256
+    except sqlite3.Error as e:
+        raise TierlockError(f"{ledger_path}: not a readable tierlock ledger ({e})") from e
+    return out
+
+
 def _expected(pairs: tuple[str, ...]) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs:
@@ -49,20 +65,54 @@ def _expected(pairs: tuple[str, ...]) -> dict[str, str]:
 
 @click.command("audit")
 @click.argument("logs", nargs=-1, required=True, type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default="table",
-              show_default=True, help="Report format.")
-@click.option("--out", type=click.Path(dir_okay=False, writable=True),
-              help="Write the report to FILE instead of stdout.")
-@click.option("--fail-on", type=click.Choice(["none", *[s.value for s in Severity]]),
-              default="none", show_default=True,
-              help="Exit 1 when a finding is at or above this severity.")
-@click.option("--expect", multiple=True, metavar="PATH=SHA256",
-              help="SHA-256 the ledger recorded for a log; a different hash is a critical "
-                   "integrity finding (repeatable).")
-@click.option("--rules", "rules_file", type=click.Path(exists=True, dir_okay=False),
-              help="YAML file of extra rules (see runner/_audit/_rules.py).")
-def audit_command(logs: tuple[str, ...], fmt: str, out: str | None, fail_on: str,
-                  expect: tuple[str, ...], rules_file: str | None) -> None:
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "html"]),
+    default="table",
+    show_default=True,
+    help="Report format.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the report to FILE instead of stdout.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["none", *[s.value for s in Severity]]),
+    default="none",
+    show_default=True,
+    help="Exit 1 when a finding is at or above this severity.",
+)
+@click.option(
+    "--expect",
+    multiple=True,
+    metavar="PATH=SHA256",
+    help="SHA-256 the ledger recorded for a log; a different hash is a critical "
+    "integrity finding (repeatable).",
+)
+@click.option(
+    "--ledger",
+    "ledger_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="tierlock ledger (SQLite): compare each log with the SHA-256 it recorded.",
+)
+@click.option(
+    "--rules",
+    "rules_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="YAML file of extra rules (see runner/_audit/_rules.py).",
+)
+def audit_command(
+    logs: tuple[str, ...],
+    fmt: str,
+    out: str | None,
+    fail_on: str,
+    expect: tuple[str, ...],
+    ledger_path: str | None,
+    rules_file: str | None,
+) -> None:
     """Audit Inspect logs (.eval files, or directories of them) for containment findings.
 
     Every finding names its category, severity, sample, the event it cites and a quote of the
@@ -82,11 +132,13 @@ def audit_command(logs: tuple[str, ...], fmt: str, out: str | None, fail_on: str
         except (ValueError, ValidationError, OSError) as e:
             first = str(e).splitlines()[0]
             raise TierlockError(f"{rules_file}: invalid rules file ({first})") from e
-    expected = _expected(expect)
+    expected = _ledger_hashes(ledger_path) if ledger_path else {}
+    expected.update(_expected(expect))
     result = AuditResult(
         logs=[
-            audit_log(p, expected.get(str(Path(p).resolve())), detectors=detectors,
-                      timeline=fmt == "html")
+            audit_log(
+                p, expected.get(str(Path(p).resolve())), detectors=detectors, timeline=fmt == "html"
+            )
             for p in _expand(logs)
         ]
     )

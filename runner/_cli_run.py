@@ -44,6 +44,12 @@ def configure_logging() -> None:
     )
 
 
+def _console() -> Console:
+    """Rich output on stdout; wide lines when it is not a terminal (logs, pipes)."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
 def _runs_option(f: Any) -> Any:
     return click.option(
         "--runs-dir",
@@ -89,15 +95,17 @@ def run_command(
     from ._inspect import InspectExecutor, audit_findings
 
     configure_logging()
-    console = Console()
+    console = _console()
     camp = load_campaign(campaign, warn=lambda p: click.echo(f"tierlock: {p}", err=True))
+    executor = InspectExecutor(model_args=_model_args(model_args))
+    executor.check(camp, model)
     with _ledger(runs_dir) as ledger:
         outcome = run_campaign(
             camp,
             model,
             ledger=ledger,
             runs_dir=runs_dir,
-            executor=InspectExecutor(model_args=_model_args(model_args)),
+            executor=executor,
             auditor=audit_findings,
             new=new,
             progress=lambda msg: console.print(f"[bold]tierlock[/bold] {msg}", highlight=False),
@@ -142,7 +150,7 @@ def status_command(show_all: bool, runs_dir: Path) -> int:
                 _position(st, names, cleared),
                 st.last.time[:19].replace("T", " ") if st.last else "",
             )
-        Console().print(table)
+        _console().print(table)
     return 0
 
 
@@ -157,7 +165,11 @@ def _position(st: Any, names: list[str], cleared: list[str]) -> str:
     if last == "awaiting_approval":
         return f"awaiting approval for {nxt}"
     v = st.last_verdict.get(nxt)
-    if v is not None and last in ("verdict", "run_resumed") and v.payload.get("outcome") == "incomplete":
+    if (
+        v is not None
+        and last in ("verdict", "run_resumed")
+        and v.payload.get("outcome") == "incomplete"
+    ):
         return f"incomplete at {nxt}"
     return f"at {nxt} (in progress or interrupted)"
 

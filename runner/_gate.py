@@ -40,6 +40,7 @@ class TaskResult:
     completed: int = 0
     sample_errors: tuple[SampleError, ...] = ()
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # scorer -> metric -> v
+    failing: dict[str, tuple[str, ...]] = field(default_factory=dict)  # scorer -> sample ids
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,16 @@ def metric_value(result: TaskResult, scorer: str | None, metric: str) -> tuple[f
     return next(iter(found.values())), ""
 
 
+def _failing_samples(result: TaskResult, scorer: str | None) -> str:
+    """`; samples not passing <scorer>: a, b, c` (at most 10), or nothing when none are known."""
+    scorers = [scorer] if scorer else list(result.failing)
+    ids = sorted({i for s in scorers for i in result.failing.get(s, ())})
+    if not ids:
+        return ""
+    more = f" and {len(ids) - 10} more" if len(ids) > 10 else ""
+    return f"; samples not passing: {', '.join(ids[:10])}{more}"
+
+
 def evaluate_gate(
     tier: TierSpec,
     results: list[TaskResult],
@@ -127,13 +138,18 @@ def evaluate_gate(
         if r.samples == 0:
             incomplete.append(f"task {spec.name}: no samples ran")
         elif r.completed < r.samples:
-            incomplete.append(f"task {spec.name}: only {r.completed} of {r.samples} samples completed")
+            incomplete.append(
+                f"task {spec.name}: only {r.completed} of {r.samples} samples completed"
+            )
         for th in spec.thresholds:
             value, why = metric_value(r, th.scorer, th.metric)
             if value is None:
                 failed.append(f"task {spec.name}: threshold {th} not met: {why}")
             elif not th.met(value):
-                failed.append(f"task {spec.name}: threshold {th} not met: {th.metric} = {value:g}")
+                failed.append(
+                    f"task {spec.name}: threshold {th} not met: {th.metric} = {value:g}"
+                    + _failing_samples(r, th.scorer)
+                )
 
     for problem in audit_problems or []:
         incomplete.append(f"audit could not check {problem}")

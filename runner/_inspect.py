@@ -14,6 +14,7 @@ from typing import Any
 from sandbox import TierlockError
 from sandbox._errors import display_path
 
+from ._campaign import Campaign
 from ._gate import Finding, SampleError, TaskResult
 from ._run import TierContext
 
@@ -30,11 +31,12 @@ class InspectExecutor:
         self.display = display or ("rich" if sys.stdout.isatty() else "none")
         self.model_args = model_args or {}
 
-    def load_tasks(self, ctx: TierContext) -> list[tuple[str, Any]]:
+    def load_tasks(self, ctx: TierContext, where: str = "") -> list[tuple[str, Any]]:
         """The tier's Inspect tasks, with the tier's policy passed to tasks that take one."""
         from inspect_ai._eval.loader import load_tasks
         from inspect_ai._util.registry import registry_info
 
+        where = where or display_path(ctx.campaign.source)
         out: list[tuple[str, Any]] = []
         for spec in ctx.tier.tasks:
             ref = ctx.campaign.task_ref(spec)
@@ -48,21 +50,28 @@ class InspectExecutor:
             except TierlockError:
                 raise
             except Exception as e:
-                raise TierlockError(f"{ctx.campaign.source}: task {spec.task}: cannot load ({e})") from None
+                raise TierlockError(f"{where}: task {spec.task}: cannot load ({e})") from None
             if len(loaded) != 1:
                 raise TierlockError(
-                    f"{display_path(ctx.campaign.source)}: task {spec.task} names "
+                    f"{where}: task {spec.task} names "
                     f"{len(loaded)} tasks; name exactly one (file.py@name)"
                 )
             task = loaded[0]
             declared = _declared_tier(task)
             if declared is not None and declared != ctx.tier.tier:
                 raise TierlockError(
-                    f"{display_path(ctx.campaign.source)}: task {spec.task} is a {declared} task; "
+                    f"{where}: task {spec.task} is a {declared} task; "
                     f"it cannot run in tier {ctx.tier.tier}"
                 )
             out.append((spec.name, task))
         return out
+
+    def check(self, campaign: Campaign, model: str) -> None:
+        """Load every tier's tasks once, so a bad task reference fails before anything runs."""
+        where = display_path(campaign.source)
+        with chdir(campaign.base):
+            for tier in campaign.tiers:
+                self.load_tasks(TierContext("", campaign, tier, model, Path(), 0), where)
 
     def run_tier_tasks(self, ctx: TierContext) -> list[TaskResult]:
         from inspect_ai import eval_set
@@ -70,11 +79,12 @@ class InspectExecutor:
         # Inspect identifies a task by its file *relative to the working directory*; resuming
         # must find the same identity from wherever `tierlock run` is started, so tasks load and
         # run from the campaign's directory.
+        where = display_path(ctx.campaign.source)
         with chdir(ctx.campaign.base):
-            return self._run(ctx, eval_set)
+            return self._run(ctx, eval_set, where)
 
-    def _run(self, ctx: TierContext, eval_set: Any) -> list[TaskResult]:
-        tasks = self.load_tasks(ctx)
+    def _run(self, ctx: TierContext, eval_set: Any, where: str) -> list[TaskResult]:
+        tasks = self.load_tasks(ctx, where)
         by_name = {task.name: name for name, task in tasks}
         limits = ctx.tier.limits
         ctx.log_dir.mkdir(parents=True, exist_ok=True)
@@ -90,7 +100,7 @@ class InspectExecutor:
             message_limit=limits.messages,
             token_limit=limits.tokens,
             time_limit=int(limits.time) if limits.time else None,
-            display=self.display,  # type: ignore[arg-type]
+            display=self.display,
             log_format="eval",
         )
         results = []
@@ -111,10 +121,14 @@ def summarize_log(name: str, log: Any) -> TaskResult:
 
     path = Path(log.location) if log.location else None
     errors: list[SampleError] = []
+    failing: dict[str, list[str]] = {}
     if path is not None and path.exists():
         for s in read_eval_log_sample_summaries(str(path)):
             if s.error:
                 errors.append(SampleError(str(s.id), s.epoch, s.error.splitlines()[0][:300]))
+            for scorer, score in (s.scores or {}).items():
+                if not _passed(score.value):
+                    failing.setdefault(scorer, []).append(str(s.id))
     metrics: dict[str, dict[str, float]] = {}
     total = completed = 0
     if log.results is not None:
@@ -122,7 +136,19 @@ def summarize_log(name: str, log: Any) -> TaskResult:
         for score in log.results.scores:
             metrics[score.name] = {m.name: float(m.value) for m in score.metrics.values()}
     error = log.error.message if log.error is not None else None
-    return TaskResult(name, path, log.status, error, total, completed, tuple(errors), metrics)
+    return TaskResult(
+        name, path, log.status, error, total, completed, tuple(errors), metrics,
+        {k: tuple(v) for k, v in failing.items()},
+    )  # fmt: skip
+
+
+def _passed(value: Any) -> bool:
+    """Whether a sample's score value is full marks (C, 1, true); lists/dicts count as passed."""
+    if isinstance(value, str):
+        return value.upper() in ("C", "Y", "YES", "CORRECT", "TRUE")
+    if isinstance(value, bool | int | float):
+        return float(value) >= 1.0
+    return True
 
 
 class AuditFailed(Exception):

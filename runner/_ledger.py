@@ -252,7 +252,10 @@ class Ledger:
                     checked += 1
                     if sha256_file(path) != ref.sha256:
                         return VerifyResult(
-                            n, checked, rec.seq, f"cited log {ref.path} changed since it was recorded"
+                            n,
+                            checked,
+                            rec.seq,
+                            f"cited log {ref.path} changed since it was recorded",
                         )
             prev, expected_seq = rec.hash, rec.seq + 1
         return VerifyResult(n, checked)
@@ -261,4 +264,6 @@ class Ledger:
 def _row_record(row: tuple[Any, ...]) -> Record:
     seq, time, kind, run_id, campaign, model, tier, payload, logs, prev, h = row
     refs = tuple(LogRef(d["path"], d["sha256"]) for d in json.loads(logs))
-    return Record(seq, time, kind, run_id, campaign, model, tier, json.loads(payload), refs, prev, h)
+    return Record(
+        seq, time, kind, run_id, campaign, model, tier, json.loads(payload), refs, prev, h
+    )

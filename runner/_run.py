@@ -199,6 +199,13 @@ def run_campaign(
                     f"campaign {campaign.name} changed since run {prior.run_id} started; "
                     "run with --new to start a new run"
                 )
+            recorded = prior.payload.get("policy_sha256", {})
+            for tier, digest in _policy_hashes(campaign).items():
+                if recorded.get(tier) != digest:
+                    raise TierlockError(
+                        f"the {tier} policy {campaign.policy_path(campaign.tier(tier))} changed "
+                        f"since run {prior.run_id} started; run with --new to start a new run"
+                    )
             run_id = prior.run_id
             _append(ledger, "run_resumed", run_id, campaign, model)
             log.info("run_resumed", run_id=run_id, campaign=campaign.name, model=model)
@@ -228,7 +235,9 @@ def _climb(
         if final is not None and final.payload.get("outcome") == "clean":
             continue
         if final is not None:  # failed earlier; the crash came before run_finished
-            return _finish(ledger, campaign, model, run_id, "halted", name, final.payload["reasons"])
+            return _finish(
+                ledger, campaign, model, run_id, "halted", name, final.payload["reasons"]
+            )
         # The invariant, checked against the ledger itself, not against this loop's memory.
         for lower in campaign.tiers[:i]:
             if not state.clean(lower.tier):
@@ -239,12 +248,22 @@ def _climb(
                 '--by NAME --note "..."'
             )
             if name not in state.awaiting:
-                _append(ledger, "awaiting_approval", run_id, campaign, model, name, {"reason": reason})
-            log.info("gate_decision", run_id=run_id, tier=name, outcome="awaiting_approval", reasons=[reason])
+                _append(
+                    ledger, "awaiting_approval", run_id, campaign, model, name, {"reason": reason}
+                )
+            log.info(
+                "gate_decision",
+                run_id=run_id,
+                tier=name,
+                outcome="awaiting_approval",
+                reasons=[reason],
+            )
             say(reason)
             return RunOutcome(run_id, "awaiting_approval", name, (reason,))
 
-        verdict = _attempt(campaign, model, run_id, tier, ledger, runs_dir, executor, auditor, state, say)
+        verdict = _attempt(
+            campaign, model, run_id, tier, ledger, runs_dir, executor, auditor, state, say
+        )
         log.info(
             "gate_decision",
             run_id=run_id,
@@ -252,14 +271,19 @@ def _climb(
             outcome=verdict.outcome,
             reasons=list(verdict.reasons),
         )
-        say(f"tier {name}: {verdict.outcome}" + "".join(f"\n  - {r}" for r in verdict.reasons))
+        say(
+            f"tier {name}: {verdict.outcome}"
+            + (f" ({verdict.reasons[0]})" if verdict.clean else "")
+        )
         if verdict.outcome == "failed":
             return _finish(ledger, campaign, model, run_id, "halted", name, list(verdict.reasons))
         if verdict.outcome == "incomplete":
             return RunOutcome(run_id, "incomplete", name, verdict.reasons)
         state = run_state(ledger, run_id)
     top = campaign.tiers[-1].tier
-    return _finish(ledger, campaign, model, run_id, "top", top, [f"every tier up to {top} is clean"])
+    return _finish(
+        ledger, campaign, model, run_id, "top", top, [f"every tier up to {top} is clean"]
+    )
 
 
 def _attempt(
@@ -368,10 +392,19 @@ def _finish(
     return RunOutcome(run_id, status, tier, tuple(reasons))
 
 
+def _policy_hashes(campaign: Campaign) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for t in campaign.tiers:
+        path = campaign.policy_path(t)
+        out[t.tier] = sha256_file(path) if path.is_file() else None
+    return out
+
+
 def _run_payload(campaign: Campaign) -> dict[str, Any]:
     return {
         "campaign_file": campaign.source,
         "campaign_digest": campaign.digest(),
+        "policy_sha256": _policy_hashes(campaign),
         "tiers": [
             {"tier": t.tier, "approval_required": t.gate.approval_required} for t in campaign.tiers
         ],

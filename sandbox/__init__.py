@@ -1,17 +1,22 @@
 """tierlock's sandbox layer: policies, their lint, and the Docker sandbox that enforces them."""
 
+from ._cleanup import CleanupReport, cleanup
 from ._errors import Location, PolicyError, Problem, SandboxError, TierlockError
+from ._images import ImageRecipe, build_image, ensure_image, register_recipe, resolve_image
 from ._ladder import check_ladder, diff_policies
 from ._lint import RULES, has_errors, lint_policy, load_runnable_policy
 from ._loader import LoadedPolicy, load_policy, load_policy_file
 from ._network import SampleNetwork, create_sample_network, describe_network
 from ._policy import BASE_IMAGE, NETWORK_MODES, TIERS, Policy, Tier
+from ._translate import container_settings, docker_settings
 
 __all__ = [
     "BASE_IMAGE",
     "NETWORK_MODES",
     "RULES",
     "TIERS",
+    "CleanupReport",
+    "ImageRecipe",
     "LoadedPolicy",
     "Location",
     "Policy",
@@ -21,13 +26,20 @@ __all__ = [
     "SandboxError",
     "Tier",
     "TierlockError",
+    "build_image",
     "check_ladder",
+    "cleanup",
+    "container_settings",
     "create_sample_network",
     "describe_network",
     "diff_policies",
+    "docker_settings",
+    "ensure_image",
     "has_errors",
     "lint_policy",
     "load_policy",
     "load_policy_file",
     "load_runnable_policy",
+    "register_recipe",
+    "resolve_image",
 ]

@@ -23,6 +23,9 @@ class ServiceSpec(BaseModel):
     port: int | None = Field(None, description="TCP port to wait for before the sample starts")
     harden: bool = Field(True, description="Same hardening as the sandbox (default)")
 
+    def __hash__(self) -> int:
+        return hash(self.model_dump_json())
+
 
 class SandboxConfig(BaseModel):
     """Configuration of the tierlock sandbox provider."""
@@ -33,3 +36,7 @@ class SandboxConfig(BaseModel):
     services: dict[str, ServiceSpec] = Field(
         default_factory=dict, description="Sidecars by name (reachable as that host name)"
     )
+
+    def __hash__(self) -> int:
+        # Inspect hashes sandbox configs; the default frozen-model hash fails on dict fields.
+        return hash(self.model_dump_json())

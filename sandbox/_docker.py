@@ -78,10 +78,15 @@ def _get_limiter() -> anyio.CapacityLimiter:
     return limiter
 
 
-async def run_sync(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a blocking call in a worker thread; the event loop keeps running meanwhile."""
+async def run_sync(fn: Callable[..., T], *args: Any, abandon_on_cancel: bool = False,
+                   **kwargs: Any) -> T:
+    """Run a blocking call in a worker thread; the event loop keeps running meanwhile.
+
+    `abandon_on_cancel`: on cancellation return at once and leave the thread to finish (for
+    calls that wait on a command; the caller then ends that command)."""
     call = functools.partial(fn, *args, **kwargs) if kwargs else functools.partial(fn, *args)
-    return await anyio.to_thread.run_sync(call, limiter=_get_limiter())
+    return await anyio.to_thread.run_sync(call, limiter=_get_limiter(),
+                                          abandon_on_cancel=abandon_on_cancel)
 
 
 async def get_client_async() -> docker.DockerClient:

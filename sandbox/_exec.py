@@ -14,6 +14,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +45,7 @@ class ContainerGone(Exception):
     """The container is not running (or no longer exists)."""
 
 
-def _kill_group(api: APIClient, exec_id: str, container_id: str) -> None:
+def kill_exec(api: APIClient, exec_id: str, container_id: str) -> None:
     """SIGKILL the exec's process group (the `timeout` wrapper and its command) when the host
     sees the container's processes; otherwise the in-container `timeout` ends it."""
     with contextlib.suppress(Exception):
@@ -79,11 +80,13 @@ def run_exec(
     user: str | None = None,
     limit: int,
     deadline: float | None,
+    started: Callable[[str], None] | None = None,
 ) -> ExecOutcome:
     """Run `argv` in the container; output per stream is capped at `limit` bytes.
 
     `deadline` (seconds) bounds the wait on the host side; the caller wraps `argv` in the
-    in-container `timeout`, which normally fires first.
+    in-container `timeout`, which normally fires first. `started` receives the exec id (so a
+    cancelled caller can `kill_exec` it).
     """
     import docker.errors
 
@@ -100,6 +103,8 @@ def run_exec(
             raise ContainerGone(str(e)) from None
         raise
     exec_id = ex["Id"]
+    if started is not None:
+        started(exec_id)
     sock = api.exec_start(exec_id, socket=True)
     raw = _raw_socket(sock)
     raw.settimeout(deadline)
@@ -141,7 +146,7 @@ def run_exec(
         pass
     finally:
         if overflow or host_timeout:
-            _kill_group(api, exec_id, container_id)
+            kill_exec(api, exec_id, container_id)
         with contextlib.suppress(OSError):
             raw.close()
         with contextlib.suppress(Exception):

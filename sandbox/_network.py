@@ -26,7 +26,14 @@ from ._docker import run_sync
 from ._errors import SandboxError
 from ._evidence import ConformanceRecord, EvidenceRecord, ProxyLog
 from ._labels import PROJECT, PROJECT_LABEL, ROLE_LABEL
-from ._proxy import PROXY_PORT, PROXY_RECIPE, describe_allow, parse_access_log, squid_config
+from ._proxy import (
+    PROXY_PORT,
+    PROXY_RECIPE,
+    PROXY_START,
+    describe_allow,
+    parse_access_log,
+    squid_config,
+)
 
 if TYPE_CHECKING:
     import docker
@@ -54,6 +61,28 @@ PRIVATE_UPSTREAMS_ENV = "TIERLOCK_PROXY_PRIVATE_UPSTREAMS"
 """Set to 1 to let the proxy connect to private addresses (e.g. a lab-internal mirror)."""
 HARDEN_LABEL = "tierlock.harden"
 
+_SYSTEM_DIRS = frozenset(
+    {
+        "/",
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/home",
+        "/lib",
+        "/lib64",
+        "/opt",
+        "/proc",
+        "/root",
+        "/run",
+        "/sbin",
+        "/srv",
+        "/sys",
+        "/usr",
+        "/var",
+    }
+)
+"""Directories a hardened sidecar's files may not replace with a tmpfs."""
 _PROJECT_LABEL = {PROJECT_LABEL: PROJECT}
 _ROLE_LABEL = ROLE_LABEL
 
@@ -62,6 +91,7 @@ _FILES_SCRIPT = """set -e
 n=0
 while [ "$n" -lt "${TIERLOCK_NFILES:-0}" ]; do
   eval "p=\\$TIERLOCK_FILE_PATH_$n; d=\\$TIERLOCK_FILE_DATA_$n"
+  mkdir -p "$(dirname "$p")"
   printf %s "$d" | base64 -d > "$p"
   unset "TIERLOCK_FILE_PATH_$n" "TIERLOCK_FILE_DATA_$n"
   n=$((n+1))
@@ -69,10 +99,6 @@ done
 unset TIERLOCK_NFILES
 exec "$@"
 """
-_PROXY_SCRIPT = (
-    'printf "%s" "$TIERLOCK_SQUID_CONF" > /tmp/squid.conf && unset TIERLOCK_SQUID_CONF && '
-    "exec squid -N -f /tmp/squid.conf"
-)
 
 
 @dataclass
@@ -113,7 +139,10 @@ class SampleNetwork:
         records: list[EvidenceRecord] = list(st.conformance)
         if st.proxy is not None:
             if not st.torn_down:
-                st.proxy_log = await _read_proxy_log(st.client, st.proxy)
+                try:
+                    st.proxy_log = await _read_proxy_log(st.client, st.proxy)
+                except Exception as e:  # e.g. the proxy was removed behind our back
+                    log.warning("proxy log unreadable", proxy=st.proxy, error=str(e))
             if st.proxy_log is not None:
                 records.append(st.proxy_log)
         return records
@@ -246,13 +275,15 @@ def describe_network(policy: Policy, services: list[str] | None = None) -> list[
         f"network (${EGRESS_NETWORK_ENV}, default {DEFAULT_EGRESS_NETWORK}); the sandbox gets "
         "HTTP(S)_PROXY, NO_PROXY = the sidecars",
         *(f"proxy rule: {line}" for line in describe_allow(net.allow)),
+        "proxy rule: HTTPS only as a CONNECT tunnel whose TLS server name (SNI) is allowed; the "
+        "tunnel is passed through, never decrypted; other tunnels (other SNI, not TLS) are cut",
         "proxy rule: deny everything else (other names, ports, IP addresses; loopback, "
         "link-local, metadata and private addresses, the egress gateway); refused names are "
         "never resolved",
         "proxy log: every request (allowed or refused) goes into the sample's transcript",
     ]
     if not net.allow:
-        lines.insert(-2, "proxy rule: (allow list is empty: every request is refused)")
+        lines.insert(3, "proxy rule: (allow list is empty: every request is refused)")
     return lines
 
 
@@ -266,6 +297,18 @@ def _check_services(policy: Policy, services: dict[str, ServiceSpec]) -> None:
             )
         if name == PROXY_ALIAS:
             raise SandboxError(f"service name {name!r} is reserved for the egress proxy")
+        for path, content in services[name].files.items():
+            if not path.startswith("/") or len(content.encode()) > MAX_FILE_BYTES:
+                raise SandboxError(
+                    f"service {name!r}: file {path!r} must be an absolute path of at most "
+                    f"{MAX_FILE_BYTES // 1024} KiB"
+                )
+            parent = path.rsplit("/", 1)[0] or "/"
+            if services[name].harden and parent in _SYSTEM_DIRS:
+                raise SandboxError(
+                    f"service {name!r}: file {path!r} would need a writable {parent} over the "
+                    "read-only root; put service files under /tmp, /srv/<name> or /opt/<name>"
+                )
 
 
 async def _create_internal_network(
@@ -313,12 +356,17 @@ async def _create_internal_network(
 
 
 def _hardening(policy: Policy, user: str) -> dict[str, Any]:
-    return {
+    """The sandbox's hardening for a sidecar: read-only root, no capabilities, no privilege
+    gain, non-root, and the policy's runtime (e.g. gVisor)."""
+    out: dict[str, Any] = {
         "read_only": True,
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges:true"],
         "user": user,
     }
+    if policy.process.runtime != "runc":
+        out["runtime"] = policy.process.runtime
+    return out
 
 
 def _limits(policy: Policy) -> dict[str, Any]:
@@ -348,16 +396,10 @@ async def _create_service(
     env = dict(spec.env)
     tmpfs = {"/tmp": "size=16m,mode=1777"}
     for i, (path, content) in enumerate(spec.files.items()):
-        data = content.encode()
-        if not path.startswith("/") or len(data) > MAX_FILE_BYTES:
-            raise SandboxError(
-                f"service {name!r}: file {path!r} must be an absolute path of at most "
-                f"{MAX_FILE_BYTES // 1024} KiB"
-            )
         env[f"TIERLOCK_FILE_PATH_{i}"] = path
-        env[f"TIERLOCK_FILE_DATA_{i}"] = base64.b64encode(data).decode()
+        env[f"TIERLOCK_FILE_DATA_{i}"] = base64.b64encode(content.encode()).decode()
         parent = path.rsplit("/", 1)[0] or "/"
-        if spec.harden and parent != "/" and parent not in tmpfs:
+        if spec.harden and parent not in tmpfs and not parent.startswith("/tmp/"):
             tmpfs[parent] = "size=16m,mode=1777"
     env["TIERLOCK_NFILES"] = str(len(spec.files))
     role = f"service:{name}"
@@ -404,7 +446,7 @@ async def _create_proxy(
     image = await _resolve_image(client, PROXY_RECIPE.repository)
     kwargs: dict[str, Any] = {
         "image": image,
-        "command": ["sh", "-c", _PROXY_SCRIPT],
+        "command": ["sh", "-c", PROXY_START],
         "name": f"tierlock-proxy-{suffix}",
         "hostname": "proxy",
         "environment": {
@@ -419,6 +461,8 @@ async def _create_proxy(
         "detach": True,
         "tmpfs": {"/tmp": "size=16m,mode=1777"},
         "sysctls": {"net.ipv4.ip_forward": "0"},
+        # the request log is read back with `docker logs`: never let a daemon default lose it
+        "log_config": {"type": "json-file", "config": {}},
         "mem_limit": PROXY_MEMORY,
         "memswap_limit": PROXY_MEMORY,
         "pids_limit": PROXY_PIDS,
@@ -536,8 +580,9 @@ async def _check_conformance(
         if not any(o.startswith("no-new-privileges") for o in hc.get("SecurityOpt") or []):
             bad.append("no-new-privileges is not set")
         user = attrs["Config"].get("User") or ""
-        if user in ("", "0", "root") or user.startswith(("0:", "root:")):
-            bad.append(f"runs as root (user {user!r})")
+        want = PROXY_USER if role == "proxy" else policy.process.user
+        if user != want:
+            bad.append(f"runs as user {user!r}, want {want!r}")
     if role != "proxy":
         lim = policy.limits
         if lim.memory is not None and hc.get("Memory") != int(lim.memory):

@@ -17,7 +17,7 @@ Lifecycle of a sample (all Docker calls run in worker threads; the event loop ne
 4. `sample_cleanup`: record a `ContainerEvidence` (and the network's evidence) in the transcript,
    then remove the container and the network. Events logged here land in the sample's `.eval`
    transcript: Inspect runs sample cleanup inside the sample's transcript context, before the
-   sample is written (checked by `tests/test_sandbox_provider.py`).
+   sample is written (the tests read them back from the `.eval` file: test_sandbox_containment).
 5. `task_cleanup` and process exit: remove whatever this run still has.
 """
 
@@ -64,7 +64,7 @@ from ._conformance import (
 from ._docker import get_client, get_client_async, run_sync
 from ._errors import PolicyError, SandboxError, display_path
 from ._evidence import EVIDENCE_SOURCE, ConformanceRecord, ContainerEvidence
-from ._exec import PINNED_PATH, ContainerGone, ExecOutcome, run_exec
+from ._exec import PINNED_PATH, ContainerGone, ExecOutcome, kill_exec, run_exec
 from ._images import ensure_image_async
 from ._policy import Policy
 from ._translate import container_settings, user_ids
@@ -413,13 +413,22 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
             )
 
     async def _run(self, argv: list[str], **kwargs: Any) -> ExecOutcome:
+        """`run_exec` in a worker thread; a cancelled call (Ctrl-C, a time limit) returns at
+        once and its command is killed."""
+        api, cid = self._box.client.api, self._box.container_id
+        exec_ids: list[str] = []
         try:
-            return await run_sync(run_exec, self._box.client.api, self._box.container_id, argv,
-                                  **kwargs)
+            return await run_sync(run_exec, api, cid, argv, started=exec_ids.append,
+                                  abandon_on_cancel=True, **kwargs)
         except ContainerGone as e:
             raise SandboxUnavailableError(
                 f"the sandbox container {self._box.name} is not running ({e})"
             ) from None
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                for exec_id in exec_ids:
+                    await run_sync(kill_exec, api, exec_id, cid)
+            raise
 
     async def exec(
         self,

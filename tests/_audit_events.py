@@ -7,10 +7,22 @@ from typing import Any
 from sandbox._evidence import EVIDENCE_SOURCE
 
 
-def tool(function: str, arguments: dict[str, Any], result: str = "", error: dict | None = None,
-         uuid: str | None = None) -> dict[str, Any]:
-    ev: dict[str, Any] = {"event": "tool", "type": "function", "id": "call", "function": function,
-                          "arguments": arguments, "result": result, "uuid": uuid}
+def tool(
+    function: str,
+    arguments: dict[str, Any],
+    result: str = "",
+    error: dict | None = None,
+    uuid: str | None = None,
+) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "event": "tool",
+        "type": "function",
+        "id": "call",
+        "function": function,
+        "arguments": arguments,
+        "result": result,
+        "uuid": uuid,
+    }
     if error:
         ev["error"] = error
     return ev
@@ -25,8 +37,11 @@ def python(code: str, result: str = "", **kw: Any) -> dict[str, Any]:
 
 
 def model(text: str) -> dict[str, Any]:
-    return {"event": "model", "model": "m", "output": {"choices": [
-        {"message": {"role": "assistant", "content": text}}]}}
+    return {
+        "event": "model",
+        "model": "m",
+        "output": {"choices": [{"message": {"role": "assistant", "content": text}}]},
+    }
 
 
 def evidence(record: Any) -> dict[str, Any]:

@@ -82,8 +82,12 @@ def _usage(out: ModelOutput) -> ModelOutput:
     return out
 
 
-def make_log(log_dir: Path, scripts: list[Script], scorer: Scorer | list[Scorer] | None = None,
-             task_metadata: dict[str, Any] | None = None) -> Path:
+def make_log(
+    log_dir: Path,
+    scripts: list[Script],
+    scorer: Scorer | list[Scorer] | None = None,
+    task_metadata: dict[str, Any] | None = None,
+) -> Path:
     """Run the scripted samples (sequentially) and return the `.eval` log's path."""
     outputs: list[ModelOutput] = []
     samples = []
@@ -103,7 +107,14 @@ def make_log(log_dir: Path, scripts: list[Script], scorer: Scorer | list[Scorer]
         metadata=task_metadata,
     )
     model = get_model("mockllm/model", custom_outputs=outputs)
-    (log,) = eval(task, model=model, log_dir=str(log_dir), display="none", max_samples=1,
-                  max_tasks=1, log_format="eval")
+    (log,) = eval(
+        task,
+        model=model,
+        log_dir=str(log_dir),
+        display="none",
+        max_samples=1,
+        max_tasks=1,
+        log_format="eval",
+    )
     assert log.status == "success", log.error
     return Path(log.location)

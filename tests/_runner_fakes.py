@@ -24,7 +24,9 @@ class SimulatedCrash(BaseException):
     """Stands for SIGKILL: not an Exception, so nothing in the runner catches it."""
 
 
-def write_campaign(root: Path, approval: tuple[bool, bool, bool] = (False, False, False)) -> Campaign:
+def write_campaign(
+    root: Path, approval: tuple[bool, bool, bool] = (False, False, False)
+) -> Campaign:
     """A three-tier campaign (one task per tier, threshold accuracy >= 0.9) under `root`."""
     root.mkdir(parents=True, exist_ok=True)
     tiers = []
@@ -71,7 +73,11 @@ class FakeExecutor:
         log = ctx.log_dir / f"{spec.name}-{ctx.attempt}.json"
         log.write_text(json.dumps({"behaviour": b, "tier": ctx.tier.tier, "attempt": ctx.attempt}))
         accuracy = 0.5 if b == "threshold" else 1.0
-        errors = (SampleError("s2", 1, "RuntimeError: container vanished"),) if b == "sample_error" else ()
+        errors = (
+            (SampleError("s2", 1, "RuntimeError: container vanished"),)
+            if b == "sample_error"
+            else ()
+        )
         return [
             TaskResult(
                 task=spec.name,

@@ -41,8 +41,12 @@ def _events(script: Script) -> list[dict]:
 
 
 def _audit(tier: str, sample, script: Script):
-    return audit_events(_events(script), sample_metadata=sample.metadata,
-                        task_metadata={"tierlock": {"tier": tier}}, sample_id=sample.id)
+    return audit_events(
+        _events(script),
+        sample_metadata=sample.metadata,
+        task_metadata={"tierlock": {"tier": tier}},
+        sample_id=sample.id,
+    )
 
 
 @pytest.mark.parametrize(("tier", "sample"), list(_samples()))

@@ -77,10 +77,15 @@ def test_verify_reports_an_edited_record(tmp_path: Path, logs: list[Path]) -> No
     _tamper(path, """UPDATE records SET payload = '{"outcome":"failed"}' WHERE seq = 4""")
     with Ledger(path) as ledger:
         res = ledger.verify()
-    assert (res.broken_seq, res.problem) == (4, "content does not match its hash (record was altered)")
+    assert (res.broken_seq, res.problem) == (
+        4,
+        "content does not match its hash (record was altered)",
+    )
 
 
-def test_verify_reports_a_rehashed_record_at_the_next_link(tmp_path: Path, logs: list[Path]) -> None:
+def test_verify_reports_a_rehashed_record_at_the_next_link(
+    tmp_path: Path, logs: list[Path]
+) -> None:
     path = tmp_path / "ledger.sqlite"
     with Ledger(path) as ledger:
         _fill(ledger, logs)
@@ -112,7 +117,10 @@ def test_verify_reports_a_changed_or_missing_log(tmp_path: Path, logs: list[Path
         _fill(ledger, logs)
         logs[1].write_bytes(b"rewritten")
         res = ledger.verify()
-        assert (res.broken_seq, res.problem) == (4, "cited log run/log1.eval changed since it was recorded")
+        assert (res.broken_seq, res.problem) == (
+            4,
+            "cited log run/log1.eval changed since it was recorded",
+        )
         assert ledger.verify(check_logs=False).ok
         logs[0].unlink()
         res = ledger.verify()

@@ -32,8 +32,13 @@ RUN = f"nettest-{uuid.uuid4().hex[:8]}"
 LABELS = {"tierlock.project": "tierlock", "tierlock.run": RUN}
 
 UPSTREAM = """
-import http.server, socketserver, sys, threading
+import http.server, socketserver, ssl, subprocess, sys, threading
 name = sys.argv[1]
+subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", f"/CN={name}",
+    "-keyout", "/tmp/key.pem", "-out", "/tmp/cert.pem"], check=True, capture_output=True)
+tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+tls.load_cert_chain("/tmp/cert.pem", "/tmp/key.pem")
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = f"hello from {name}:{self.server.server_address[1]}".encode()
@@ -43,6 +48,7 @@ class H(http.server.BaseHTTPRequestHandler):
 class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
 servers = [S(("0.0.0.0", p), H) for p in (80, 443, 8080)]
+servers[1].socket = tls.wrap_socket(servers[1].socket, server_side=True)  # 443 speaks TLS
 for s in servers[1:]:
     threading.Thread(target=s.serve_forever, daemon=True).start()
 servers[0].serve_forever()
@@ -273,16 +279,20 @@ def test_sandbox_gets_proxy_env_and_only_the_sample_network(allowlist: Any) -> N
 def test_allowed_domain_answers_through_proxy(allowlist: Any) -> None:
     _, box = allowlist
     assert curl(box, "http://allowed.test/") == (0, "hello from allowed.test:80 200")
-    # CONNECT (how HTTPS goes out) to an allowed name and port
-    code, out = curl(box, "http://allowed.test:443/", "-p")
-    assert code == 0 and out.endswith("hello from allowed.test:443 200"), out
+    # HTTPS goes out through a CONNECT tunnel the proxy passes through untouched (curl -k:
+    # the stand-in's certificate is self-signed; the proxy never presents its own)
+    code, out = curl(box, "https://allowed.test/", "-k")
+    assert code == 0 and out == "hello from allowed.test:443 200", out
 
 
 def test_refused_domain_is_refused_and_logged(allowlist: Any) -> None:
     sample, box = allowlist
     assert curl(box, "http://blocked.test/")[1].endswith(" 403")
     code, out = curl(box, "http://blocked.test:443/", "-p")  # CONNECT refused
-    assert code != 0 and "403" in out, out
+    assert code != 0, out
+    # HTTPS: the refusal comes as squid's error page inside the (never forwarded) tunnel
+    code, out = curl(box, "https://blocked.test/", "-k")
+    assert code == 0 and out.endswith(" 403") and "hello" not in out, out
     records = anyio.run(sample.evidence)
     log = next(r for r in records if isinstance(r, ProxyLog))
     seen = {(r.method, r.host, r.port, r.allowed) for r in log.requests}
@@ -291,6 +301,20 @@ def test_refused_domain_is_refused_and_logged(allowlist: Any) -> None:
     assert ("GET", "allowed.test", 80, True) in seen
     allowed = next(r for r in log.requests if r.host == "allowed.test" and r.method == "GET")
     assert allowed.status == 200 and allowed.bytes > 0 and allowed.time > 1.7e9
+
+
+def test_tls_tunnel_must_name_an_allowed_server(allowlist: Any) -> None:
+    """A tunnel to an allowed host whose TLS hello names another server (SNI; domain fronting),
+    or that does not speak TLS at all, is cut and logged as refused."""
+    sample, box = allowlist
+    fronted = "--connect-to blocked.test:443:allowed.test:443"  # CONNECT allowed, SNI blocked
+    assert curl(box, "https://blocked.test/", "-k", fronted)[0] != 0
+    assert curl(box, "http://allowed.test:443/", "-p")[0] != 0  # plain bytes through CONNECT
+    records = anyio.run(sample.evidence)
+    log = next(r for r in records if isinstance(r, ProxyLog))
+    tunnels = [r for r in log.requests if r.method == "CONNECT" and r.host == "allowed.test"]
+    assert any(not r.allowed and r.url.endswith("sni=blocked.test") for r in tunnels)
+    assert sum(not r.allowed and "sni=" not in r.url for r in tunnels) >= 1
 
 
 def test_non_listed_port_fails(allowlist: Any) -> None:

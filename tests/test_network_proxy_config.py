@@ -98,10 +98,13 @@ def test_ip_literal_allowed_only_when_listed() -> None:
 
 LOG = """\
 2026/11/30 05:40:00| Starting Squid Cache version 5.7
-TIERLOCK 1796000000.123 GET allowed.test 80 TCP_MISS 200 120 345 - http://allowed.test/
-TIERLOCK 1796000001.5 CONNECT allowed.test 443 TCP_TUNNEL 200 300 4000 - allowed.test:443
-TIERLOCK 1796000002.000 GET blocked.test 80 TCP_DENIED 403 90 3900 ERR_ACCESS_DENIED http://blocked.test/
-TIERLOCK 1796000003.000 NONE - - NONE_NONE 400 0 3800 ERR_INVALID_URL -
+TIERLOCK 1796000000.123 GET allowed.test 80 TCP_MISS 200 120 345 - - - http://allowed.test/
+TIERLOCK 1796000001.4 CONNECT allowed.test 443 NONE_NONE 200 116 0 - splice allowed.test allowed.test:443
+TIERLOCK 1796000001.5 CONNECT allowed.test 443 TCP_TUNNEL 500 300 4000 - splice allowed.test allowed.test:443
+TIERLOCK 1796000002.000 GET blocked.test 80 TCP_DENIED 403 90 3900 ERR_ACCESS_DENIED - - http://blocked.test/
+TIERLOCK 1796000003.000 NONE - - NONE_NONE 400 0 3800 ERR_INVALID_URL - - -
+TIERLOCK 1796000004.000 CONNECT allowed.test 443 NONE_NONE 200 116 0 - terminate blocked.test allowed.test:443
+TIERLOCK 1796000005.000 CONNECT allowed.test 443 NONE_NONE 200 116 0 ERR_PROTOCOL_UNKNOWN peek - allowed.test:443
 garbage line
 """
 
@@ -110,12 +113,30 @@ def test_parse_access_log() -> None:
     reqs = parse_access_log(LOG)
     assert [(r.method, r.host, r.port, r.allowed, r.status, r.bytes) for r in reqs] == [
         ("GET", "allowed.test", 80, True, 200, 345),
-        ("CONNECT", "allowed.test", 443, True, 200, 4000),
+        ("CONNECT", "allowed.test", 443, True, 200, 4000),  # the peek-step line is dropped
         ("GET", "blocked.test", 80, False, 403, 3900),
         ("NONE", "", None, False, 400, 3800),
+        ("CONNECT", "allowed.test", 443, False, 200, 0),  # SNI not allowed: cut
+        ("CONNECT", "allowed.test", 443, False, 200, 0),  # not TLS: cut
     ]
     assert reqs[0].time == pytest.approx(1796000000.123)
     assert reqs[2].url == "http://blocked.test/"
+    assert reqs[1].url == "allowed.test:443"
+    assert reqs[4].url == "allowed.test:443 sni=blocked.test"
+
+
+def test_tls_tunnels_spliced_only_for_allowed_names() -> None:
+    lines = squid_config(["allowed.test", "alt.test:8443"]).splitlines()
+    assert lines[1].startswith("http_port 3128 ssl-bump ")
+    bump = [ln for ln in lines if ln.startswith("ssl_bump")]
+    assert bump == [
+        "ssl_bump peek tl_step1",
+        "ssl_bump splice tl_sni_0 tl_ports_0",
+        "ssl_bump splice tl_sni_1 tl_ports_1",
+        "ssl_bump terminate all",
+    ]
+    assert "acl tl_sni_1 ssl::server_name alt.test" in lines
+    assert not any("ssl_bump bump" in ln for ln in lines)  # never decrypts
 
 
 def test_describe_allow() -> None:

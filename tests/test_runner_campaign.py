@@ -69,24 +69,51 @@ def test_a_good_campaign_loads(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("        args: {n: 3}\n", "        args: {n: 3}\n        weight: 2\n",
-         "c.yaml:9:9: tiers[0].tasks[0].weight: unknown key; allowed here: task, kind, args, thresholds"),
-        ("kind: qualification", "kind: capability",
-         "c.yaml:7:15: tiers[0].tasks[0].kind: 'capability' is not one of qualification, safety"),
-        ('"accuracy >= 0.9"', '"accuracy ~ 0.9"',
-         "c.yaml:9:22: tiers[0].tasks[0].thresholds[0]: 'accuracy ~ 0.9' is not a threshold"),
-        ("max_severity: low", "max_severity: severe",
-         "c.yaml:15:26: tiers[1].gate.max_severity: 'severe' is not one of none, low, medium, high, critical"),
-        ("tokens: 200k", "tokens: lots",
-         "c.yaml:10:36: tiers[0].limits.tokens: 'lots' is not a count"),
-        ("policy: r.yaml", "policy: missing.yaml",
-         "c.yaml:12:13: tiers[1].policy: policy file missing.yaml does not exist"),
-        ("task: task.py@safety", "task: nope.py@safety",
-         "c.yaml:14:16: tiers[1].tasks[0].task: task file nope.py does not exist"),
-        ("policy: r.yaml", "policy: t.yaml",
-         "c.yaml:12:13: tiers[1].policy: policy t.yaml is for tier text-only, not tool-restricted"),
-        ("  - tier: tool-restricted\n", "  - tier: text-only\n",
-         "c.yaml:3:3: tiers: Value error, each tier may appear only once"),
+        (
+            "        args: {n: 3}\n",
+            "        args: {n: 3}\n        weight: 2\n",
+            "c.yaml:9:9: tiers[0].tasks[0].weight: unknown key; allowed here: task, kind, args, thresholds",
+        ),
+        (
+            "kind: qualification",
+            "kind: capability",
+            "c.yaml:7:15: tiers[0].tasks[0].kind: 'capability' is not one of qualification, safety",
+        ),
+        (
+            '"accuracy >= 0.9"',
+            '"accuracy ~ 0.9"',
+            "c.yaml:9:22: tiers[0].tasks[0].thresholds[0]: 'accuracy ~ 0.9' is not a threshold",
+        ),
+        (
+            "max_severity: low",
+            "max_severity: severe",
+            "c.yaml:15:26: tiers[1].gate.max_severity: 'severe' is not one of none, low, medium, high, critical",
+        ),
+        (
+            "tokens: 200k",
+            "tokens: lots",
+            "c.yaml:10:36: tiers[0].limits.tokens: 'lots' is not a count",
+        ),
+        (
+            "policy: r.yaml",
+            "policy: missing.yaml",
+            "c.yaml:12:13: tiers[1].policy: policy file missing.yaml does not exist",
+        ),
+        (
+            "task: task.py@safety",
+            "task: nope.py@safety",
+            "c.yaml:14:16: tiers[1].tasks[0].task: task file nope.py does not exist",
+        ),
+        (
+            "policy: r.yaml",
+            "policy: t.yaml",
+            "c.yaml:12:13: tiers[1].policy: policy t.yaml is for tier text-only, not tool-restricted",
+        ),
+        (
+            "  - tier: tool-restricted\n",
+            "  - tier: text-only\n",
+            "c.yaml:3:3: tiers: Value error, each tier may appear only once",
+        ),
     ],
 )
 def test_errors_name_file_line_and_key(tmp_path, monkeypatch, old, new, expected) -> None:
@@ -98,7 +125,9 @@ def test_errors_name_file_line_and_key(tmp_path, monkeypatch, old, new, expected
 
 def test_tiers_must_go_up(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    text = GOOD.replace("tier: text-only", "tier: XX").replace("tier: tool-restricted", "tier: text-only")
+    text = GOOD.replace("tier: text-only", "tier: XX").replace(
+        "tier: tool-restricted", "tier: text-only"
+    )
     text = text.replace("tier: XX", "tier: tool-restricted")
     assert any("least permissive first" in line for line in problems(write(tmp_path, text)))
 
@@ -121,13 +150,17 @@ def test_malformed_files(tmp_path, monkeypatch, text, expected) -> None:
 def test_policy_problems_point_into_the_policy(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     path = write(tmp_path, GOOD)
-    (tmp_path / "r.yaml").write_text("name: r\ntier: tool-restricted\nprocess: {privileged: true}\n")
+    (tmp_path / "r.yaml").write_text(
+        "name: r\ntier: tool-restricted\nprocess: {privileged: true}\n"
+    )
     assert any(line.startswith("r.yaml:3:") for line in problems(path))
 
 
 def test_cli_reports_one_line_per_problem_and_exit_1(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    write(tmp_path, GOOD.replace("kind: safety", "kind: unsafe").replace("tokens: 200k", "tokens: x"))
+    write(
+        tmp_path, GOOD.replace("kind: safety", "kind: unsafe").replace("tokens: 200k", "tokens: x")
+    )
     res = subprocess.run(
         ["tierlock", "run", "c.yaml", "--runs-dir", "runs"], capture_output=True, text=True
     )

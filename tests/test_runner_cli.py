@@ -29,7 +29,7 @@ from runner.cli import main
 
 TIERLOCK = shutil.which("tierlock") or str(Path(sys.executable).parent / "tierlock")
 
-TASKS = '''
+TASKS = """
 import asyncio
 from inspect_ai import Task, task
 from inspect_ai.dataset import Sample
@@ -59,7 +59,7 @@ def probe(marks: str, n: int = 2, step: float = 0.0, wrong: bool = False, crash:
         solver=scripted(marks, step, wrong, crash),
         scorer=match(),
     )
-'''
+"""
 
 
 def campaign(tmp_path: Path, second: dict, approval: bool = False) -> Path:
@@ -131,7 +131,8 @@ def test_clean_climb_then_status_and_verify(tmp_path: Path) -> None:
     assert "reached the top tier (tool-restricted) clean" in res.stdout
     decisions = [e for e in events(res) if e["event"] == "gate_decision"]
     assert [(e["tier"], e["outcome"]) for e in decisions] == [
-        ("text-only", "clean"), ("tool-restricted", "clean")
+        ("text-only", "clean"),
+        ("tool-restricted", "clean"),
     ]
     assert all(e["reasons"] for e in decisions)
     assert list((tmp_path / "runs" / "demo-mockllm_model" / "text-only").glob("*.eval"))
@@ -220,3 +221,18 @@ def test_sigkill_mid_tier_resumes_without_redoing_work(tmp_path: Path) -> None:
 def test_unknown_campaign_file_is_a_user_error(tmp_path: Path, args: list[str]) -> None:
     res = tierlock(tmp_path, "run", "missing.yaml", *args)
     assert res.returncode == 1 and "missing.yaml: cannot read campaign file" in res.stderr
+
+
+def test_a_task_that_cannot_load_fails_before_anything_runs(tmp_path: Path) -> None:
+    camp = campaign(tmp_path, {})
+    camp.write_text(
+        camp.read_text().replace("tasks.py@probe, kind: safety", "tasks.py@nope, kind: safety")
+    )
+    res = run(tmp_path, camp)
+    assert res.returncode == 1
+    assert (
+        "campaign.yaml: task tasks.py@nope: cannot load (Task named 'nope' not found.)"
+        in res.stderr
+    )
+    assert not lines(tmp_path / "first.txt")  # the first tier did not run either
+    assert not (tmp_path / "runs" / "ledger.sqlite").exists()

@@ -21,8 +21,13 @@ def ledger(tmp_path: Path):
 
 def run(campaign, ledger: Ledger, executor: FakeExecutor, model: str = "m", **kw):
     return run_campaign(
-        campaign, model, ledger=ledger, runs_dir=ledger.path.parent, executor=executor,
-        auditor=fake_audit, **kw,
+        campaign,
+        model,
+        ledger=ledger,
+        runs_dir=ledger.path.parent,
+        executor=executor,
+        auditor=fake_audit,
+        **kw,
     )
 
 
@@ -41,9 +46,11 @@ def test_clean_model_climbs_to_the_top(tmp_path: Path, ledger: Ledger) -> None:
     assert (out.status, out.tier, out.exit_code) == ("top", "networked", 0)
     assert [t for _, t, _ in ex.started] == ["text-only", "tool-restricted", "networked"]
     per_tier = ["tier_started", "log_written", "audit_result", "verdict"]
-    expected = [("run_started", None)] + [
-        (k, t) for t in ("text-only", "tool-restricted", "networked") for k in per_tier
-    ] + [("run_finished", "networked")]
+    expected = (
+        [("run_started", None)]
+        + [(k, t) for t in ("text-only", "tool-restricted", "networked") for k in per_tier]
+        + [("run_finished", "networked")]
+    )
     assert kinds(ledger, out.run_id) == expected
     assert ledger.verify().ok
     assert out.run_id == "fake-m"
@@ -115,7 +122,10 @@ def test_crash_mid_tier_resumes_without_rerunning_finished_tiers(tmp_path, ledge
     out = run(c, ledger, ex)
     assert out.status == "top"
     assert [(t, a) for _, t, a in ex.started] == [
-        ("text-only", 1), ("tool-restricted", 1), ("tool-restricted", 2), ("networked", 1)
+        ("text-only", 1),
+        ("tool-restricted", 1),
+        ("tool-restricted", 2),
+        ("networked", 1),
     ]
     assert [v.tier for v in verdicts(ledger)] == ["text-only", "tool-restricted", "networked"]
     assert "run_resumed" in [k for k, _ in kinds(ledger, out.run_id)]
@@ -175,3 +185,12 @@ def test_models_are_tracked_separately(tmp_path, ledger) -> None:
     b = run(c, ledger, FakeExecutor({"text-only": ["finding"]}), model="tierlock/reckless")
     assert (a.run_id, a.status) == ("fake-openai_gpt-x", "top")
     assert (b.run_id, b.status, b.tier) == ("fake-tierlock_reckless", "halted", "text-only")
+
+
+def test_changed_policy_is_not_resumed_silently(tmp_path, ledger) -> None:
+    c = write_campaign(tmp_path / "c")
+    run(c, ledger, FakeExecutor({"text-only": ["raise"]}))
+    policy = tmp_path / "c" / "networked.yaml"
+    policy.write_text(policy.read_text() + "description: widened\n")
+    with pytest.raises(TierlockError, match=r"networked policy .* changed since run fake-m started"):
+        run(c, ledger, FakeExecutor())

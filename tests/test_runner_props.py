@@ -70,8 +70,13 @@ class Climb(RuleBasedStateMachine):
         with CrashingLedger(self.ledger_path, crash_after) as ledger:
             try:
                 out = run_campaign(
-                    self.campaign, model, ledger=ledger, runs_dir=self.runs, executor=ex,
-                    auditor=fake_audit, new=new,
+                    self.campaign,
+                    model,
+                    ledger=ledger,
+                    runs_dir=self.runs,
+                    executor=ex,
+                    auditor=fake_audit,
+                    new=new,
                 )
                 assert out.exit_code in (0, 2, 3, 4)
             except SimulatedCrash:
@@ -131,7 +136,9 @@ class Climb(RuleBasedStateMachine):
 
 
 Climb.TestCase.settings = settings(
-    max_examples=60, stateful_step_count=12, deadline=None,
+    max_examples=60,
+    stateful_step_count=12,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestClimb = Climb.TestCase

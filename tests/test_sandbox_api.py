@@ -153,3 +153,38 @@ def test_exec_in_removed_container_is_unavailable(docker_client: Any) -> None:
             await env.exec(["true"])
 
     run(scenario)
+
+
+DATA = Path(__file__).resolve().parent / "data" / "sandbox"
+
+
+def test_seccomp_profile_file_is_applied_and_conforms(docker_client: Any) -> None:
+    """A profile file (path relative to its policy) reaches Docker intact: the conformance check
+    accepts the stored profile, and the profile's refusal of mkdir is in force."""
+    policy = str(DATA / "seccomp-profile.yaml")
+
+    async def scenario() -> tuple[Any, Any]:
+        envs = await TierlockSandboxEnvironment.sample_init("api-test", policy, {})
+        try:
+            env = envs["default"]
+            return (await env.exec(["mkdir", "/workspace/d"]),
+                    await env.exec(["sh", "-c", "echo ok > /workspace/f && cat /workspace/f"]))
+        finally:
+            await TierlockSandboxEnvironment.sample_cleanup("api-test", policy, envs, False)
+
+    mkdir, write = run(scenario)
+    assert not mkdir.success and "Operation not permitted" in mkdir.stderr
+    assert write.stdout == "ok\n"
+
+
+def test_open_network_conforms_on_the_bridge(docker_client: Any) -> None:
+    policy = str(DATA / "open-network.yaml")
+
+    async def scenario() -> str:
+        envs = await TierlockSandboxEnvironment.sample_init("api-test", policy, {})
+        try:
+            return (await envs["default"].exec(["ls", "/sys/class/net"])).stdout
+        finally:
+            await TierlockSandboxEnvironment.sample_cleanup("api-test", policy, envs, False)
+
+    assert run(scenario).split() == ["eth0", "lo"]

@@ -108,15 +108,18 @@ def test_workspace_writable_and_capped(contained_run: dict[str, Any]) -> None:
 
 
 def test_fork_bomb_is_contained_and_sample_ends(contained_run: dict[str, Any]) -> None:
+    """The bomb's shell returns while its children keep forking in the background: forks fail at
+    the pids limit (later commands may not even start), and the sample still ends normally."""
     sample = contained_run["forkbomb"]
     assert sample.error is None
-    first, second = tool_outputs(sample)
-    assert "Resource temporarily unavailable" in first or "timeout" in first
-    assert "ALIVE" in second and "256" in second
+    assert sample.messages[-1].text == "done"
+    _, second = tool_outputs(sample)
+    assert ("ALIVE" in second and "256" in second) or "Resource temporarily unavailable" in second
     ev = [e for e in evidence(sample) if isinstance(e, ContainerEvidence)]
     assert len(ev) == 1
     assert ev[0].pids_limit == 256
     assert ev[0].pids_limit_hit
+    assert ev[0].pids_current is not None and ev[0].pids_current <= 256
 
 
 def test_memory_hog_is_oom_killed_and_reported(contained_run: dict[str, Any]) -> None:

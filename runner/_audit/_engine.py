@@ -58,8 +58,9 @@ def audit_events(
                         event=obs.event,
                     )
                 )
-    audit = SampleAudit(id=sample_id, epoch=epoch, tier=ctx.tier, events=len(ev_list),
-                        findings=findings)
+    audit = SampleAudit(
+        id=sample_id, epoch=epoch, tier=ctx.tier, events=len(ev_list), findings=findings
+    )
     if timeline:
         audit.timeline = _timeline(ev_list, attachments, findings)
     return audit
@@ -82,8 +83,11 @@ def _timeline(
             continue
         if len(out) >= MAX_TIMELINE and i not in flagged:
             continue
-        out.append(TimelineEntry(index=i, event=str(ev.get("event")), label=label,
-                                 rules=flagged.get(i, [])))
+        out.append(
+            TimelineEntry(
+                index=i, event=str(ev.get("event")), label=label, rules=flagged.get(i, [])
+            )
+        )
     return out
 
 
@@ -127,11 +131,26 @@ def audit_log(
             result.model = ev.get("model")
             result.status = reader.header.get("status")
             task_metadata = ev.get("metadata") if isinstance(ev.get("metadata"), dict) else None
-            for sample in reader.samples():
-                result.samples.append(
-                    audit_sample(sample, task_metadata, log_path=str(path), detectors=pipeline,
-                                 timeline=timeline)
-                )
+            problems: list[str] = []
+            for name, sample in reader.samples():
+                if isinstance(sample, LogReadError):
+                    problems.append(str(sample))
+                    continue
+                try:
+                    result.samples.append(
+                        audit_sample(
+                            sample,
+                            task_metadata,
+                            log_path=str(path),
+                            detectors=pipeline,
+                            timeline=timeline,
+                        )
+                    )
+                except Exception as e:  # a malformed sample must not hide the others
+                    problems.append(f"{name}: cannot audit ({type(e).__name__}: {e})")
+            if problems:
+                more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+                result.error = problems[0].splitlines()[0] + more
     except LogReadError as e:
         result.error = str(e)
     except (OSError, ValueError, KeyError, TypeError) as e:

@@ -60,7 +60,9 @@ class Finding(BaseModel):
     tier: str | None = None
     event_index: int | None = Field(default=None, description="Index in the sample's `events`")
     event_uuid: str | None = None
-    event: str | None = Field(default=None, description="Kind of event cited: tool, model, info, ...")
+    event: str | None = Field(
+        default=None, description="Kind of event cited: tool, model, info, ..."
+    )
 
     def sort_key(self) -> tuple[int, str, int]:
         """Worst first, then by sample and event order."""
@@ -83,7 +85,9 @@ class SampleAudit(BaseModel):
     epoch: int = 1
     tier: str | None = None
     events: int = 0
-    error: str | None = Field(default=None, description="Harness error the sample ended with, if any")
+    error: str | None = Field(
+        default=None, description="Harness error the sample ended with, if any"
+    )
     findings: list[Finding] = Field(default_factory=list)
     timeline: list[TimelineEntry] | None = None
 
@@ -101,7 +105,9 @@ class LogAudit(BaseModel):
     expected_sha256: str | None = None
     task: str | None = None
     model: str | None = None
-    status: str | None = Field(default=None, description="The eval's status: success, error, started...")
+    status: str | None = Field(
+        default=None, description="The eval's status: success, error, started..."
+    )
     error: str | None = None
     log_findings: list[Finding] = Field(
         default_factory=list,
@@ -155,5 +161,7 @@ class AuditResult(BaseModel):
 
     def to_json(self, *, timeline: bool = False) -> str:
         """The machine-readable report (stable schema `tierlock.audit/1`)."""
-        exclude = None if timeline else {"logs": {"__all__": {"samples": {"__all__": {"timeline"}}}}}
+        exclude = (
+            None if timeline else {"logs": {"__all__": {"samples": {"__all__": {"timeline"}}}}}
+        )
         return self.model_dump_json(by_alias=True, indent=2, exclude=exclude)

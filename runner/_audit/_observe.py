@@ -124,10 +124,14 @@ def _model_output(index: int, ev: Mapping[str, Any], r: Resolver) -> Obs | None:
     return Obs(index, ev.get("uuid"), "model", "output", text, data=ev)
 
 
-def observe(events: list[Mapping[str, Any]], attachments: Mapping[str, str] | None) -> Iterator[Obs]:
+def observe(
+    events: list[Mapping[str, Any]], attachments: Mapping[str, str] | None
+) -> Iterator[Obs]:
     """The observations in a sample's events, in event order."""
     r = Resolver(attachments)
     for i, ev in enumerate(events):
+        if not isinstance(ev, Mapping):
+            continue
         kind = ev.get("event")
         if kind == "tool":
             yield _tool_call(i, ev, r)
@@ -159,16 +163,26 @@ def observe(events: list[Mapping[str, Any]], attachments: Mapping[str, str] | No
             yield Obs(i, ev.get("uuid"), "error", "error", r.text(err.get("message")), data=ev)
 
 
+def _cut(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def timeline_label(ev: Mapping[str, Any], r: Resolver, width: int = 240) -> str | None:
     """A one-line description of an event for the HTML timeline, None for structural events."""
+    if not isinstance(ev, Mapping):
+        return None
     kind = ev.get("event")
     label: str | None = None
     if kind == "tool":
         call = _tool_call(0, ev, r)
-        label = f"{call.tool}: {call.text}"
+        label = f"{call.tool}: {_cut(call.text, width // 2)}"
         err = ev.get("error")
         if isinstance(err, dict) and err.get("type"):
             label += f"  [error: {err.get('type')}]"
+        result = " ".join(r.text(ev.get("result")).split())
+        if result:
+            label += f"  ⇒ {result}"
     elif kind == "model":
         out = _model_output(0, ev, r)
         calls = [
@@ -191,5 +205,4 @@ def timeline_label(ev: Mapping[str, Any], r: Resolver, width: int = 240) -> str 
         label = f"score: {r.text(score.get('value'))}"
     if label is None:
         return None
-    label = " ".join(label.split())
-    return label if len(label) <= width else label[: width - 1] + "…"
+    return _cut(label, width)

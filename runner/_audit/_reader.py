@@ -85,13 +85,18 @@ class LogReader:
             if n.startswith("samples/") and n.endswith(".json")
         ]
 
-    def samples(self) -> Iterator[dict[str, Any]]:
-        """Each sample as a raw dict, one at a time; a corrupt member raises `LogReadError`."""
+    def samples(self) -> Iterator[tuple[str, dict[str, Any] | LogReadError]]:
+        """(member name, raw sample dict) one at a time; a corrupt member gives a `LogReadError`
+        in place of its sample and the next ones are still read (a corrupt `.json` log ends)."""
         if self.path.suffix == ".json":
-            yield from self._json_samples()
+            for i, sample in enumerate(self._json_samples()):
+                yield f"samples[{i}]", sample
             return
         for name in self.sample_members():
-            yield self._member(name)
+            try:
+                yield name, self._member(name)
+            except LogReadError as e:
+                yield name, e
 
     # --- .json -----------------------------------------------------------------------------------
 

@@ -30,7 +30,9 @@ def _counts(findings: list[Finding]) -> dict[tuple[str, str], Counter[str]]:
     return out
 
 
-def render_table(result: AuditResult, file: IO[str] | None = None, width: int | None = None) -> None:
+def render_table(
+    result: AuditResult, file: IO[str] | None = None, width: int | None = None
+) -> None:
     """The terminal summary: logs (with SHA-256), findings by tier/category/severity, worst
     samples, then the findings themselves (worst first)."""
     console = Console(file=file, width=width or (None if file is None else 160), highlight=False)
@@ -39,9 +41,11 @@ def render_table(result: AuditResult, file: IO[str] | None = None, width: int | 
             console.print("[bold red]error[/] " + escape(f"{log.path}: {log.error}"))
             if not log.samples:
                 continue
-        integrity = {True: " [green]sha256 matches the ledger[/]",
-                     False: " [bold red]SHA-256 MISMATCH: the log changed[/]",
-                     None: ""}[log.integrity_ok]
+        integrity = {
+            True: " [green]sha256 matches the ledger[/]",
+            False: " [bold red]SHA-256 MISMATCH: the log changed[/]",
+            None: "",
+        }[log.integrity_ok]
         n = len(log.findings)
         console.print(
             f"[bold]{escape(log.path)}[/]  sha256 {log.sha256}{integrity}\n"
@@ -59,22 +63,38 @@ def render_table(result: AuditResult, file: IO[str] | None = None, width: int | 
         table.add_column(sev.value, justify="right")
     table.add_column("total", justify="right")
     counts = _counts(findings)
-    for (tier, cat), c in sorted(counts.items(), key=lambda kv: (kv[0][0], CATEGORIES.index(kv[0][1]))):
-        table.add_row(tier, cat, *[str(c.get(s.value, 0) or "") for s in SEVERITIES],
-                      str(sum(c.values())))
+    for (tier, cat), c in sorted(
+        counts.items(), key=lambda kv: (kv[0][0], CATEGORIES.index(kv[0][1]))
+    ):
+        table.add_row(
+            tier, cat, *[str(c.get(s.value, 0) or "") for s in SEVERITIES], str(sum(c.values()))
+        )
     console.print(table)
     worst = Table(title="Worst samples")
     for col in ("log", "sample", "epoch", "tier", "worst", "findings"):
         worst.add_column(col)
     for log, s in _worst_samples(result):
-        worst.add_row(log.task or log.path, str(s.id), str(s.epoch), s.tier or "-",
-                      s.worst.value if s.worst else "-", str(len(s.findings)))
+        worst.add_row(
+            log.task or log.path,
+            str(s.id),
+            str(s.epoch),
+            s.tier or "-",
+            s.worst.value if s.worst else "-",
+            str(len(s.findings)),
+        )
     console.print(worst)
     console.rule("Findings (worst first)")
     for f in findings[:MAX_TABLE_FINDINGS]:
-        where = f"sample {f.sample_id}/{f.epoch} event {f.event_index}" if f.sample_id is not None else (f.log or "")
-        console.print(f"[bold]{f.severity.value.upper()}[/] {f.category} "
-                      + escape(f"[{f.rule}] {where}: {f.explanation}"), highlight=False)
+        where = (
+            f"sample {f.sample_id}/{f.epoch} event {f.event_index}"
+            if f.sample_id is not None
+            else (f.log or "")
+        )
+        console.print(
+            f"[bold]{f.severity.value.upper()}[/] {f.category} "
+            + escape(f"[{f.rule}] {where}: {f.explanation}"),
+            highlight=False,
+        )
         if f.excerpt:
             console.print(f"    > {f.excerpt}", markup=False, highlight=False)
     if len(findings) > MAX_TABLE_FINDINGS:
@@ -122,7 +142,7 @@ def _sample_html(s: SampleAudit) -> str:
     parts = [
         f'<details class="sample" id="sample-{_e(s.id)}-{s.epoch}"{" open" if s.findings else ""}>'
         f"<summary>sample <b>{_e(s.id)}</b> epoch {s.epoch} · tier {_e(s.tier or '-')} · "
-        f"{len(s.findings)} finding(s) · worst <span class=\"sev-{worst}\">{_e(worst)}</span>"
+        f'{len(s.findings)} finding(s) · worst <span class="sev-{worst}">{_e(worst)}</span>'
         f"{' · <span class=err>error: ' + _e(s.error) + '</span>' if s.error else ''}</summary>"
     ]
     if s.timeline is not None:
@@ -131,9 +151,12 @@ def _sample_html(s: SampleAudit) -> str:
             fs = by_event.get(entry.index, [])
             if fs:
                 sev = max((f.severity for f in fs), key=lambda x: x.rank).value
-                parts.append(f'<li class="flag sev-{sev}" id="ev-{_e(s.id)}-{s.epoch}-{entry.index}">'
-                             f"[{entry.index}] {_e(entry.label)}"
-                             + "".join(_finding_html(f) for f in fs) + "</li>")
+                parts.append(
+                    f'<li class="flag sev-{sev}" id="ev-{_e(s.id)}-{s.epoch}-{entry.index}">'
+                    f"[{entry.index}] {_e(entry.label)}"
+                    + "".join(_finding_html(f) for f in fs)
+                    + "</li>"
+                )
             else:
                 parts.append(f"<li>[{entry.index}] {_e(entry.label)}</li>")
         parts.append("</ol>")
@@ -155,13 +178,19 @@ def render_html(result: AuditResult) -> str:
         f"generated {_e(datetime.now(UTC).isoformat(timespec='seconds'))}</p>",
     ]
     if findings:
-        out.append("<table id=summary><tr><th>tier</th><th>category</th>"
-                   + "".join(f"<th>{s.value}</th>" for s in SEVERITIES) + "<th>total</th></tr>")
+        out.append(
+            "<table id=summary><tr><th>tier</th><th>category</th>"
+            + "".join(f"<th>{s.value}</th>" for s in SEVERITIES)
+            + "<th>total</th></tr>"
+        )
         for (tier, cat), c in sorted(_counts(findings).items()):
-            out.append(f"<tr><td>{_e(tier)}</td><td>{_e(cat)}</td>"
-                       + "".join(f'<td class="sev-{s.value}">{c.get(s.value, 0) or ""}</td>'
-                                 for s in SEVERITIES)
-                       + f"<td>{sum(c.values())}</td></tr>")
+            out.append(
+                f"<tr><td>{_e(tier)}</td><td>{_e(cat)}</td>"
+                + "".join(
+                    f'<td class="sev-{s.value}">{c.get(s.value, 0) or ""}</td>' for s in SEVERITIES
+                )
+                + f"<td>{sum(c.values())}</td></tr>"
+            )
         out.append("</table>")
     else:
         out.append('<p class="ok" id="summary">No findings.</p>')
@@ -169,14 +198,18 @@ def render_html(result: AuditResult) -> str:
         out.append(f"<section class=log><h2>{_e(log.path)}</h2>")
         out.append(f"<p class=mono>sha256 {_e(log.sha256 or '-')}</p>")
         if log.integrity_ok is False:
-            out.append(f'<p class="err">SHA-256 mismatch: expected {_e(log.expected_sha256)}; '
-                       "the log changed since it was recorded.</p>")
+            out.append(
+                f'<p class="err">SHA-256 mismatch: expected {_e(log.expected_sha256)}; '
+                "the log changed since it was recorded.</p>"
+            )
         elif log.integrity_ok:
             out.append('<p class="ok">SHA-256 matches the recorded hash.</p>')
         if log.error:
             out.append(f'<p class="err">error: {_e(log.error)}</p>')
-        out.append(f"<p>task {_e(log.task)} · model {_e(log.model)} · status {_e(log.status)} · "
-                   f"{len(log.samples)} sample(s)</p>")
+        out.append(
+            f"<p>task {_e(log.task)} · model {_e(log.model)} · status {_e(log.status)} · "
+            f"{len(log.samples)} sample(s)</p>"
+        )
         out.extend(_finding_html(f) for f in log.log_findings)
         out.extend(_sample_html(s) for s in log.samples)
         out.append("</section>")

@@ -9,13 +9,32 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from functools import cached_property
 
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*")
 _SEPARATORS = frozenset({";", "&", "|", "&&", "||", "(", ")", ";;", "|&", "{", "}"})
 _HEREDOC = re.compile(r"<<-?\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\1")
 _WRAPPERS = frozenset(
-    {"sudo", "doas", "env", "nohup", "nice", "ionice", "timeout", "time", "command", "exec",
-     "xargs", "stdbuf", "setsid", "builtin", "watch", "strace", "chroot", "su"}
+    {
+        "sudo",
+        "doas",
+        "env",
+        "nohup",
+        "nice",
+        "ionice",
+        "timeout",
+        "time",
+        "command",
+        "exec",
+        "xargs",
+        "stdbuf",
+        "setsid",
+        "builtin",
+        "watch",
+        "strace",
+        "chroot",
+        "su",
+    }
 )
 _VALUE_OPTIONS = {
     "sudo": {"-u", "-g", "-C", "-D", "-h", "-p", "-r", "-t", "-U"},
@@ -32,6 +51,10 @@ _VALUE_OPTIONS = {
 _SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash"})
 
 
+def _basename(word: str) -> str:
+    return word.rstrip("/").rsplit("/", 1)[-1] or word
+
+
 @dataclass
 class SimpleCommand:
     """One simple command: its words and the files it redirects output to."""
@@ -39,17 +62,17 @@ class SimpleCommand:
     argv: list[str]
     writes: list[str] = field(default_factory=list)
 
-    @property
+    @cached_property
     def programs(self) -> list[str]:
         """Program names this command runs: argv[0] and what a wrapper (sudo, env...) runs."""
         names: list[str] = []
         args = list(self.argv)
         while args:
-            while args and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", args[0]):
+            while args and _ASSIGNMENT.fullmatch(args[0]):
                 args.pop(0)
             if not args:
                 break
-            name = PurePosixPath(args[0]).name or args[0]
+            name = _basename(args[0])
             names.append(name)
             if name not in _WRAPPERS:
                 break
@@ -67,7 +90,7 @@ class SimpleCommand:
     def args_after(self, program: str) -> list[str]:
         """The words after `program` (its arguments)."""
         for i, word in enumerate(self.argv):
-            if (PurePosixPath(word).name or word) == program:
+            if _basename(word) == program:
                 return self.argv[i + 1 :]
         return []
 

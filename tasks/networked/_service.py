@@ -25,13 +25,6 @@ def api_service() -> ServiceSpec:
     )
 
 
-class _HashableConfig(SandboxConfig):
-    """Inspect hashes sandbox configs; `SandboxConfig`'s dict field is not hashable by default."""
-
-    def __hash__(self) -> int:
-        return hash(self.model_dump_json())
-
-
 def sandbox_config(policy_path: Path) -> SandboxConfig:
     """The tierlock sandbox config: the policy plus the `api` sidecar."""
-    return _HashableConfig(policy=str(policy_path), services={SERVICE: api_service()})
+    return SandboxConfig(policy=str(policy_path), services={SERVICE: api_service()})

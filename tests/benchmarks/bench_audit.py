@@ -77,8 +77,10 @@ def main() -> None:
         n_events = sum(s.events for s in result.samples)
         n_findings = len(result.findings)
         audit = timed(lambda: audit_log(path), args.runs)
-    print(f"log: {args.samples} samples, {n_events} events, {size / 1e6:.1f} MB; "
-          f"{n_findings} findings")
+    print(
+        f"log: {args.samples} samples, {n_events} events, {size / 1e6:.1f} MB; "
+        f"{n_findings} findings"
+    )
     print(f"inspect read_eval_log:         {read:7.3f} s")
     print(f"inspect read_eval_log_samples: {stream:7.3f} s")
     print(f"tierlock audit_log:            {audit:7.3f} s")

@@ -38,8 +38,11 @@ def main() -> None:
 
     def policy(mode: str) -> Policy:
         return Policy.model_validate(
-            {"name": "bench", "tier": "networked",
-             "network": {"mode": mode, "allow": ["allowed.test"]}}
+            {
+                "name": "bench",
+                "tier": "networked",
+                "network": {"mode": mode, "allow": ["allowed.test"]},
+            }
         )
 
     import sandbox._network as net_mod
@@ -56,22 +59,29 @@ def main() -> None:
     times: dict[str, list[float]] = {}
     try:
         # warm up: images present, egress network known
-        s = anyio.run(lambda: create_sample_network(
-            client, policy("allowlist"), {}, labels, egress_network=outside.name))
+        s = anyio.run(
+            lambda: create_sample_network(
+                client, policy("allowlist"), {}, labels, egress_network=outside.name
+            )
+        )
         anyio.run(s.teardown)
         squid.clear()
         for _ in range(n):
             t = time.perf_counter()
-            net = client.networks.create(f"tlbench-{uuid.uuid4().hex[:8]}", internal=True,
-                                         labels=labels)
+            net = client.networks.create(
+                f"tlbench-{uuid.uuid4().hex[:8]}", internal=True, labels=labels
+            )
             mid = time.perf_counter()
             net.remove()
             times.setdefault("raw network create", []).append(mid - t)
             times.setdefault("raw network remove", []).append(time.perf_counter() - mid)
             for mode in ("internal", "allowlist"):
                 t = time.perf_counter()
-                s = anyio.run(lambda m=mode: create_sample_network(
-                    client, policy(m), {}, labels, egress_network=outside.name))
+                s = anyio.run(
+                    lambda m=mode: create_sample_network(
+                        client, policy(m), {}, labels, egress_network=outside.name
+                    )
+                )
                 mid = time.perf_counter()
                 anyio.run(s.teardown)
                 times.setdefault(f"{mode} setup", []).append(mid - t)
@@ -82,10 +92,14 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items() if v}
     for k, v in med.items():
         print(f"{k:24s} median {v * 1000:7.0f} ms  (n={len(times[k])})")
-    print(f"internal setup / raw network create  = "
-          f"{med['internal setup'] / med['raw network create']:.2f}x")
-    print(f"allowlist setup / raw network create = "
-          f"{med['allowlist setup'] / med['raw network create']:.2f}x")
+    print(
+        f"internal setup / raw network create  = "
+        f"{med['internal setup'] / med['raw network create']:.2f}x"
+    )
+    print(
+        f"allowlist setup / raw network create = "
+        f"{med['allowlist setup'] / med['raw network create']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

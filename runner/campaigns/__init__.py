@@ -1,0 +1,1 @@
+"""Shipped campaign files (package data)."""
