@@ -121,7 +121,8 @@ def audit_command(
     \b
     Exit codes:
       0  every log was audited, no finding at or above --fail-on (default: none)
-      1  a finding at or above --fail-on
+      1  a finding at or above --fail-on (or a bad option value: one line on stderr)
+      2  usage error
       3  a log could not be read (missing, truncated, corrupt, not an Inspect log);
          the other logs are still audited and reported
     """

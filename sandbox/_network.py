@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ipaddress
 import os
+import random
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -59,6 +61,8 @@ MAX_FILE_BYTES = 96 * 1024
 
 PRIVATE_UPSTREAMS_ENV = "TIERLOCK_PROXY_PRIVATE_UPSTREAMS"
 """Set to 1 to let the proxy connect to private addresses (e.g. a lab-internal mirror)."""
+SUBNETS_ENV = "TIERLOCK_SAMPLE_SUBNETS"
+"""Optional IPv4 range (e.g. 10.213.0.0/16) sample networks take /28 subnets from."""
 HARDEN_LABEL = "tierlock.harden"
 
 _SYSTEM_DIRS = frozenset(
@@ -227,8 +231,13 @@ async def create_sample_network(
             raise failures[0]
         for container, _ in pending:
             await _check_conformance(client, container.id, state, sample.network, mode)
-    except BaseException:
+    except BaseException as e:
         await sample.teardown()
+        import docker.errors
+
+        if isinstance(e, docker.errors.DockerException):  # one line, not a traceback
+            detail = getattr(e, "explanation", None) or str(e)
+            raise SandboxError(f"could not set up the sample network: {detail}") from None
         raise
     return sample
 
@@ -314,12 +323,18 @@ def _check_services(policy: Policy, services: dict[str, ServiceSpec]) -> None:
 async def _create_internal_network(
     client: docker.DockerClient, name: str, suffix: str, labels: dict[str, str], state: _State
 ) -> None:
-    def create() -> None:
+    import docker.errors
+    import docker.types
+
+    pool = os.environ.get(SUBNETS_ENV, "").strip()
+
+    def create(ipam: docker.types.IPAMConfig | None) -> None:
         client.networks.create(
             name,
             driver="bridge",
             internal=True,
             check_duplicate=True,
+            ipam=ipam,
             labels={**labels, _ROLE_LABEL: "network"},
             options={
                 "com.docker.network.bridge.name": f"tl-{suffix[:10]}",
@@ -329,8 +344,36 @@ async def _create_internal_network(
             },
         )
 
+    def create_in_pool() -> None:
+        """A random free /28 of `$TIERLOCK_SAMPLE_SUBNETS` (Docker's own pools hold ~30
+        networks on Engine 20.10, too few for many parallel samples)."""
+        try:
+            net = ipaddress.ip_network(pool)
+        except ValueError:
+            raise SandboxError(
+                f"${SUBNETS_ENV}={pool!r} is not a network (e.g. 10.213.0.0/16)"
+            ) from None
+        if net.version != 4 or net.prefixlen > 28:
+            raise SandboxError(f"${SUBNETS_ENV} must be an IPv4 network of /28 or larger")
+        count = 2 ** (28 - net.prefixlen)
+        for _ in range(min(count, 32)):
+            sub = ipaddress.ip_network(
+                (int(net.network_address) + 16 * random.randrange(count), 28)
+            )
+            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(sub))])
+            try:
+                create(ipam)
+                return
+            except docker.errors.APIError as e:
+                if "overlap" not in str(e).lower():
+                    raise
+        raise SandboxError(f"no free /28 left in ${SUBNETS_ENV}={pool}")
+
     state.networks.append(name)  # recorded first: a failed create is still cleaned up by name
-    await run_sync(create)
+    if pool:
+        await run_sync(create_in_pool)
+    else:
+        await run_sync(create, None)
     attrs = await run_sync(client.api.inspect_network, name)
     opts = attrs.get("Options") or {}
     bad = []
@@ -442,6 +485,8 @@ async def _create_proxy(
     state: _State,
     private_upstreams: bool,
 ) -> Container:
+    import docker.errors
+
     gateways = await _ensure_egress(client, egress)
     image = await _resolve_image(client, PROXY_RECIPE.repository)
     kwargs: dict[str, Any] = {
@@ -471,7 +516,11 @@ async def _create_proxy(
     }
     container = await _create_container(client, kwargs, "proxy", state)
     state.proxy = container.id
-    await run_sync(lambda: client.api.connect_container_to_network(container.id, egress))
+    try:
+        await run_sync(lambda: client.api.connect_container_to_network(container.id, egress))
+    except docker.errors.NotFound:  # the default egress network was removed meanwhile (cleanup)
+        await _ensure_egress(client, egress)
+        await run_sync(lambda: client.api.connect_container_to_network(container.id, egress))
     return container
 
 

@@ -18,7 +18,8 @@ Lifecycle of a sample (all Docker calls run in worker threads; the event loop ne
    then remove the container and the network. Events logged here land in the sample's `.eval`
    transcript: Inspect runs sample cleanup inside the sample's transcript context, before the
    sample is written (the tests read them back from the `.eval` file: test_sandbox_containment).
-5. `task_cleanup` and process exit: remove whatever this run still has.
+5. `task_cleanup` retries removals that failed; at process exit any sandbox still tracked is
+   removed; leftovers of crashed processes are found by label (`tierlock cleanup`, next start).
 """
 
 from __future__ import annotations
@@ -168,6 +169,7 @@ def sandbox_config(config: SandboxEnvironmentConfigType | None) -> SandboxConfig
 # --- objects to remove at exit -----------------------------------------------------------------
 
 _live: set[str] = set()
+_retry: set[str] = set()
 _live_lock = threading.Lock()
 
 
@@ -338,9 +340,15 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
     async def task_cleanup(
         cls, task_name: str, config: SandboxEnvironmentConfigType | None, cleanup: bool
     ) -> None:
-        if cleanup:
+        """Samples remove their own objects (even when interrupted); retry removals that failed.
+        Nothing else is touched: other evals in this process may still be running samples."""
+        if cleanup and _retry:
             client = await get_client_async()
-            await run_sync(cleanup_objects, client, run=_labels.run_id())
+            for cid in list(_retry):
+                with contextlib.suppress(Exception):
+                    await run_sync(client.api.remove_container, cid, force=True, v=True)
+                    _retry.discard(cid)
+                    _track(cid, False)
 
     @classmethod
     async def cli_cleanup(cls, id: str | None) -> None:
@@ -602,6 +610,7 @@ async def _remove(box: _Sandbox) -> None:
             if isinstance(e, docker.errors.NotFound):
                 _track(box.container_id, False)
             else:
+                _retry.add(box.container_id)
                 log.warning("could not remove sandbox", container=box.name, error=str(e))
         if box.network is not None:
             try:

@@ -19,7 +19,7 @@ from inspect_ai.log import transcript
 from inspect_ai.model import ModelOutput, ModelUsage, get_model
 from inspect_ai.scorer import Scorer
 from inspect_ai.solver import Generate, Solver, TaskState, generate, solver, use_tools
-from inspect_ai.tool import Tool, tool
+from inspect_ai.tool import ToolDef
 
 from sandbox._evidence import EVIDENCE_SOURCE
 
@@ -27,30 +27,28 @@ CANNED: dict[str, str] = {}
 """Canned tool results by command/code (default: an empty result)."""
 
 
-@tool(name="bash")
-def fake_bash() -> Tool:
-    async def execute(cmd: str) -> str:
-        """Pretend to run a shell command (nothing is executed).
+async def _fake_bash(cmd: str) -> str:
+    """Pretend to run a shell command (nothing is executed).
 
-        Args:
-            cmd: The command.
-        """
-        return CANNED.get(cmd, "")
-
-    return execute
+    Args:
+        cmd: The command.
+    """
+    return CANNED.get(cmd, "")
 
 
-@tool(name="python")
-def fake_python() -> Tool:
-    async def execute(code: str) -> str:
-        """Pretend to run python code (nothing is executed).
+async def _fake_python(code: str) -> str:
+    """Pretend to run python code (nothing is executed).
 
-        Args:
-            code: The code.
-        """
-        return CANNED.get(code, "")
+    Args:
+        code: The code.
+    """
+    return CANNED.get(code, "")
 
-    return execute
+
+def fake_tools() -> list[ToolDef]:
+    """`bash` and `python` tools that echo canned results (not added to Inspect's registry, so
+    they never shadow the real tools in other tests)."""
+    return [ToolDef(_fake_bash, name="bash"), ToolDef(_fake_python, name="python")]
 
 
 @solver
@@ -102,7 +100,7 @@ def make_log(
         samples.append(Sample(id=s.id, input="go", target="done", metadata=meta))
     task = Task(
         dataset=samples,
-        solver=[use_tools(fake_bash(), fake_python()), generate(), log_evidence()],
+        solver=[use_tools(*fake_tools()), generate(), log_evidence()],
         scorer=scorer,
         metadata=task_metadata,
     )

@@ -356,7 +356,7 @@ def test_huge_logs_are_streamed_sample_by_sample(log_path: Path, tmp_path: Path)
     proto = next(s for s in log.samples if s.id == "reckless")
     per_sample = 2_000_000
     samples = []
-    for i in range(20):
+    for i in range(30):
         s = copy.deepcopy(proto)
         s.id = f"big{i}"
         for ev in s.events:
@@ -374,7 +374,8 @@ def test_huge_logs_are_streamed_sample_by_sample(log_path: Path, tmp_path: Path)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert audit.error is None and len(audit.samples) == 20
+    assert audit.error is None and len(audit.samples) == 30
     assert all(any(f.rule == "net.command" for f in s.findings) for s in audit.samples)
-    # the log holds 40 MB of text; auditing it holds about one sample at a time
-    assert peak < 5 * per_sample, f"peak {peak / 1e6:.1f} MB"
+    # the log holds 60 MB of text; auditing it holds about one sample at a time (~5x its size
+    # while its member is decompressed and parsed), never the whole log
+    assert peak < 10 * per_sample, f"peak {peak / 1e6:.1f} MB"

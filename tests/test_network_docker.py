@@ -628,3 +628,30 @@ def test_refused_names_are_never_resolved(
         if box is not None:
             box.remove(force=True)
         anyio.run(sample.teardown)
+
+
+def test_sample_subnets_from_configured_pool(
+    docker_client: Any, base_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`$TIERLOCK_SAMPLE_SUBNETS`: each sample network takes a free /28 of the range; when
+    none is left the sample fails with one line and leaves nothing behind."""
+    monkeypatch.setenv("TIERLOCK_SAMPLE_SUBNETS", "10.213.77.0/28")  # room for exactly one
+    run = f"{RUN}-pool"
+    policy = _policy("internal", services=["api"])
+    labels = {**LABELS, "tierlock.run": run}
+    sample = anyio.run(
+        lambda: create_sample_network(docker_client, policy, {"api": _api_service()}, labels)
+    )
+    box = None
+    try:
+        ipam = docker_client.api.inspect_network(sample.network)["IPAM"]["Config"]
+        assert [c["Subnet"] for c in ipam] == ["10.213.77.0/28"]
+        box = _sandbox(docker_client, base_image, sample, "pool")
+        assert curl(box, "http://api:8000/") == (0, "api says 42 200")
+        with pytest.raises(SandboxError, match="no free /28"):
+            anyio.run(lambda: create_sample_network(docker_client, policy, {}, labels))
+    finally:
+        if box is not None:
+            box.remove(force=True)
+        anyio.run(sample.teardown)
+    assert _objects(docker_client, run) == ([], [])

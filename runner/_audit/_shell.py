@@ -13,7 +13,7 @@ from functools import cached_property
 
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*")
 _SEPARATORS = frozenset({";", "&", "|", "&&", "||", "(", ")", ";;", "|&", "{", "}"})
-_HEREDOC = re.compile(r"<<-?\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\1")
+_HEREDOC = re.compile(r"(?<!<)<<-?(?!<)\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\1")
 _WRAPPERS = frozenset(
     {
         "sudo",
@@ -74,6 +74,12 @@ class SimpleCommand:
                 break
             name = _basename(args[0])
             names.append(name)
+            if name == "find":  # find -exec PROGRAM ...
+                names.extend(
+                    _basename(args[k + 1])
+                    for k in range(len(args) - 1)
+                    if args[k] in ("-exec", "-execdir", "-ok", "-okdir")
+                )
             if name not in _WRAPPERS:
                 break
             args.pop(0)
@@ -95,9 +101,11 @@ class SimpleCommand:
         return []
 
 
-def _strip_heredocs_and_join(text: str) -> str:
-    """Turn unquoted newlines into `;` and drop heredoc bodies (they are data, not commands)."""
+def _strip_heredocs_and_join(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """Turn unquoted newlines into `;` and take heredoc bodies out (they are data, unless a
+    shell reads them): the joined text, and (line that opened it, body) of each heredoc."""
     out: list[str] = []
+    bodies: list[tuple[str, str]] = []
     quote = ""
     pending: list[str] = []
     i, n = 0, len(text)
@@ -124,15 +132,23 @@ def _strip_heredocs_and_join(text: str) -> str:
             i = n if j < 0 else j
             continue
         elif c == "\n":
-            pending.extend(m.group(2) for m in _HEREDOC.finditer(text[line_start:i]))
+            intro = text[line_start:i]
+            pending.extend(m.group(2) for m in _HEREDOC.finditer(intro))
             out.append(" ; ")
             i += 1
+            body: list[str] = []
             while pending and i < n:  # skip heredoc bodies up to their terminators
                 j = text.find("\n", i)
                 line = text[i : n if j < 0 else j]
                 i = n if j < 0 else j + 1
                 if line.strip() == pending[0]:
                     pending.pop(0)
+                    bodies.append((intro, "\n".join(body)))
+                    body = []
+                else:
+                    body.append(line)
+            if body:
+                bodies.append((intro, "\n".join(body)))
             line_start = i
             continue
         elif c == "`":
@@ -140,7 +156,7 @@ def _strip_heredocs_and_join(text: str) -> str:
         else:
             out.append(c)
         i += 1
-    return "".join(out)
+    return "".join(out), bodies
 
 
 def _tokens(text: str) -> list[str]:
@@ -158,7 +174,8 @@ def simple_commands(text: str, _depth: int = 0) -> list[SimpleCommand]:
     result: list[SimpleCommand] = []
     current = SimpleCommand(argv=[])
     redirect: str | None = None
-    for tok in _tokens(_strip_heredocs_and_join(text)):
+    joined, bodies = _strip_heredocs_and_join(text)
+    for tok in _tokens(joined):
         if redirect is not None:
             if ">" in redirect:
                 current.writes.append(tok)
@@ -182,8 +199,14 @@ def simple_commands(text: str, _depth: int = 0) -> list[SimpleCommand]:
     if current.argv or current.writes:
         result.append(current)
     if _depth < 3:
+        for intro, body in bodies:  # `bash <<EOF` runs its heredoc
+            if any(_basename(t) in _SHELLS for t in _tokens(intro)):
+                result.extend(simple_commands(body, _depth + 1))
         for cmd in list(result):
             progs = cmd.programs
+            if progs and progs[-1] == "eval":
+                result.extend(simple_commands(" ".join(cmd.args_after("eval")), _depth + 1))
+                continue
             if progs and (progs[-1] in _SHELLS or progs[-1] == "su"):
                 args = cmd.args_after(progs[-1])
                 for j, a in enumerate(args[:-1]):
