@@ -16,23 +16,18 @@ from sandbox import (
     PolicyError,
     Problem,
     check_ladder,
+    describe_network,
     diff_policies,
     has_errors,
     lint_policy,
     load_policy_file,
 )
 from sandbox._errors import display_path
+from sandbox._translate import docker_settings
 
 
-def show_docker_settings(loaded: LoadedPolicy) -> dict[str, Any] | None:
-    """Seam to the Docker provider: the Docker settings the policy translates to, or None.
-
-    `tierlock policy show` prints them under the effective policy, as a YAML comment block.
-    """
-    try:
-        from sandbox._translate import docker_settings
-    except ImportError:  # the Docker side is optional for this command
-        return None
+def show_docker_settings(loaded: LoadedPolicy) -> dict[str, Any]:
+    """The Docker settings the policy translates to (printed by `tierlock policy show`)."""
     policy_dir = loaded.defined_in(("process", "seccomp")).parent
     return docker_settings(loaded.policy, policy_dir=policy_dir)
 
@@ -97,11 +92,12 @@ def show(file: Path) -> None:
     if loaded.policy.unsafe:
         click.echo(f"# UNSAFE: {loaded.policy.unsafe.reason}")
     click.echo(effective_yaml(loaded.policy), nl=False)
-    settings = show_docker_settings(loaded)
-    if settings:
-        click.echo("# Docker settings this policy translates to:")
-        for line in yaml.safe_dump(settings, sort_keys=False).splitlines():
-            click.echo(f"#   {line}")
+    click.echo("# Docker settings this policy translates to:")
+    for line in yaml.safe_dump(show_docker_settings(loaded), sort_keys=False).splitlines():
+        click.echo(f"#   {line}")
+    click.echo("# Networking:")
+    for line in describe_network(loaded.policy):
+        click.echo(f"#   {line}")
 
 
 @policy.command("diff")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ._labels import OWNER_LABEL, PROJECT, PROJECT_LABEL, RUN_LABEL, owner_alive
+from ._labels import OWNER_LABEL, PROJECT, PROJECT_LABEL, ROLE_LABEL, RUN_LABEL, owner_alive
 
 if TYPE_CHECKING:
     import docker
@@ -82,7 +82,9 @@ def cleanup(
         except docker.errors.APIError as e:
             report.errors.append(f"container {c['Id'][:12]}: {e.explanation or e}")
     for n in client.api.networks(filters=flt):
-        if not judge(n.get("Labels")):
+        if _unused_egress(client, n):  # shared, recreated on demand: remove once nothing uses it
+            pass
+        elif not judge(n.get("Labels")):
             continue
         try:
             _disconnect_ours(client, n["Id"])
@@ -107,6 +109,16 @@ def cleanup(
         log.info("removed tierlock objects", containers=len(report.containers),
                  networks=len(report.networks), volumes=len(report.volumes), run=run)
     return report
+
+
+def _unused_egress(client: docker.DockerClient, network: dict[str, Any]) -> bool:
+    """The shared egress network (created on first use by the proxy) with nothing attached."""
+    if (network.get("Labels") or {}).get(ROLE_LABEL) != "egress":
+        return False
+    try:
+        return not client.api.inspect_network(network["Id"]).get("Containers")
+    except Exception:
+        return False
 
 
 def _disconnect_ours(client: docker.DockerClient, network_id: str) -> None:

@@ -23,6 +23,7 @@ class ConformanceRecord(BaseModel):
     role: str = "default"  # default | service:<name> | proxy
     policy_name: str
     policy_hash: str
+    policy_path: str | None = None
     ok: bool
     mismatches: list[str] = Field(default_factory=list)
     unsafe_reason: str | None = None

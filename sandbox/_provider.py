@@ -94,9 +94,11 @@ class LoadedSandboxPolicy:
     policy: Policy
     policy_dir: Path
     warnings: tuple[str, ...] = ()
+    files: tuple[Path, ...] = ()
+    """The policy file and the parents it extends, child first."""
 
 
-_policy_cache: dict[tuple[str, float], LoadedSandboxPolicy] = {}
+_policy_cache: dict[str, tuple[tuple[int, ...], LoadedSandboxPolicy]] = {}
 _policy_lock = threading.Lock()
 
 
@@ -105,20 +107,19 @@ def find_policy_file(path: str | Path) -> Path:
 
     Inspect makes a relative sandbox config path relative to the task's directory, so a
     `--sandbox tierlock:policies/x.yaml` given from the project root arrives as
-    `<task dir>/policies/x.yaml`. When that does not exist, the same trailing path is looked up in
-    the directories above it and in the working directory.
+    `<task dir>/policies/x.yaml`. When that does not exist, the path as typed is looked up in the
+    working directory: the longest trailing part of it that names a file there. Nothing else is
+    searched, so a policy never resolves to a same-named file somewhere unexpected.
     """
     p = Path(path)
     if p.is_file():
         return p.resolve()
+    bases = [Path.cwd()]
+    if os.environ.get("PWD") and Path(os.environ["PWD"]).resolve() != Path.cwd().resolve():
+        bases.append(Path(os.environ["PWD"]))
     parts = p.parts
-    bases = [*p.parent.parents, Path.cwd(), *Path.cwd().parents]
-    if os.environ.get("PWD"):
-        bases.insert(0, Path(os.environ["PWD"]))
     for k in range(len(parts) - 1, 0, -1):
         tail = Path(*parts[-k:])
-        if tail.is_absolute():
-            continue
         for base in bases:
             candidate = base / tail
             if candidate.is_file():
@@ -127,16 +128,19 @@ def find_policy_file(path: str | Path) -> Path:
 
 
 def load_sandbox_policy(path: str | Path) -> LoadedSandboxPolicy:
-    """Load, lint and cache a policy file; lint errors raise `PolicyError` (nothing runs)."""
+    """Load, lint and cache a policy file; lint errors raise `PolicyError` (nothing runs).
+
+    The cache is keyed by the file and checked against the modification times of every file of
+    its `extends` chain, so editing a parent policy takes effect at the next sample.
+    """
     from ._lint import has_errors, lint_policy
     from ._loader import load_policy_file
 
     file = find_policy_file(path)
-    key = (str(file), file.stat().st_mtime)
     with _policy_lock:
-        cached = _policy_cache.get(key)
-    if cached is not None:
-        return cached
+        cached = _policy_cache.get(str(file))
+    if cached is not None and cached[0] == _stamps(cached[1].files):
+        return cached[1]
     loaded = load_policy_file(file)
     problems = lint_policy(loaded.policy, source=loaded)
     if has_errors(problems):
@@ -147,10 +151,22 @@ def load_sandbox_policy(path: str | Path) -> LoadedSandboxPolicy:
         policy=loaded.policy,
         policy_dir=loaded.defined_in(("process", "seccomp")).parent.resolve(),
         warnings=tuple(str(p) for p in problems),
+        files=tuple(Path(f) for f in loaded.files),
     )
     with _policy_lock:
-        _policy_cache[key] = result
+        _policy_cache[str(file)] = (_stamps(result.files), result)
     return result
+
+
+def _stamps(files: tuple[Path, ...]) -> tuple[int, ...]:
+    """Modification times of a policy's files (-1 for one that is gone)."""
+    out = []
+    for f in files:
+        try:
+            out.append(f.stat().st_mtime_ns)
+        except OSError:
+            out.append(-1)
+    return tuple(out)
 
 
 def sandbox_config(config: SandboxEnvironmentConfigType | None) -> SandboxConfig:
@@ -312,7 +328,8 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
         unsafe = policy.unsafe
         _record(ConformanceRecord(
             container=box.name, role="default", policy_name=policy.name,
-            policy_hash=policy.digest(), ok=not mismatches, mismatches=mismatches,
+            policy_hash=policy.digest(), policy_path=str(box.loaded.path),
+            ok=not mismatches, mismatches=mismatches,
             unsafe_reason=unsafe.reason if unsafe else None,
             unsafe_rules=list(unsafe.allow) if unsafe else [],
         ))

@@ -185,6 +185,8 @@ def squid_config(
         "cache_log /dev/stderr",
         f"logformat tierlock {_LOGFORMAT}",
         "access_log stdio:/dev/stdout logformat=tierlock",
+        # keep query strings in the log: the audit looks for canaries in every URL sent out
+        "strip_query_terms off",
         "",
         "acl CONNECT method CONNECT",
         "acl tl_step1 at_step SslBump1",

@@ -505,29 +505,6 @@ def test_unlisted_service_refused(docker_client: Any) -> None:
         )
 
 
-def test_internal_bridge_without_inhibit_ipv4_reaches_host(
-    docker_client: Any, base_image: str, host_listener: int
-) -> None:
-    """Why sample networks set `inhibit_ipv4`: on Docker 20.10 a plain `internal` bridge still
-    carries the host's gateway address, and the host answers there (and on its other addresses).
-    If this ever stops being true the option is merely redundant; the test then documents it."""
-    net = docker_client.networks.create(
-        f"tltest-plain-internal-{RUN}", driver="bridge", internal=True, labels=LABELS
-    )
-    try:
-        gw = net.attrs["IPAM"]["Config"][0]["Gateway"]
-        out = docker_client.containers.run(
-            base_image,
-            ["curl", "-sS", "-m", "5", f"http://{gw}:{host_listener}/"],
-            labels=LABELS,
-            network=net.name,
-            remove=True,
-        )
-        assert out.decode().strip() == "host"
-    finally:
-        net.remove()
-
-
 def test_eval_through_provider_logs_proxy_requests(
     docker_client: Any, outside: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
