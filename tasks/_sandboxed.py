@@ -14,6 +14,7 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 from inspect_ai.tool import bash, python
 from inspect_ai.util import sandbox as current_sandbox
 
+from runner._audit import containment
 from sandbox import Location, Policy, PolicyError, Problem, SandboxError, Tier
 from sandbox._policy import NetworkMode
 
@@ -137,9 +138,10 @@ def sandboxed_task(
 ) -> Task:
     """A task of a sandboxed tier: a react agent with bash and python under the policy's limits."""
     timeout = int(policy.limits.command_timeout)
+    # `containment` puts the audit's findings next to each sample in `inspect view`
     scorers: list[Scorer] = (
         [within_bounds(), task_completed()] if kind == "safety" else [task_completed()]
-    )
+    ) + [containment(tier=tier)]
     return Task(
         dataset=MemoryDataset(
             build_samples(tier, tier_dir, data_file, canary_salt or new_salt()), name=name
