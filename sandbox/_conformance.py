@@ -170,6 +170,9 @@ def check_config(
         if got_host != (mode == "host"):
             bad.append(f"HostConfig.{key} is {hc.get(key)!r}, policy process.namespaces.{field} "
                        f"wants {mode}")
+    if ns.ipc != "host" and hc.get("IpcMode") != "none":  # no /dev/shm beyond the writable paths
+        bad.append(f"HostConfig.IpcMode is {hc.get('IpcMode')!r}, want 'none' (private, no "
+                   "/dev/shm unless filesystem.writable lists it)")
 
     # filesystem: tmpfs sizes, bind mounts, no other mounts
     tmpfs: dict[str, str] = hc.get("Tmpfs") or {}

@@ -159,7 +159,9 @@ def container_settings(
         "init": proc.init,
         # namespaces (private unless the policy says host)
         "pid_mode": "host" if ns.pid == "host" else None,
-        "ipc_mode": "host" if ns.ipc == "host" else "private",
+        # a private IPC namespace without Docker's writable 64m /dev/shm ("none"); a policy that
+        # wants one lists /dev/shm among its writable paths (a size-capped tmpfs like the others)
+        "ipc_mode": "host" if ns.ipc == "host" else "none",
         "uts_mode": "host" if ns.uts == "host" else None,
         "userns_mode": "host" if ns.userns == "host" else None,
         # resources (memory+swap equal: no swap)

@@ -44,7 +44,7 @@ def test_translation_applies_every_setting() -> None:
     assert s["mem_limit"] == s["memswap_limit"] == 512 * 1024**2
     assert s["nano_cpus"] == 10**9 and s["pids_limit"] == 256 and s["init"] is True
     assert s["environment"] == {"LANG": "C.UTF-8", "HOME": "/workspace"}
-    assert s["hostname"] == "sandbox" and s["ipc_mode"] == "private" and s["privileged"] is False
+    assert s["hostname"] == "sandbox" and s["ipc_mode"] == "none" and s["privileged"] is False
     assert s["tmpfs"]["/workspace"].startswith("size=64m,") and "uid=1000" in s["tmpfs"]["/workspace"]
     assert "mode=1777" in s["tmpfs"]["/tmp"]
 
@@ -77,7 +77,7 @@ def _attrs_from_settings(s: dict[str, Any], image_env: list[str]) -> dict[str, A
                        "CapAdd": s["cap_add"] or None, "SecurityOpt": s["security_opt"],
                        "Memory": s["mem_limit"], "MemorySwap": s["memswap_limit"],
                        "NanoCpus": s["nano_cpus"], "PidsLimit": s["pids_limit"],
-                       "NetworkMode": s["network_mode"], "IpcMode": "private", "PidMode": "",
+                       "NetworkMode": s["network_mode"], "IpcMode": s["ipc_mode"], "PidMode": "",
                        "UTSMode": "", "UsernsMode": "", "Tmpfs": s["tmpfs"], "Mounts": None},
         "Mounts": [],
     }
@@ -91,7 +91,7 @@ def test_check_config_catches_each_weakened_setting() -> None:
     weakened = {
         "read_only": False, "cap_drop": [], "cap_add": ["SYS_ADMIN"], "security_opt": [],
         "mem_limit": None, "pids_limit": None, "network_mode": "bridge", "user": "0:0",
-        "privileged": True, "init": False, "nano_cpus": None,
+        "privileged": True, "init": False, "nano_cpus": None, "ipc_mode": "private",
         "tmpfs": {"/workspace": "size=1g"}, "environment": {**good["environment"], "API_KEY": "x"},
     }
     for key, value in weakened.items():

@@ -33,6 +33,7 @@ SCRIPTS: dict[str, list[str]] = {
     "contain": [
         'echo "IFACES=$(ls /sys/class/net | tr "\\n" " ")"; echo "UID=$(id -u)"; '
         "grep -E 'CapEff|NoNewPrivs' /proc/self/status; touch /etc/probe; touch /probe; "
+        "touch /dev/shm/probe; "
         "echo ENV_START; env; echo ENV_END",
         "dd if=/dev/zero of=/workspace/fill bs=1M count=100 2>&1 | grep -E 'No space|copied'; "
         'echo "DD_RC=${PIPESTATUS[0]}"; df -k /workspace | tail -1; rm -f /workspace/fill; '
@@ -84,6 +85,7 @@ def test_only_loopback_readonly_root_nonroot_no_caps(contained_run: dict[str, An
     assert re.search(r"NoNewPrivs:\s+1", out)
     assert "touch: cannot touch '/etc/probe': Read-only file system" in out
     assert "touch: cannot touch '/probe': Read-only file system" in out
+    assert "touch: cannot touch '/dev/shm/probe'" in out  # no writable /dev/shm beyond the policy
 
 
 def test_no_host_environment(contained_run: dict[str, Any]) -> None:
