@@ -1,7 +1,8 @@
 """CLI commands of the escalation runner: `run`, `status`, `verify`, `approve`.
 
 Exit codes of `tierlock run`: 0 reached the top tier clean; 1 user error; 2 halted at a gate;
-3 incomplete (harness error: run again to retry); 4 awaiting an approval.
+3 incomplete (harness error: run again to retry); 4 awaiting an approval; 128+signal when
+interrupted (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP: run again to resume).
 `tierlock verify`: 0 intact, 2 a broken link.
 """
 
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +21,17 @@ import structlog
 from rich.console import Console
 from rich.table import Table
 
-from sandbox import TierlockError
+from sandbox import (
+    TierlockError,
+    install_termination_handler,
+    raise_if_terminated,
+    received_signal,
+)
 
 from ._campaign import load_campaign
+from ._gate import TaskResult
 from ._ledger import Ledger
-from ._run import approve, run_campaign, run_state
+from ._run import TierContext, TierExecutor, approve, latest_run, run_campaign, run_state
 
 DEFAULT_MODEL = "tierlock/diligent"
 LEDGER_FILE = "ledger.sqlite"
@@ -94,22 +103,27 @@ def run_command(
     """
     from ._inspect import InspectExecutor, audit_findings
 
+    install_termination_handler(caller_exits=True)  # SIGTERM/SIGHUP: as Ctrl-C, reported below
     configure_logging()
     console = _console()
     camp = load_campaign(campaign, warn=lambda p: click.echo(f"tierlock: {p}", err=True))
-    executor = InspectExecutor(model_args=_model_args(model_args))
-    executor.check(camp, model)
+    inspect_executor = InspectExecutor(model_args=_model_args(model_args))
+    inspect_executor.check(camp, model)
+    executor = _Interruptible(inspect_executor)
     with _ledger(runs_dir) as ledger:
-        outcome = run_campaign(
-            camp,
-            model,
-            ledger=ledger,
-            runs_dir=runs_dir,
-            executor=executor,
-            auditor=audit_findings,
-            new=new,
-            progress=lambda msg: console.print(f"[bold]tierlock[/bold] {msg}", highlight=False),
-        )
+        try:
+            outcome = run_campaign(
+                camp,
+                model,
+                ledger=ledger,
+                runs_dir=runs_dir,
+                executor=executor,
+                auditor=audit_findings,
+                new=new,
+                progress=lambda msg: console.print(f"[bold]tierlock[/bold] {msg}", highlight=False),
+            )
+        except KeyboardInterrupt:
+            return _interrupted(ledger, camp.name, model)
     words = {
         "top": f"[green]reached the top tier ({outcome.tier}) clean[/green]",
         "halted": f"[red]halted at tier {outcome.tier}[/red]",
@@ -121,6 +135,60 @@ def run_command(
         for r in outcome.reasons:
             console.print(f"  - {r}", highlight=False, markup=False)
     return outcome.exit_code
+
+
+class _Interruptible:
+    """A tier executor that reports an interrupted eval as the interruption it is.
+
+    Inspect absorbs Ctrl-C inside `eval_set`: it returns without the interrupted task's log
+    (the log on disk says `cancelled`), which the gate would record as an incomplete tier. An
+    interruption is not a verdict: `KeyboardInterrupt` ends the run before anything is recorded,
+    and the next `tierlock run` resumes the tier.
+    """
+
+    def __init__(self, inner: TierExecutor) -> None:
+        self.inner = inner
+
+    def run_tier_tasks(self, ctx: TierContext) -> list[TaskResult]:
+        started = time.time()
+        try:
+            results = self.inner.run_tier_tasks(ctx)
+        except Exception:
+            if _cancelled_since(ctx.log_dir, started):
+                raise KeyboardInterrupt from None
+            raise
+        raise_if_terminated()
+        if any(r.status == "cancelled" for r in results) or _cancelled_since(ctx.log_dir, started):
+            raise KeyboardInterrupt
+        return results
+
+
+def _cancelled_since(log_dir: Path, since: float) -> bool:
+    """Whether an Inspect log written in `log_dir` since `since` (epoch seconds) was cancelled."""
+    from inspect_ai.log import read_eval_log
+
+    for path in log_dir.glob("*.eval") if log_dir.is_dir() else ():
+        try:
+            recent = path.stat().st_mtime >= since - 1  # coarse file-system clocks
+            if recent and read_eval_log(str(path), header_only=True).status == "cancelled":
+                return True
+        except Exception:
+            continue
+    return False
+
+
+def _interrupted(ledger: Ledger, campaign: str, model: str) -> int:
+    """One line on stderr; exit 128+signal (130 for Ctrl-C). The interrupted tier has no verdict:
+    the next `tierlock run` resumes it, reusing the samples that finished."""
+    signum = received_signal() or signal.SIGINT
+    run = latest_run(ledger, campaign, model)
+    which = f"run {run.run_id}" if run is not None else "the run"
+    click.echo(
+        f"tierlock: {which} interrupted by {signal.Signals(signum).name}; no verdict was "
+        "recorded for the tier in progress; run the same command again to resume",
+        err=True,
+    )
+    return 128 + signum
 
 
 @click.command("status")

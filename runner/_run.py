@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol
 
 import structlog
 
-from sandbox import TierlockError
+from sandbox import TierlockError, raise_if_terminated
 
 from ._campaign import Campaign, TierSpec
 from ._gate import Finding, TaskResult, Verdict, evaluate_gate
@@ -322,6 +322,7 @@ def _attempt(
     except Exception as e:
         results, harness_error = [], f"{type(e).__name__}: {e}"
         log.warning("harness_error", run_id=run_id, tier=name, error=harness_error)
+    raise_if_terminated()  # SIGTERM/SIGHUP mid-tier: no verdict; the next run resumes the tier
 
     logs = [r.log for r in results if r.log is not None and r.log.is_file()]
     hashes: dict[Path, str] = {}

@@ -8,6 +8,7 @@ from ._lint import RULES, has_errors, lint_policy, load_runnable_policy
 from ._loader import LoadedPolicy, load_policy, load_policy_file
 from ._network import SampleNetwork, create_sample_network, describe_network
 from ._policy import BASE_IMAGE, NETWORK_MODES, TIERS, Policy, Tier
+from ._signals import install_termination_handler, raise_if_terminated, received_signal
 from ._translate import container_settings, docker_settings
 
 __all__ = [
@@ -36,10 +37,13 @@ __all__ = [
     "docker_settings",
     "ensure_image",
     "has_errors",
+    "install_termination_handler",
     "lint_policy",
     "load_policy",
     "load_policy_file",
     "load_runnable_policy",
+    "raise_if_terminated",
+    "received_signal",
     "register_recipe",
     "resolve_image",
 ]

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
 import re
 import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,45 +53,131 @@ def changes_outside(diff: list[dict[str, Any]] | None, writable: list[str]) -> l
     entries = [(d["Path"], _DIFF_KIND.get(d.get("Kind", 0), "C")) for d in diff or []]
     dropped = {p for p, _ in entries
                if p in _DOCKER_ARTIFACTS or any(_under(p, w) for w in writable)}
-    for path, kind in sorted(entries, key=lambda e: -e[0].count("/")):
-        if kind != "C" or path in dropped:
-            continue
-        below = [p for p, _ in entries if p != path and _under(p, path)]
-        if below and all(p in dropped for p in below):
+    below: set[str] = set()  # paths with an entry below them
+    kept_below: set[str] = set()  # paths with a kept entry below them
+    for path, kind in sorted(entries, key=lambda e: -e[0].count("/")):  # deepest first
+        if kind == "C" and path in below and path not in kept_below:
             dropped.add(path)
+        parent = posixpath.dirname(path)
+        while parent not in ("/", ""):
+            below.add(parent)
+            if path not in dropped:
+                kept_below.add(parent)
+            parent = posixpath.dirname(parent)
     return [FsChange(path=p, change=k) for p, k in entries if p not in dropped]  # type: ignore[arg-type]
 
 
 _OVERLAY_DRIVERS = ("overlay2", "overlay", "fuse-overlayfs")
 
+MAX_DIFF_ENTRIES = 20_000
+"""At most this many diff entries are read; a container that changed more gets a final
+`TRUNCATED_PATH` entry instead of the rest (so the audit still flags it)."""
+TRUNCATED_PATH = "/[tierlock: diff truncated after {n} entries]"
 
-def upper_dir_diff(attrs: dict[str, Any]) -> list[dict[str, Any]] | None:
+
+def upper_dir_diff(attrs: dict[str, Any], limit: int = MAX_DIFF_ENTRIES) -> list[dict[str, Any]] | None:
     """`docker diff` computed from the container's overlay upper directory on the host: what
     Docker's overlay2 driver does, and much faster than the naive full-tree comparison Docker
-    uses for fuse-overlayfs. None when the layer directories are not visible here."""
+    uses for fuse-overlayfs. None when the layer directories are not visible here.
+
+    The upper directory is written by the container, so it is walked through directory file
+    descriptors opened with `O_NOFOLLOW` (a symlink is never followed on the host, even if the
+    container swaps a directory for one mid-walk), lower layers are only looked up through real
+    directories, and at most `limit` entries (and `MAX_DIFF_DEPTH` levels) are read.
+    """
     gd = attrs.get("GraphDriver") or {}
     data = gd.get("Data") or {}
     upper, lower = data.get("UpperDir"), data.get("LowerDir") or ""
     if gd.get("Name") not in _OVERLAY_DRIVERS or not upper or not os.path.isdir(upper):
         return None
     lowers = [d for d in lower.split(":") if d]
-    out: list[dict[str, Any]] = []
-    for root, dirs, files in os.walk(upper):
-        for name in sorted(dirs + files):
-            full = os.path.join(root, name)
-            rel = "/" + os.path.relpath(full, upper)
+    walk = _UpperWalk({"/": [d for d in lowers if os.path.isdir(d)]}, limit)
+    fd = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        walk.scan(fd, "/", 0)
+    except _Truncated:
+        walk.out.append({"Path": TRUNCATED_PATH.format(n=limit), "Kind": 0})
+    finally:
+        os.close(fd)
+    return sorted(walk.out, key=lambda e: e["Path"])
+
+
+MAX_DIFF_DEPTH = 200
+"""Directory levels of the upper directory read at most (deeper trees count as truncated)."""
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+class _Truncated(Exception):
+    pass
+
+
+@dataclass
+class _UpperWalk:
+    lower_dirs: dict[str, list[str]]
+    limit: int
+    out: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, path: str, kind: int) -> None:
+        if len(self.out) >= self.limit:
+            raise _Truncated
+        self.out.append({"Path": path, "Kind": kind})
+
+    def scan(self, fd: int, parent: str, depth: int) -> None:
+        if depth > MAX_DIFF_DEPTH:
+            raise _Truncated
+        names: list[str] = []
+        room = self.limit - len(self.out) + 2  # (+ the opaque markers, not entries)
+        more = False
+        with os.scandir(fd) as it:
+            for entry in it:
+                if len(names) == room:
+                    more = True
+                    break
+                names.append(entry.name)
+        in_lower = _real_lower_dirs(self.lower_dirs, parent)
+        for name in sorted(names):
+            rel = posixpath.join(parent, name)
             if name in (".wh..wh..opq", ".wh..opq"):  # opaque-directory markers
                 continue
             if name.startswith(".wh."):
-                out.append({"Path": os.path.join(os.path.dirname(rel), name[4:]), "Kind": 2})
+                self.add(posixpath.join(parent, name[4:]), 2)
                 continue
-            st = os.lstat(full)
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except OSError:  # gone meanwhile: still a change
+                self.add(rel, 1)
+                continue
             if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:  # overlay whiteout
-                out.append({"Path": rel, "Kind": 2})
+                self.add(rel, 2)
                 continue
-            existed = any(os.path.lexists(d + rel) for d in lowers)
-            out.append({"Path": rel, "Kind": 0 if existed else 1})
-    return sorted(out, key=lambda e: e["Path"])
+            existed = any(os.path.lexists(os.path.join(d, name)) for d in in_lower)
+            self.add(rel, 0 if existed else 1)
+            if stat.S_ISDIR(st.st_mode):
+                try:
+                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except OSError:  # replaced (e.g. by a symlink) meanwhile: not followed
+                    continue
+                try:
+                    self.scan(child, rel, depth + 1)
+                finally:
+                    os.close(child)
+        if more:
+            raise _Truncated
+
+
+def _real_lower_dirs(cache: dict[str, list[str]], rel: str) -> list[str]:
+    """The host directories that hold `rel` in the lower layers, reached through real
+    directories only (a symlink in a lower layer is never followed on the host)."""
+    if rel in cache:
+        return cache[rel]
+    parent, name = os.path.split(rel)
+    found = []
+    for d in _real_lower_dirs(cache, parent):
+        with contextlib.suppress(OSError):
+            if stat.S_ISDIR(os.lstat(os.path.join(d, name)).st_mode):
+                found.append(os.path.join(d, name))
+    cache[rel] = found
+    return found
 
 
 def _host_cgroup_dirs(pid: int) -> list[Path]:
@@ -118,7 +206,8 @@ def _read_cgroup(client: docker.DockerClient, cid: str, pid: int) -> dict[str, s
                         values[name] = f.read_text().replace("\n", " ").strip()
         if values:
             return values
-    outcome = run_exec(client.api, cid, ["/bin/sh", "-c", _INSIDE_SCRIPT], user="0",
+    # as the container's own user, never root: the container may have replaced what runs here
+    outcome = run_exec(client.api, cid, ["/bin/sh", "-c", _INSIDE_SCRIPT],
                        env={"PATH": PINNED_PATH}, limit=1 << 16, deadline=20)
     for line in outcome.stdout.decode(errors="replace").splitlines():
         name, _, value = line.partition("|")
@@ -140,8 +229,11 @@ def collect_evidence(
     writable: list[str],
     timeouts: int = 0,
     output_limit_hits: int = 0,
+    freeze: bool = False,
 ) -> ContainerEvidence:
-    """A `ContainerEvidence` for a container that still exists."""
+    """A `ContainerEvidence` for a container that still exists. `freeze`: pause the container
+    after reading its cgroups, so the file-system diff is a snapshot its processes cannot race
+    or keep growing (for a container about to be removed)."""
     attrs = client.api.inspect_container(container_id)
     state = attrs.get("State") or {}
     running = bool(state.get("Running"))
@@ -155,13 +247,6 @@ def collect_evidence(
         timeouts=timeouts,
         output_limit_hits=output_limit_hits,
     )
-    try:
-        diff = upper_dir_diff(attrs)
-    except OSError:
-        diff = None
-    if diff is None:
-        diff = client.api.diff(container_id)
-    ev.changes_outside_writable = changes_outside(diff, writable)
     pid = int(state.get("Pid") or 0)
     if running and pid > 0:
         cg = _read_cgroup(client, container_id, pid)
@@ -174,6 +259,19 @@ def collect_evidence(
             cg.get("memory.events"), "oom_kill"
         )
         ev.oom_killed = ev.oom_killed or oom_kills > 0
+    if running and freeze:  # its processes can no longer change what is read next
+        with contextlib.suppress(Exception):
+            client.api.pause(container_id)
+    try:
+        diff = upper_dir_diff(attrs)
+    except OSError:
+        diff = None
+    if diff is None:
+        diff = client.api.diff(container_id) or []
+        if len(diff) > MAX_DIFF_ENTRIES:
+            diff = [*diff[:MAX_DIFF_ENTRIES],
+                    {"Path": TRUNCATED_PATH.format(n=MAX_DIFF_ENTRIES), "Kind": 0}]
+    ev.changes_outside_writable = changes_outside(diff, writable)
     if ev.pids_limit is None:
         limit = (attrs.get("HostConfig") or {}).get("PidsLimit")
         ev.pids_limit = limit if limit and limit > 0 else None

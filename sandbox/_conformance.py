@@ -73,6 +73,22 @@ def expected_env(policy: Policy, image_env: list[str] | None, extra_env: dict[st
     return {**_env_dict(image_env), **policy.env, **(extra_env or {})}
 
 
+_KNOWN_SECURITY_OPTS = ("no-new-privileges", "seccomp=", "seccomp:", "apparmor=")
+_MASKED_PATHS = frozenset({"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug",
+                           "/sys/firmware"})
+_READONLY_PATHS = frozenset({"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"})
+_NEVER_SET = (
+    "GroupAdd", "DeviceCgroupRules", "DeviceRequests", "OomKillDisable", "ExtraHosts",
+    "Dns", "DnsSearch", "CgroupParent", "Links", "PortBindings", "PublishAllPorts", "VolumeDriver",
+    "Cgroup",
+)
+"""HostConfig keys tierlock never sets: a value means the container is not what the policy says
+(supplementary groups such as root's, device access, DNS or host-name overrides, another parent
+cgroup, published ports)."""
+_SAFE_SYSCTLS = {"net.ipv4.ip_forward": "0"}
+"""Kernel parameters that only take something away (the egress proxy turns forwarding off)."""
+
+
 def _tmpfs_size(options: str) -> str | None:
     m = re.search(r"(?:^|,)size=([^,]+)", options)
     return m.group(1) if m else None
@@ -143,6 +159,26 @@ def check_config(
                        "(process.seccomp)")
     apparmor = [o.split("=", 1)[1] for o in sec if o.startswith("apparmor=")]
     want("AppArmor profile", apparmor[0] if apparmor else None, proc.apparmor, "process.apparmor")
+    unknown = [o for o in sec if not o.startswith(_KNOWN_SECURITY_OPTS)]
+    if unknown:  # e.g. systempaths=unconfined (unmasks /proc), label=disable
+        bad.append(f"HostConfig.SecurityOpt has options no policy sets: {unknown}")
+    if not proc.privileged:
+        masked = set(hc.get("MaskedPaths") or [])
+        readonly = set(hc.get("ReadonlyPaths") or [])
+        if not (masked >= _MASKED_PATHS and readonly >= _READONLY_PATHS):
+            bad.append("HostConfig.MaskedPaths/ReadonlyPaths lack Docker's defaults "
+                       f"(masked {sorted(_MASKED_PATHS - masked)}, read-only "
+                       f"{sorted(_READONLY_PATHS - readonly)})")
+
+    # settings no policy grants: any value here comes from outside the policy
+    for key in _NEVER_SET:
+        if hc.get(key):
+            bad.append(f"HostConfig.{key} is {hc.get(key)!r}, no policy sets it")
+    sysctls = {k: v for k, v in (hc.get("Sysctls") or {}).items() if _SAFE_SYSCTLS.get(k) != v}
+    if sysctls:
+        bad.append(f"HostConfig.Sysctls is {sysctls!r}, no policy sets kernel parameters")
+    if (hc.get("OomScoreAdj") or 0) < 0:
+        bad.append(f"HostConfig.OomScoreAdj is {hc.get('OomScoreAdj')}, no policy lowers it")
 
     # resources
     want("HostConfig.Memory", hc.get("Memory") or 0, limits.memory or 0, "limits.memory")
@@ -179,6 +215,10 @@ def check_config(
     want_tmpfs = {w.path: format_size(w.size) for w in fs.writable}
     got_tmpfs = {p: _tmpfs_size(o) for p, o in tmpfs.items()}
     want("HostConfig.Tmpfs (path: size)", got_tmpfs, want_tmpfs, "filesystem.writable")
+    for path, options in tmpfs.items():
+        opts = options.split(",")
+        if not {"nosuid", "nodev"} <= set(opts) or {"suid", "dev"} & set(opts):
+            bad.append(f"HostConfig.Tmpfs {path} is mounted {options!r}, want nosuid and nodev")
     want_binds = sorted((m.source, m.target, m.mode == "ro") for m in fs.mounts)
     got_binds = sorted(
         (m.get("Source"), m.get("Target"), bool(m.get("ReadOnly")))
@@ -215,6 +255,31 @@ def check_config(
     return bad
 
 
+BUILTIN_SECCOMP = ("default", "builtin")
+"""How `docker info` names Docker's own seccomp profile (20.10: default; 23+: builtin)."""
+
+
+def check_daemon(security_options: list[str] | None, policy: Policy) -> list[str]:
+    """Mismatches between the daemon's defaults (`docker info` SecurityOptions) and the policy.
+
+    A container without its own seccomp option gets the daemon's default profile, which a
+    daemon can set to anything (`seccomp-profile` in daemon.json); the kernel only shows that
+    *some* filter is on. So `process.seccomp: default` needs the daemon's profile to be Docker's.
+    """
+    if policy.process.seccomp != "default" or policy.process.privileged:
+        return []
+    for opt in security_options or []:
+        fields = dict(f.split("=", 1) for f in opt.split(",") if "=" in f)
+        if fields.get("name") == "seccomp":
+            profile = fields.get("profile", "default")
+            if profile in BUILTIN_SECCOMP:
+                return []
+            return [f"the Docker daemon's default seccomp profile is {profile!r}, not Docker's "
+                    "own; policy process.seccomp: default wants Docker's"]
+    return ["the Docker daemon reports no seccomp support; policy process.seccomp: default "
+            "wants Docker's profile"]
+
+
 def _status_fields(text: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for line in text.splitlines():
@@ -234,6 +299,8 @@ def check_status(status_text: str, policy: Policy, interfaces: list[str] | None)
     if ids is not None and (uid, gid) != ids:
         bad.append(f"processes run as uid:gid {uid}:{gid}, policy process.user wants "
                    f"{ids[0]}:{ids[1]}")
+    elif ids is None and uid == 0:  # a user name the image maps to root
+        bad.append(f"processes run as root (uid 0), policy process.user {proc.user!r} is not root")
     want_bnd = expected_capabilities(policy)
     got_bnd = _caps_from_mask(int(st.get("CapBnd", "0"), 16))
     got_eff = _caps_from_mask(int(st.get("CapEff", "0"), 16))

@@ -74,6 +74,10 @@ class ProxyLog(BaseModel):
     kind: Literal["proxy_log"] = "proxy_log"
     proxy: str
     requests: list[ProxyRequest] = Field(default_factory=list)
+    truncated: bool = False
+    """The log was longer than tierlock reads: `requests` is its head and tail only."""
+    dropped: int = 0
+    """Log lines left out between the head and the tail when `truncated`."""
 
 
 EvidenceRecord = Annotated[

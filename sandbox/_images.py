@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -201,9 +202,14 @@ def image_exists(client: docker.DockerClient, tag: str) -> bool:
 
 
 def _lock_dir() -> Path:
+    """A private directory for lock files: ours, not a symlink, writable by nobody else (in a
+    shared /tmp another user could otherwise plant a symlink that root then opens)."""
     base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
     d = Path(base) / "tierlock-locks"
     d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.lstat(d)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise SandboxError(f"{d} is not a directory private to this user; remove it")
     return d
 
 
@@ -211,12 +217,15 @@ def _lock_dir() -> Path:
 def _build_lock(recipe: ImageRecipe) -> Iterator[None]:
     """An exclusive lock per recipe hash, across threads and processes."""
     path = _lock_dir() / f"image-{recipe.name}-{recipe.digest()[:12]}.lock"
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _default_progress(line: str) -> None:

@@ -20,6 +20,7 @@ from typing import Literal
 from ._errors import Location, PolicyError, Problem
 from ._loader import KeyPath, LoadedPolicy, format_key_path, load_policy_file, one_line
 from ._policy import Policy
+from ._translate import numeric_id
 
 Severity = Literal["error", "warning"]
 
@@ -287,6 +288,72 @@ def _absolute_paths(p: Policy, _: LintContext) -> Iterator[Finding]:
         )
 
 
+KERNEL_PATHS = ("/proc", "/sys", "/dev")
+"""Kernel interfaces inside the container: nothing is mounted over, into or above them (a tmpfs
+over /sys hides the cgroup files evidence is read from), except the `/dev` entries below."""
+KERNEL_PATH_EXCEPTIONS = ("/dev/shm", "/dev/mqueue")
+SYSTEM_PATHS = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+"""Where the user database and the programs tierlock's own helper commands run live: a
+writable tmpfs or bind there lets the sandbox's user rewrite them (e.g. its uid in /etc/passwd,
+or `timeout`, `sh` and `cat`)."""
+
+
+def _container_targets(p: Policy) -> Iterator[tuple[KeyPath, str, bool]]:
+    """(key path, normalized container path, writable) of every tmpfs and bind target."""
+    fs = p.filesystem
+    for i, w in enumerate(fs.writable):
+        yield ("filesystem", "writable", i, "path"), posixpath.normpath(w.path), True
+    for i, m in enumerate(fs.mounts):
+        yield ("filesystem", "mounts", i, "target"), posixpath.normpath(m.target), m.mode == "rw"
+
+
+def _overlaps(path: str, base: str) -> bool:
+    """`path` is `base`, inside it, or above it (e.g. `/`)."""
+    return _inside(path, base) or _inside(base, path)
+
+
+def _kernel_paths(p: Policy, _: LintContext) -> Iterator[Finding]:
+    for key, path, _w in _container_targets(p):
+        if not path.startswith("/") or path in KERNEL_PATH_EXCEPTIONS:
+            continue
+        hit = path == "/" or any(_overlaps(path, k) for k in KERNEL_PATHS)
+        if hit:
+            yield Finding(key, f"{path} covers the root or a kernel interface (/proc, /sys, "
+                               "/dev); mount elsewhere")
+
+
+def _system_paths(p: Policy, _: LintContext) -> Iterator[Finding]:
+    for key, path, writable in _container_targets(p):
+        if writable and path.startswith("/") and any(_overlaps(path, s) for s in SYSTEM_PATHS):
+            yield Finding(key, f"writable {path} lets the sandbox rewrite system files (users, "
+                               "the programs tierlock runs inside); use e.g. /workspace")
+
+
+def _workdir_writable(p: Policy, _: LintContext) -> Iterator[Finding]:
+    fs = p.filesystem
+    if not fs.read_only_root:
+        return
+    writable = [w.path for w in fs.writable] + [m.target for m in fs.mounts if m.mode == "rw"]
+    if not any(_inside(posixpath.normpath(fs.workdir), posixpath.normpath(w)) for w in writable):
+        yield Finding(("filesystem", "workdir"),
+                      f"workdir {fs.workdir} is not under a writable path: commands cannot "
+                      "write where they start")
+
+
+LOADER_ENV = frozenset({
+    "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME",
+    "PYTHONINSPECT", "BASH_ENV", "ENV", "PERL5LIB", "PERL5OPT", "RUBYOPT", "NODE_OPTIONS",
+})  # fmt: skip
+"""Variables that make every process load extra code (with a writable path: the model's)."""
+
+
+def _env_loader(p: Policy, _: LintContext) -> Iterator[Finding]:
+    for name in p.env:
+        if name in LOADER_ENV or name.startswith("LD_"):
+            yield Finding(("env", name), f"{name} makes every process in the sandbox (tierlock's "
+                          "helper commands too) load extra code", at_key=True)
+
+
 def _devices(p: Policy, _: LintContext) -> Iterator[Finding]:
     for i, d in enumerate(p.process.devices):
         yield Finding(("process", "devices", i), f"host device {d.split(':')[0]} passed in")
@@ -387,10 +454,10 @@ def _cpus(p: Policy, _: LintContext) -> Iterator[Finding]:
 
 
 def is_root_user(user: str) -> bool:
-    """Whether a Docker `user` runs as root: `root`, `0`, `0:0`, `root:root`, `0:1000`, or empty
-    (the image's default user)."""
+    """Whether a Docker `user` runs as root: `root`, `0`, `0:0`, `root:root`, `0:1000`, `+0`
+    (Docker reads uids like Go's Atoi), or empty (the image's default user)."""
     uid = user.strip().split(":")[0].strip()
-    return uid == "" or uid == "root" or (uid.isdigit() and int(uid) == 0)
+    return uid == "" or uid == "root" or numeric_id(uid) == 0
 
 
 def _root_user(p: Policy, _: LintContext) -> Iterator[Finding]:
@@ -506,6 +573,9 @@ RULES: tuple[Rule, ...] = (
         "5.6",
     ),
     Rule("writable-bind", "error", "host mounts are read-only", _writable_binds, "5.6"),
+    Rule("kernel-path", "error", "nothing mounted over /, /proc, /sys or /dev", _kernel_paths,
+         downgradable=False),
+    Rule("system-path", "error", "no writable /etc, /usr, /bin, /sbin or /lib*", _system_paths),
     Rule("devices", "error", "no host devices", _devices, "5.18"),
     Rule("dangerous-capability", "error", "no dangerous capabilities", _dangerous_caps, "5.4"),
     Rule(
@@ -562,6 +632,8 @@ RULES: tuple[Rule, ...] = (
         downgradable=False,
     ),
     Rule("env-secret", "warning", "env carries no secrets", _env_secrets),
+    Rule("env-loader", "warning", "env loads no extra code (LD_PRELOAD...)", _env_loader),
+    Rule("workdir-not-writable", "warning", "workdir is writable", _workdir_writable),
 )
 """Every lint rule, in report order."""
 

@@ -7,6 +7,11 @@ on that address (the FORWARD-chain isolation rules never see traffic addressed t
 With no address on the bridge there is nothing of the host to reach. Task sidecars join the
 network under their service name; in `allowlist` mode a squid sidecar joins it too, plus an
 egress network, and is the sandbox's only way out.
+
+Sidecars are built by the sandbox's own translation (`_translate.container_settings`) of the
+policy, on a floor no policy lowers (`hardened_policy`), and read back like the sandbox
+(`_conformance.check_config` and the kernel's view of PID 1). Their `ContainerEvidence` and the
+proxy's (bounded) request log go into the transcript with the sandbox's.
 """
 
 from __future__ import annotations
@@ -26,18 +31,21 @@ import structlog
 
 from ._docker import run_sync
 from ._errors import SandboxError
-from ._evidence import ConformanceRecord, EvidenceRecord, ProxyLog
+from ._evidence import ConformanceRecord, ContainerEvidence, EvidenceRecord, ProxyLog
 from ._labels import PROJECT, PROJECT_LABEL, ROLE_LABEL
 from ._proxy import (
     PROXY_PORT,
     PROXY_RECIPE,
     PROXY_START,
+    bounded_log,
     describe_allow,
     parse_access_log,
     squid_config,
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import docker
     from docker.models.containers import Container
 
@@ -55,6 +63,16 @@ PROXY_ALIAS = "tierlock-proxy"
 PROXY_USER = "13:13"  # Debian's `proxy` user
 PROXY_MEMORY = 256 * 1024**2
 PROXY_PIDS = 64
+PROXY_CPUS = 0.5
+PROXY_TMP = 16 * 1024**2
+"""Size of the proxy's /tmp (configuration, certificate)."""
+PROXY_SHM = 8 * 1024**2
+"""Size of the proxy's /dev/shm (squid 5 keeps a few shared-memory segments even unshared)."""
+PROXY_LOG_MAX_BYTES = 8 * 1024**2
+"""At most this much of the proxy's request log is read: its first and last halves. The rest
+is counted (`ProxyLog.dropped`) and the log marked `truncated`, never held in memory."""
+SERVICE_FILES_TMPFS = 16 * 1024**2
+"""Size of the tmpfs a hardened service gets for each directory of its files."""
 READY_TIMEOUT = 30.0
 MAX_FILE_BYTES = 96 * 1024
 """Service files travel in the environment (the root is read-only before start)."""
@@ -105,6 +123,17 @@ exec "$@"
 """
 
 
+@dataclass(frozen=True)
+class _Sidecar:
+    """What a created sidecar must be: read back by the conformance check."""
+
+    want: Policy
+    """The policy it applies (`service_policy`, `proxy_policy`)."""
+    env: dict[str, str]
+    hostname: str
+    writable: list[str]
+
+
 @dataclass
 class _State:
     client: docker.DockerClient
@@ -112,7 +141,10 @@ class _State:
     networks: list[str] = field(default_factory=list)
     containers: list[tuple[str, str]] = field(default_factory=list)  # (id, role)
     proxy: str | None = None
+    policy_dir: Path | None = None
     conformance: list[ConformanceRecord] = field(default_factory=list)
+    sidecars: dict[str, _Sidecar] = field(default_factory=dict)  # by container id
+    container_evidence: list[ContainerEvidence] | None = None
     proxy_log: ProxyLog | None = None
     torn_down: bool = False
 
@@ -133,41 +165,68 @@ class SampleNetwork:
         return [cid for cid, _ in self._state.containers] if self._state else []
 
     async def evidence(self) -> list[EvidenceRecord]:
-        """Sidecar conformance records and (allowlist) the proxy's request log.
+        """Sidecar conformance records, each sidecar's `ContainerEvidence` (OOM, exit state,
+        changes outside its writable paths) and (allowlist) the proxy's request log.
 
-        Call before `teardown`; after it, the log captured during teardown is returned.
+        Call before `teardown` (each call reads the containers afresh); after it, what was
+        captured during teardown is returned.
         """
         st = self._state
         if st is None:
             return []
+        if not st.torn_down:
+            await _capture(st)
         records: list[EvidenceRecord] = list(st.conformance)
-        if st.proxy is not None:
-            if not st.torn_down:
-                try:
-                    st.proxy_log = await _read_proxy_log(st.client, st.proxy)
-                except Exception as e:  # e.g. the proxy was removed behind our back
-                    log.warning("proxy log unreadable", proxy=st.proxy, error=str(e))
-            if st.proxy_log is not None:
-                records.append(st.proxy_log)
+        records += st.container_evidence or []
+        if st.proxy_log is not None:
+            records.append(st.proxy_log)
         return records
 
     async def teardown(self) -> None:
-        """Remove sidecars and networks; idempotent, and safe after a partial setup."""
+        """Remove sidecars and networks; idempotent, and safe after a partial setup.
+
+        Evidence not read by an `evidence()` call before is captured first."""
         st = self._state
         if st is None or st.torn_down:
             return
         with anyio.CancelScope(shield=True):
-            if st.proxy is not None and st.proxy_log is None:
-                try:
-                    st.proxy_log = await _read_proxy_log(st.client, st.proxy)
-                except Exception as e:  # the log is best effort once the sample is over
-                    log.warning("proxy log unreadable", proxy=st.proxy, error=str(e))
+            if st.container_evidence is None:
+                await _capture(st)
             st.torn_down = True
             async with anyio.create_task_group() as tg:
                 for cid, _ in st.containers:
                     tg.start_soon(_remove_container, st.client, cid)
             for net in reversed(st.networks):
                 await _remove_network(st.client, net)
+
+
+async def _capture(st: _State) -> None:
+    """Read the sidecars' evidence and the proxy log (best effort: a failure is logged)."""
+    from ._collect import collect_evidence
+
+    evidence: list[ContainerEvidence] = []
+    for cid, role in st.containers:
+        if cid not in st.sidecars:  # never created
+            continue
+        try:
+            evidence.append(
+                await run_sync(
+                    collect_evidence,
+                    st.client,
+                    cid,
+                    role=role,
+                    policy_hash=st.policy.digest(),
+                    writable=st.sidecars[cid].writable,
+                )
+            )
+        except Exception as e:  # e.g. removed behind our back
+            log.warning("sidecar evidence unreadable", container=cid, error=str(e))
+    st.container_evidence = evidence
+    if st.proxy is not None:
+        try:
+            st.proxy_log = await _read_proxy_log(st.client, st.proxy)
+        except Exception as e:  # the log is best effort once the sample is over
+            log.warning("proxy log unreadable", proxy=st.proxy, error=str(e))
 
 
 async def create_sample_network(
@@ -179,6 +238,7 @@ async def create_sample_network(
     egress_network: str | None = None,
     private_upstreams: bool | None = None,
     ready_timeout: float = READY_TIMEOUT,
+    policy_dir: Path | None = None,
 ) -> SampleNetwork:
     """Create the sample's internal network, its sidecars and (allowlist) the egress proxy.
 
@@ -186,7 +246,8 @@ async def create_sample_network(
     conformance check. On any failure everything created so far is removed before raising.
     `egress_network` (allowlist only) defaults to `$TIERLOCK_EGRESS_NETWORK`, else
     `tierlock-egress`, created on first use. The proxy refuses private destinations unless
-    `private_upstreams` (default: `$TIERLOCK_PROXY_PRIVATE_UPSTREAMS` is 1).
+    `private_upstreams` (default: `$TIERLOCK_PROXY_PRIVATE_UPSTREAMS` is 1). `policy_dir` is
+    where a relative `process.seccomp` profile path resolves (as for the sandbox).
     """
     mode = policy.network.mode
     if mode not in ("internal", "allowlist"):
@@ -194,7 +255,7 @@ async def create_sample_network(
     _check_services(policy, services)
     labels = {**labels, **_PROJECT_LABEL}
     suffix = uuid.uuid4().hex[:12]
-    state = _State(client=client, policy=policy)
+    state = _State(client=client, policy=policy, policy_dir=policy_dir)
     sample = SampleNetwork(network=f"tierlock-net-{suffix}", _state=state)
     try:
         await _create_internal_network(client, sample.network, suffix, labels, state)
@@ -289,7 +350,9 @@ def describe_network(policy: Policy, services: list[str] | None = None) -> list[
         "proxy rule: deny everything else (other names, ports, IP addresses; loopback, "
         "link-local, metadata and private addresses, the egress gateway); refused names are "
         "never resolved",
-        "proxy log: every request (allowed or refused) goes into the sample's transcript",
+        "proxy log: every request (allowed or refused) goes into the sample's transcript; a "
+        f"log over {PROXY_LOG_MAX_BYTES // 1024**2} MiB keeps its head and tail and records "
+        "how many lines were dropped",
     ]
     if not net.allow:
         lines.insert(3, "proxy rule: (allow list is empty: every request is refused)")
@@ -398,31 +461,116 @@ async def _create_internal_network(
         raise SandboxError(f"sample network {name} does not conform: {'; '.join(bad)}")
 
 
-def _hardening(policy: Policy, user: str) -> dict[str, Any]:
-    """The sandbox's hardening for a sidecar: read-only root, no capabilities, no privilege
-    gain, non-root, and the policy's runtime (e.g. gVisor)."""
-    out: dict[str, Any] = {
-        "read_only": True,
-        "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges:true"],
-        "user": user,
-    }
-    if policy.process.runtime != "runc":
-        out["runtime"] = policy.process.runtime
-    return out
+def hardened_policy(policy: Policy) -> Policy:
+    """The sandbox's policy as a sidecar applies it: the policy's kernel hardening (user,
+    seccomp profile, AppArmor, runtime, IPC, init, limits, writable paths) on a floor no policy
+    lowers: read-only root, every capability dropped, no-new-privileges, not privileged, a
+    seccomp filter, private namespaces, and none of the sandbox's devices or host mounts."""
+    proc, fs = policy.process, policy.filesystem
+    process = proc.model_copy(
+        update={
+            "privileged": False,
+            "capabilities": proc.capabilities.model_copy(update={"drop": ["ALL"], "add": []}),
+            "no_new_privileges": True,
+            "seccomp": "default" if proc.seccomp == "unconfined" else proc.seccomp,
+            "namespaces": type(proc.namespaces)(),
+            "devices": [],
+        }
+    )
+    # a working directory no writable path covers would be created in the image's layer
+    workdir = fs.workdir if any(_under(fs.workdir, w.path) for w in fs.writable) else "/"
+    filesystem = fs.model_copy(update={"read_only_root": True, "mounts": [], "workdir": workdir})
+    return policy.model_copy(update={"process": process, "filesystem": filesystem, "env": {}})
 
 
-def _limits(policy: Policy) -> dict[str, Any]:
-    lim = policy.limits
-    out: dict[str, Any] = {}
-    if lim.memory is not None:
-        out["mem_limit"] = int(lim.memory)
-        out["memswap_limit"] = int(lim.memory)
-    if lim.pids is not None:
-        out["pids_limit"] = lim.pids
-    if lim.cpus is not None:
-        out["nano_cpus"] = int(lim.cpus * 1e9)
-    return out
+def service_policy(policy: Policy, spec: ServiceSpec) -> Policy:
+    """What a hardened service sidecar runs under: `hardened_policy`, plus a tmpfs for each
+    directory of the service's files that no writable path covers."""
+    base = hardened_policy(policy)
+    writable = list(base.filesystem.writable)
+    from ._policy import WritablePath
+
+    for path in spec.files:
+        parent = path.rsplit("/", 1)[0] or "/"
+        if not any(_under(parent, w.path) for w in writable):
+            writable.append(WritablePath(path=parent, size=SERVICE_FILES_TMPFS))
+    fs = base.filesystem.model_copy(update={"writable": writable})
+    return base.model_copy(update={"filesystem": fs})
+
+
+def proxy_policy(policy: Policy) -> Policy:
+    """What the egress proxy runs under: `hardened_policy` as squid's own user, with only /tmp
+    and a small /dev/shm (the IPC namespace is private and has none otherwise) writable, and
+    the proxy's own limits."""
+    from ._policy import WritablePath
+
+    base = hardened_policy(policy)
+    process = base.process.model_copy(update={"user": PROXY_USER, "init": True})
+    fs = base.filesystem.model_copy(
+        update={
+            "writable": [
+                WritablePath(path="/tmp", size=PROXY_TMP),
+                WritablePath(path="/dev/shm", size=PROXY_SHM),  # squid's shared segments
+            ],
+            "workdir": "/tmp",
+        }
+    )
+    limits = base.limits.model_copy(
+        update={"memory": PROXY_MEMORY, "pids": PROXY_PIDS, "cpus": PROXY_CPUS}
+    )
+    return base.model_copy(update={"process": process, "filesystem": fs, "limits": limits})
+
+
+def _under(path: str, base: str) -> bool:
+    return path == base or path.startswith(base.rstrip("/") + "/")
+
+
+_LIMIT_KEYS = ("mem_limit", "memswap_limit", "nano_cpus", "pids_limit")
+
+
+def _sidecar_settings(
+    client: docker.DockerClient,
+    want: Policy,
+    *,
+    image: str,
+    name: str,
+    hostname: str,
+    labels: dict[str, str],
+    network: str,
+    alias: str,
+    command: list[str],
+    env: dict[str, str],
+    policy_dir: Path | None,
+    harden: bool = True,
+) -> dict[str, Any]:
+    """`containers.create` arguments for a sidecar, from the sandbox's own translation
+    (`_translate.container_settings`) of `want`, with the sidecar's name, network alias,
+    command and environment. Unhardened: only the limits, and a /tmp."""
+    from ._translate import container_settings
+
+    settings = container_settings(
+        want, image=image, labels=labels, name=name, network=network, policy_dir=policy_dir
+    )
+    if not harden:
+        settings = {
+            "image": image,
+            "name": name,
+            "labels": dict(labels),
+            "init": True,
+            "tmpfs": {"/tmp": "size=16m,mode=1777"},
+            **{k: settings[k] for k in _LIMIT_KEYS},
+        }
+    settings.pop("network_mode", None)
+    settings.pop("dns_opt", None)
+    settings.update(
+        command=command,
+        hostname=hostname,
+        environment=env,
+        network=network,
+        networking_config={network: client.api.create_endpoint_config(aliases=[alias])},
+        detach=True,
+    )
+    return settings
 
 
 async def _create_service(
@@ -437,41 +585,42 @@ async def _create_service(
 ) -> Container:
     image = await _resolve_image(client, spec.image)
     env = dict(spec.env)
-    tmpfs = {"/tmp": "size=16m,mode=1777"}
     for i, (path, content) in enumerate(spec.files.items()):
         env[f"TIERLOCK_FILE_PATH_{i}"] = path
         env[f"TIERLOCK_FILE_DATA_{i}"] = base64.b64encode(content.encode()).decode()
-        parent = path.rsplit("/", 1)[0] or "/"
-        if spec.harden and parent not in tmpfs and not parent.startswith("/tmp/"):
-            tmpfs[parent] = "size=16m,mode=1777"
     env["TIERLOCK_NFILES"] = str(len(spec.files))
     role = f"service:{name}"
-    kwargs: dict[str, Any] = {
-        "image": image,
-        "command": ["sh", "-c", _FILES_SCRIPT, "tierlock-service", *spec.command],
-        "name": f"tierlock-svc-{name}-{suffix}",
-        "hostname": name,
-        "environment": env,
-        "labels": {**labels, _ROLE_LABEL: role, HARDEN_LABEL: str(spec.harden).lower()},
-        "network": network,
-        "networking_config": {network: client.api.create_endpoint_config(aliases=[name])},
-        "init": True,
-        "detach": True,
-        "tmpfs": tmpfs,
-        **_limits(policy),
-    }
-    if spec.harden:
-        kwargs.update(_hardening(policy, policy.process.user))
-    return await _create_container(client, kwargs, role, state)
+    want = service_policy(policy, spec)
+    kwargs = _sidecar_settings(
+        client,
+        want,
+        image=image,
+        name=f"tierlock-svc-{name}-{suffix}",
+        hostname=name,
+        labels={**labels, _ROLE_LABEL: role, HARDEN_LABEL: str(spec.harden).lower()},
+        network=network,
+        alias=name,
+        command=["sh", "-c", _FILES_SCRIPT, "tierlock-service", *spec.command],
+        env=env,
+        policy_dir=state.policy_dir,
+        harden=spec.harden,
+    )
+    return await _create_container(client, kwargs, role, state, want)
 
 
 async def _create_container(
-    client: docker.DockerClient, kwargs: dict[str, Any], role: str, state: _State
+    client: docker.DockerClient, kwargs: dict[str, Any], role: str, state: _State, want: Policy
 ) -> Container:
     name = kwargs["name"]
     state.containers.append((name, role))  # by name until created: cleanup must find it
     container = await run_sync(lambda: client.containers.create(**kwargs))
     state.containers[-1] = (container.id, role)
+    state.sidecars[container.id] = _Sidecar(
+        want=want,
+        env=dict(kwargs["environment"]),
+        hostname=kwargs["hostname"],
+        writable=sorted(kwargs.get("tmpfs") or {}),
+    )
     return container
 
 
@@ -489,32 +638,28 @@ async def _create_proxy(
 
     gateways = await _ensure_egress(client, egress)
     image = await _resolve_image(client, PROXY_RECIPE.repository)
-    kwargs: dict[str, Any] = {
-        "image": image,
-        "command": ["sh", "-c", PROXY_START],
-        "name": f"tierlock-proxy-{suffix}",
-        "hostname": "proxy",
-        "environment": {
+    want = proxy_policy(policy)
+    kwargs = _sidecar_settings(
+        client,
+        want,
+        image=image,
+        name=f"tierlock-proxy-{suffix}",
+        hostname="proxy",
+        labels={**labels, _ROLE_LABEL: "proxy"},
+        network=network,
+        alias=PROXY_ALIAS,
+        command=["sh", "-c", PROXY_START],
+        env={
             "TIERLOCK_SQUID_CONF": squid_config(
                 policy.network.allow, gateways, private_upstreams=private_upstreams
             )
         },
-        "labels": {**labels, _ROLE_LABEL: "proxy"},
-        "network": network,
-        "networking_config": {network: client.api.create_endpoint_config(aliases=[PROXY_ALIAS])},
-        "init": True,
-        "detach": True,
-        "tmpfs": {"/tmp": "size=16m,mode=1777"},
-        "sysctls": {"net.ipv4.ip_forward": "0"},
-        # the request log is read back with `docker logs`: never let a daemon default lose it
-        "log_config": {"type": "json-file", "config": {}},
-        "mem_limit": PROXY_MEMORY,
-        "memswap_limit": PROXY_MEMORY,
-        "pids_limit": PROXY_PIDS,
-        "nano_cpus": int(0.5e9),
-        **_hardening(policy, PROXY_USER),
-    }
-    container = await _create_container(client, kwargs, "proxy", state)
+        policy_dir=state.policy_dir,
+    )
+    kwargs["sysctls"] = {"net.ipv4.ip_forward": "0"}
+    # the request log is read back with `docker logs`: never let a daemon default lose it
+    kwargs["log_config"] = {"type": "json-file", "config": {}}
+    container = await _create_container(client, kwargs, "proxy", state, want)
     state.proxy = container.id
     try:
         await run_sync(lambda: client.api.connect_container_to_network(container.id, egress))
@@ -640,6 +785,25 @@ async def _check_conformance(
             bad.append(f"pids limit {hc.get('PidsLimit')} != {lim.pids}")
     elif hc.get("Memory") != PROXY_MEMORY or hc.get("PidsLimit") != PROXY_PIDS:
         bad.append("proxy memory/pids limits not applied")
+    from ._conformance import check_config
+
+    spec = state.sidecars.get(cid)
+    if hardened and spec is not None:  # all the sandbox's own check compares, and the kernel
+        image_env = (await run_sync(client.api.inspect_image, attrs["Image"]))["Config"].get("Env")
+        mismatches = check_config(
+            attrs,
+            spec.want,
+            image_env=image_env,
+            extra_env=spec.env,
+            network=network,
+            policy_dir=state.policy_dir,
+        )
+        bad += [m for m in mismatches if not m.startswith("Config.Hostname ")]
+        if attrs["Config"].get("Hostname") != spec.hostname:
+            bad.append(f"hostname is {attrs['Config'].get('Hostname')!r}, want {spec.hostname!r}")
+        bad += await run_sync(_kernel_check, client, cid, spec.want)
+    elif hardened:
+        bad.append("sidecar was not created by this sample network")
     record = ConformanceRecord(
         container=attrs["Name"].lstrip("/"),
         role=role,
@@ -653,13 +817,50 @@ async def _check_conformance(
         raise SandboxError(f"sidecar {record.container} does not conform: {'; '.join(bad)}")
 
 
-async def _read_proxy_log(client: docker.DockerClient, cid: str) -> ProxyLog:
-    def read() -> tuple[str, bytes]:
-        attrs = client.api.inspect_container(cid)
-        return attrs["Name"].lstrip("/"), client.api.logs(cid, stdout=True, stderr=False)
+def _kernel_check(client: docker.DockerClient, cid: str, want: Policy) -> list[str]:
+    """The sidecar's PID 1 as the kernel sees it (uid, capabilities, no_new_privs, seccomp,
+    namespaces) against `want`: the host's /proc when visible, else read from inside. A sidecar
+    that already exited has nothing left to check (its configuration was checked)."""
+    from ._conformance import (
+        EXEC_PROBE,
+        check_kernel_exec_output,
+        check_kernel_host,
+        host_proc_visible,
+    )
+    from ._exec import PINNED_PATH, run_exec
 
-    name, out = await run_sync(read)
-    return ProxyLog(proxy=name, requests=parse_access_log(out.decode(errors="replace")))
+    state = client.api.inspect_container(cid).get("State") or {}
+    if not state.get("Running"):  # a one-shot service that is done: no process left to check
+        return []
+    pid = int(state.get("Pid") or 0)
+    if host_proc_visible(pid, cid):
+        with contextlib.suppress(OSError):
+            return check_kernel_host(pid, want)
+    out = run_exec(
+        client.api, cid, EXEC_PROBE, env={"PATH": PINNED_PATH}, limit=1 << 16, deadline=30
+    )
+    if out.exit_code != 0:
+        return [f"cannot read the sidecar's process status ({out.stderr.decode(errors='replace')})"]
+    return check_kernel_exec_output(out.stdout.decode(errors="replace"), want)
+
+
+async def _read_proxy_log(client: docker.DockerClient, cid: str) -> ProxyLog:
+    """The proxy's request log, streamed: at most `PROXY_LOG_MAX_BYTES` of it is kept."""
+
+    def read() -> tuple[str, str, int]:
+        attrs = client.api.inspect_container(cid)
+        stream = client.api.logs(cid, stdout=True, stderr=False, stream=True, follow=False)
+        try:
+            text, dropped = bounded_log(stream, PROXY_LOG_MAX_BYTES)
+        finally:
+            with contextlib.suppress(Exception):
+                stream.close()
+        return attrs["Name"].lstrip("/"), text, dropped
+
+    name, text, dropped = await run_sync(read)
+    return ProxyLog(
+        proxy=name, requests=parse_access_log(text), truncated=dropped > 0, dropped=dropped
+    )
 
 
 async def _remove_container(client: docker.DockerClient, ref: str) -> None:

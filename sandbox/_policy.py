@@ -8,13 +8,12 @@ dropped, no-new-privileges, Docker's default seccomp profile, memory and pids li
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
-import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from ._allow import parse_allow_entry
 from ._units import ByteSize, Duration
 
 Tier = Literal["text-only", "tool-restricted", "networked"]
@@ -35,40 +34,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-_LABEL = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"
-_HOST_NAME = re.compile(rf"^(\*\.)?{_LABEL}(\.{_LABEL})*$")
-_WITH_PORT = re.compile(r"^(.+):(\d{1,5})$")
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
 def check_allow_entry(entry: str) -> str:
     """An `allow` entry, lower-cased: `example.org`, `*.example.org` or an IP address, optionally
-    with `:port` (`[::1]:8080` for IPv6)."""
-    e = entry.strip().lower()
-    if _is_ip(e):
-        return e
-    host, port = e, None
-    m = _WITH_PORT.match(e)
-    if m:
-        host, port = m.group(1), int(m.group(2))
-    ok = port is None or 0 < port < 65536
-    if host.startswith("[") and host.endswith("]"):
-        ok = ok and port is not None and _is_ip(host[1:-1]) and ":" in host
-    else:
-        name_ok = bool(_HOST_NAME.match(host)) and len(host) <= 253 and not _is_ip(host[2:])
-        ok = ok and (_is_ip(host) or name_ok)
-    if not ok:
-        raise ValueError(
-            f"{entry!r} is not a domain; write e.g. example.org, *.example.org or example.org:443"
-        )
-    return e
+    with `:port` (`[::1]:8080` for IPv6). Parsed by `_allow.parse_allow_entry`, which the egress
+    proxy uses too."""
+    parse_allow_entry(entry)
+    return entry.strip().lower()
 
 
 AllowEntry = Annotated[str, AfterValidator(check_allow_entry)]

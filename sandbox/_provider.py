@@ -58,6 +58,7 @@ from ._config import SandboxConfig
 from ._conformance import (
     EXEC_PROBE,
     check_config,
+    check_daemon,
     check_kernel_exec_output,
     check_kernel_host,
     host_proc_visible,
@@ -68,6 +69,7 @@ from ._evidence import EVIDENCE_SOURCE, ConformanceRecord, ContainerEvidence
 from ._exec import PINNED_PATH, ContainerGone, ExecOutcome, kill_exec, run_exec
 from ._images import ensure_image_async
 from ._policy import Policy
+from ._signals import install_termination_handler
 from ._translate import container_settings, user_ids
 
 if TYPE_CHECKING:
@@ -265,6 +267,7 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
 
     @classmethod
     async def task_init(cls, task_name: str, config: SandboxEnvironmentConfigType | None) -> None:
+        install_termination_handler()  # SIGTERM/SIGHUP end the eval like Ctrl-C
         loaded = await run_sync(load_sandbox_policy, sandbox_config(config).policy)
         client = await get_client_async()
         await run_sync(cleanup_objects, client)  # leftovers of dead runs
@@ -321,7 +324,7 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
         mismatches = check_config(
             attrs, policy, image_env=image_env, extra_env=net.env if net else None,
             network=net.network if net else None, policy_dir=box.loaded.policy_dir,
-        )
+        ) + check_daemon(await _daemon_security(client), policy)
         if not mismatches:
             await run_sync(client.api.start, box.container_id)
             mismatches = await run_sync(_kernel_check, client, box.container_id, policy)
@@ -405,7 +408,7 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
                     writable=[w.path for w in box.loaded.policy.filesystem.writable]
                     + [m.target for m in box.loaded.policy.filesystem.mounts if m.mode == "rw"],
                     timeouts=box.counters.timeouts,
-                    output_limit_hits=box.counters.output_limit_hits,
+                    output_limit_hits=box.counters.output_limit_hits, freeze=True,
                 )
                 _record(evidence)
             if box.network is not None:
@@ -583,6 +586,16 @@ def _allowed_users(user: str) -> set[str]:
 _KNOWN_NAMES = {"root": (0, 0), "agent": (1000, 1000)}
 
 _image_configs: dict[str, dict[str, Any]] = {}
+_daemon_security_options: dict[int, list[str]] = {}
+
+
+async def _daemon_security(client: docker.DockerClient) -> list[str]:
+    """The daemon's `docker info` SecurityOptions (read once per client)."""
+    key = id(client)
+    if key not in _daemon_security_options:
+        info = await run_sync(client.info)
+        _daemon_security_options[key] = list(info.get("SecurityOptions") or [])
+    return _daemon_security_options[key]
 
 
 async def _image_config(client: docker.DockerClient, image: str) -> dict[str, Any]:

@@ -13,15 +13,16 @@ Every request, allowed or refused, is logged to the proxy's stdout in a fixed fo
 from __future__ import annotations
 
 import ipaddress
-import re
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Iterable
 
+from ._allow import DEFAULT_PORTS as DEFAULT_PORTS
+from ._allow import AllowRule, is_ip, parse_allow_entry
 from ._errors import SandboxError
 from ._evidence import ProxyRequest
 from ._images import ImageRecipe, register_recipe
 
 PROXY_PORT = 3128
-DEFAULT_PORTS: tuple[int, ...] = (80, 443)
 LOG_MARK = "TIERLOCK"
 """First field of every access-log line (other output on stdout is ignored)."""
 
@@ -76,54 +77,13 @@ PROXY_RECIPE = register_recipe(
 )
 """The egress proxy image `tierlock-proxy`: Debian's squid, built like the base image."""
 
-_LABEL = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"
-_NAME_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
-
-
-@dataclass(frozen=True)
-class AllowRule:
-    """One `allow` entry: a host name (or `.suffix` for a wildcard) and its ports."""
-
-    domain: str
-    """Exact name, or `.example.org` (squid syntax) for `*.example.org`."""
-    ports: tuple[int, ...]
-
-    @property
-    def wildcard(self) -> bool:
-        return self.domain.startswith(".")
-
 
 def parse_allow(entry: str) -> AllowRule:
-    """Parse `example.org`, `*.example.org`, `example.org:8443` or an IP literal."""
-    text = entry.strip().lower()
-    if _is_ip(text):
-        return AllowRule(domain=text, ports=DEFAULT_PORTS)
-    host, ports = text, DEFAULT_PORTS
-    pattern = r"(\[[0-9a-f:.]+\]):(\d{1,5})" if text.startswith("[") else r"(.+):(\d{1,5})"
-    if (m := re.fullmatch(pattern, text)) is not None:
-        host, ports = m.group(1), (int(m.group(2)),)
-    if not all(0 < p < 65536 for p in ports):
-        raise SandboxError(f"network.allow: port out of range in {entry!r}")
-    wildcard = host.startswith("*.")
-    name = host[2:] if wildcard else host
-    if _is_ip(name.strip("[]")):
-        if wildcard:
-            raise SandboxError(f"network.allow: a wildcard cannot apply to an address: {entry!r}")
-        return AllowRule(domain=name.strip("[]"), ports=ports)
-    if not _NAME_RE.match(name) or "*" in name:
-        raise SandboxError(
-            f"network.allow: {entry!r} is not a host name (use `example.org`, "
-            "`*.example.org`, optionally with `:port`)"
-        )
-    return AllowRule(domain=f".{name}" if wildcard else name, ports=ports)
-
-
-def _is_ip(text: str) -> bool:
+    """Parse one `allow` entry with the policy's own parser (`_allow.parse_allow_entry`)."""
     try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
+        return parse_allow_entry(entry)
+    except ValueError as e:
+        raise SandboxError(f"network.allow: {e}") from None
 
 
 def allow_rules(allow: list[str]) -> list[AllowRule]:
@@ -201,8 +161,8 @@ def squid_config(
     for rule in rules:
         groups.setdefault(rule.ports, []).append(rule.domain)
     for i, (ports, names) in enumerate(groups.items()):
-        names_ip = [n for n in names if _is_ip(n)]
-        names_dns = [n for n in names if not _is_ip(n)]
+        names_ip = [n for n in names if is_ip(n)]
+        names_dns = [n for n in names if not is_ip(n)]
         port_acl = f"tl_ports_{i}"
         lines.append(f"acl {port_acl} port {' '.join(str(p) for p in ports)}")
         lines.append(f"acl tl_sni_{i} ssl::server_name {' '.join(names)}")
@@ -274,6 +234,50 @@ def parse_access_log(text: str) -> list[ProxyRequest]:
             )
         )
     return out
+
+
+def bounded_log(chunks: Iterable[bytes], max_bytes: int) -> tuple[str, int]:
+    """At most `max_bytes` of a log: the whole lines of its first half and of its last half,
+    and how many lines were left out between them (0: the log is complete). Memory stays
+    bounded however long the log is; a single line longer than half the cap is left out too."""
+    head_cap = max_bytes // 2
+    tail_cap = max_bytes - head_cap
+    head: list[bytes] = []
+    tail: deque[bytes] = deque()
+    head_size = tail_size = dropped = 0
+    head_full = skipping = False
+    pending = b""
+
+    def add(line: bytes) -> None:
+        nonlocal head_size, tail_size, dropped, head_full
+        if not head_full:
+            if head_size + len(line) <= head_cap:
+                head.append(line)
+                head_size += len(line)
+                return
+            head_full = True
+        tail.append(line)
+        tail_size += len(line)
+        while tail_size > tail_cap:
+            tail_size -= len(tail.popleft())
+            dropped += 1
+
+    for chunk in chunks:
+        *lines, rest = (pending + chunk).split(b"\n")
+        for i, line in enumerate(lines):
+            if skipping and i == 0:  # the end of an over-long line
+                skipping = False
+                continue
+            add(line + b"\n")
+        pending = rest
+        if skipping and not lines:
+            pending = b""
+        elif len(pending) > tail_cap:
+            pending, skipping = b"", True
+            dropped += 1
+    if pending and not skipping:
+        add(pending)
+    return b"".join([*head, *tail]).decode(errors="replace"), dropped
 
 
 _REFUSED_ERRORS = ("ERR_ACCESS_DENIED", "ERR_INVALID", "ERR_UNSUP", "ERR_PROTOCOL")

@@ -9,6 +9,7 @@ policy, derived independently, so a mistake here cannot pass silently.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,22 @@ KNOWN_USERS: dict[str, tuple[int, int]] = {"root": (0, 0), "agent": (1000, 1000)
 """Users of the project's images, for owning the writable tmpfs mounts."""
 
 
+_GO_INT = re.compile(r"[+-]?[0-9]+")
+
+
+def numeric_id(text: str) -> int | None:
+    """A uid/gid as Docker reads it (Go's `strconv.Atoi`: optional sign, ASCII digits, so `+0`
+    and `-0` are 0); None for a name."""
+    return int(text) if _GO_INT.fullmatch(text) else None
+
+
 def user_ids(user: str) -> tuple[int, int] | None:
-    """(uid, gid) of a policy `process.user` (`1000:1000`, `1000`, `agent`), if known."""
+    """(uid, gid) of a policy `process.user` (`1000:1000`, `1000`, `+0`, `agent`), if known."""
     name, _, group = user.partition(":")
-    if name.isdigit():
-        uid = int(name)
-        gid = int(group) if group.isdigit() else uid
-        return uid, gid
+    uid = numeric_id(name)
+    if uid is not None:
+        gid = numeric_id(group)
+        return uid, uid if gid is None else gid
     return KNOWN_USERS.get(name)
 
 
@@ -138,6 +148,9 @@ def container_settings(
         "user": proc.user,
         "working_dir": fs.workdir,
         "environment": {**policy.env, **(extra_env or {})},
+        # docker-py otherwise copies `proxies` of the host's ~/.docker/config.json (credentials
+        # included) into the environment
+        "use_config_proxy": False,
         # network (on a per-sample network, names the sidecars do not answer fail fast instead of
         # waiting ~20 s for Docker's embedded DNS to give up on an upstream it cannot reach)
         "network_mode": network_mode(policy, network),
@@ -189,6 +202,7 @@ def docker_settings(policy: Policy, policy_dir: Path | None = None) -> dict[str,
     settings = container_settings(policy, image=resolve_image(policy.image), labels=labels,
                                   network=network, policy_dir=policy_dir)
     settings.pop("name")
+    settings.pop("use_config_proxy")
     settings["mounts"] = [
         {"type": "bind", "source": m["Source"], "target": m["Target"], "read_only": m["ReadOnly"]}
         for m in settings["mounts"]

@@ -18,14 +18,33 @@ def docker_client():
     return client
 
 
+def _ours(labels: dict[str, str] | None) -> bool:
+    """Whether an object belongs to this test session: created by this process or by a process
+    that has ended (the evals tests run in subprocesses). Objects of other live processes — a
+    concurrent run or another test session — are not this session's to judge or remove."""
+    import os
+
+    from sandbox._labels import OWNER_LABEL, owner_alive
+
+    owner = (labels or {}).get(OWNER_LABEL)
+    if owner is None:
+        return True
+    return owner.split("/")[2:3] == [str(os.getpid())] or owner_alive(owner) is False
+
+
 def _tierlock_objects(client) -> set[tuple[str, str, str]]:
-    """(kind, id, name) of every container and network labelled as tierlock's."""
+    """(kind, id, name) of every container and network labelled as tierlock's and ours."""
     flt = {"label": "tierlock.project=tierlock"}
-    found = {("container", c["Id"], c["Names"][0].lstrip("/")) for c in client.api.containers(all=True, filters=flt)}
+    found = {
+        ("container", c["Id"], c["Names"][0].lstrip("/"))
+        for c in client.api.containers(all=True, filters=flt)
+        if _ours(c.get("Labels"))
+    }
     found |= {
         ("network", n["Id"], n["Name"])
         for n in client.api.networks(filters=flt)
         if (n.get("Labels") or {}).get("tierlock.role") != "egress"  # shared, kept on purpose
+        and _ours(n.get("Labels"))
     }
     return found
 

@@ -632,3 +632,192 @@ def test_sample_subnets_from_configured_pool(
             box.remove(force=True)
         anyio.run(sample.teardown)
     assert _objects(docker_client, run) == ([], [])
+
+
+SECCOMP_DIR = __import__("pathlib").Path(__file__).resolve().parent / "data" / "sandbox"
+
+
+def _status(container: Any) -> dict[str, str]:
+    _, out = container.exec_run(["cat", "/proc/1/status"])
+    return {k: v.strip() for k, _, v in (ln.partition(":") for ln in out.decode().splitlines())}
+
+
+def test_sidecars_take_the_policys_hardening(
+    docker_client: Any, base_image: str, outside: dict[str, Any]
+) -> None:
+    """Service and proxy apply the policy's own seccomp profile (relative to the policy's
+    directory; it refuses mkdir), its pids/memory limits (the service) and the sandbox's
+    kernel hardening; the conformance check reads all of it back, kernel included."""
+    policy = Policy.model_validate(
+        {
+            "name": "net-seccomp",
+            "tier": "networked",
+            "network": {"mode": "allowlist", "allow": ["allowed.test"], "services": ["api"]},
+            "process": {"seccomp": "no-mkdir.seccomp.json"},
+            "limits": {"memory": "200m", "pids": 77},
+        }
+    )
+    labels = {**LABELS, "tierlock.sample": "seccomp"}
+    sample = anyio.run(
+        lambda: create_sample_network(
+            docker_client,
+            policy,
+            {"api": _api_service()},
+            labels,
+            egress_network=outside["network"],
+            private_upstreams=True,
+            policy_dir=SECCOMP_DIR,
+        )
+    )
+    box = None
+    try:
+        conf = [r for r in anyio.run(sample.evidence) if isinstance(r, ConformanceRecord)]
+        assert {r.role for r in conf} == {"network", "service:api", "proxy"}
+        assert all(r.ok for r in conf), conf
+        roles = {}
+        for cid in sample.containers:
+            c = docker_client.containers.get(cid)
+            roles[c.labels["tierlock.role"]] = c
+            status = _status(c)
+            assert status["CapEff"] == "0000000000000000", (c.name, status["CapEff"])
+            assert status["NoNewPrivs"] == "1" and status["Seccomp"] == "2"
+            hc = c.attrs["HostConfig"]
+            assert hc["ReadonlyRootfs"] and hc["IpcMode"] == "none"
+            code, out = c.exec_run(["sh", "-c", "touch /rootfile"])
+            assert code != 0 and "Read-only file system" in out.decode(), out
+            # the policy's profile: mkdir refused even where writing is allowed
+            code, out = c.exec_run(["mkdir", "/tmp/d"])
+            assert code != 0 and "Operation not permitted" in out.decode(), out
+            assert c.exec_run(["sh", "-c", "echo ok > /tmp/f && cat /tmp/f"]).output == b"ok\n"
+        api = roles["service:api"].attrs["HostConfig"]
+        assert api["PidsLimit"] == 77 and api["Memory"] == 200 * 1024**2
+        proxy = roles["proxy"].attrs["HostConfig"]
+        assert proxy["PidsLimit"] and proxy["Memory"]
+        assert roles["proxy"].attrs["Config"]["User"] == "13:13"
+        box = _sandbox(docker_client, base_image, sample, "seccomp")
+        assert curl(box, "http://api:8000/") == (0, "api says 42 200")
+        assert curl(box, "http://allowed.test/")[1].endswith(" 200")
+    finally:
+        if box is not None:
+            box.remove(force=True)
+        anyio.run(sample.teardown)
+
+
+def test_sidecar_evidence_oom_exit_and_changes(docker_client: Any) -> None:
+    """Each sidecar's `ContainerEvidence` (role `service:<name>`): the OOM killer, the exit
+    state, and files changed outside the writable paths (only possible unhardened)."""
+    from sandbox._evidence import ContainerEvidence
+
+    run = f"{RUN}-ev"
+    policy = Policy.model_validate(
+        {
+            "name": "net-evidence",
+            "tier": "networked",
+            "network": {"mode": "internal", "services": ["api", "hog", "oneshot", "loose"]},
+            "limits": {"memory": "64m", "pids": 64},
+        }
+    )
+    hog = "python3 -c 'bytearray(256 * 1024 * 1024)'; exec sleep 600"
+    services = {
+        "api": _api_service(),
+        "hog": ServiceSpec(command=["sh", "-c", hog]),
+        "oneshot": ServiceSpec(command=["sh", "-c", "exit 3"]),
+        "loose": ServiceSpec(
+            command=["sh", "-c", "echo x > /var/tmp/marker && exec sleep 600"], harden=False
+        ),
+    }
+    sample = anyio.run(
+        lambda: create_sample_network(
+            docker_client, policy, services, {**LABELS, "tierlock.run": run}
+        )
+    )
+    try:
+        for _ in range(100):  # the hog's allocation and the one-shot's exit take a moment
+            states = {
+                c.labels["tierlock.role"]: c.attrs["State"]
+                for c in (docker_client.containers.get(cid) for cid in sample.containers)
+            }
+            if (
+                not states["service:oneshot"]["Running"]
+                and docker_client.containers.get(f"tierlock-svc-loose-{sample.network[-12:]}")
+                .exec_run(["test", "-f", "/var/tmp/marker"])
+                .exit_code
+                == 0
+            ):
+                break
+            anyio.run(anyio.sleep, 0.1)
+        # the hog's python is killed by the OOM killer (sh and sleep keep the container up)
+        for _ in range(100):
+            evidence = {
+                r.role: r for r in anyio.run(sample.evidence) if isinstance(r, ContainerEvidence)
+            }
+            if evidence["service:hog"].oom_killed:
+                break
+            anyio.run(anyio.sleep, 0.1)
+    finally:
+        anyio.run(sample.teardown)
+    assert set(evidence) == {"service:api", "service:hog", "service:oneshot", "service:loose"}
+    api, hog_ev = evidence["service:api"], evidence["service:hog"]
+    assert api.running and not api.oom_killed and api.exit_code is None
+    assert api.changes_outside_writable == [] and api.pids_limit == 64
+    assert api.policy_hash == policy.digest()
+    assert hog_ev.oom_killed and hog_ev.running
+    oneshot = evidence["service:oneshot"]
+    assert not oneshot.running and oneshot.exit_code == 3
+    changed = {c.path for c in evidence["service:loose"].changes_outside_writable}
+    assert "/var/tmp/marker" in changed
+    # captured again at teardown (a caller that never asked still gets it afterwards)
+    after = [r for r in anyio.run(sample.evidence) if isinstance(r, ContainerEvidence)]
+    assert {r.role for r in after} == set(evidence)
+    assert _objects(docker_client, run) == ([], [])
+
+
+def test_query_string_canary_is_logged(allowlist: Any) -> None:
+    """`strip_query_terms off`: a canary in a refused request's query string is on the record."""
+    sample, box = allowlist
+    canary = f"c4n4ry-{uuid.uuid4().hex[:8]}"
+    assert curl(box, f"'http://blocked.test/x?data={canary}'")[1].endswith(" 403")
+    [log] = [r for r in anyio.run(sample.evidence) if isinstance(r, ProxyLog)]
+    hits = [r for r in log.requests if canary in r.url]
+    assert len(hits) == 1 and hits[0].host == "blocked.test" and not hits[0].allowed
+    assert hits[0].url.endswith(f"/x?data={canary}")
+
+
+def test_proxy_log_is_bounded(
+    docker_client: Any, base_image: str, outside: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chatty sample: only the head and tail of the log are read, the rest counted."""
+    import sandbox._network as net_mod
+
+    monkeypatch.setattr(net_mod, "PROXY_LOG_MAX_BYTES", 8 * 1024)
+    sample = anyio.run(
+        lambda: create_sample_network(
+            docker_client,
+            _policy("allowlist", ["allowed.test"]),
+            {},
+            {**LABELS, "tierlock.sample": "chatty"},
+            egress_network=outside["network"],
+        )
+    )
+    box = None
+    n = 300
+    try:
+        box = _sandbox(docker_client, base_image, sample, "chatty")
+        code, out = sh(
+            box,
+            f"for i in $(seq 1 {n}); do curl -s -o /dev/null -w '%{{http_code}}\\n' "
+            '"http://blocked.test/?i=$i"; done | sort | uniq -c',
+        )
+        assert code == 0 and out.split() == [str(n), "403"], out
+        [log] = [r for r in anyio.run(sample.evidence) if isinstance(r, ProxyLog)]
+        full = docker_client.api.logs(sample._state.proxy, stdout=True, stderr=False)
+        assert len(full) > 8 * 1024  # control: the whole log is larger than the cap
+    finally:
+        if box is not None:
+            box.remove(force=True)
+        anyio.run(sample.teardown)
+    assert log.truncated and log.dropped > 0
+    assert 0 < len(log.requests) < n and len(log.requests) + log.dropped == n
+    assert sum(len(r.url) + 100 for r in log.requests) < 8 * 1024 * 2
+    assert log.requests[0].url.endswith("?i=1") and log.requests[-1].url.endswith(f"?i={n}")
+    assert all(not r.allowed for r in log.requests)

@@ -144,3 +144,92 @@ def test_describe_allow() -> None:
         "allow *.example.org (and example.org) on ports 80, 443",
         "allow api.test on port 8443",
     ]
+
+
+ENTRIES = [
+    "example.org", "Example.ORG", "*.example.org", "api.example.org:8443", "*.example.org:8080",
+    "10.1.2.3", "10.1.2.3:81", "::1", "[::1]:8080", "[::1]", "[10.1.2.3]:80", "", "*", "*.*.org",
+    "exa mple.org", "example.org:0", "example.org:70000", "a*.org", "http://example.org",
+    "*.10.0.0.1", "-bad.org", "a" * 250 + ".org", "x.test:", "under_score.test",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_policy_and_proxy_share_one_allow_parser(entry: str) -> None:
+    """An entry the policy accepts is one the proxy turns into a rule, and vice versa."""
+    from pydantic import ValidationError
+
+    from sandbox._policy import NetworkPolicy
+
+    try:
+        accepted = NetworkPolicy(mode="allowlist", allow=[entry]).allow == [entry.strip().lower()]
+    except ValidationError:
+        accepted = False
+    try:
+        parse_allow(entry)
+        parsed = True
+    except SandboxError as e:
+        assert str(e).startswith("network.allow: ") and "is not a domain" in str(e)
+        parsed = False
+    assert accepted == parsed
+
+
+def test_bracketed_ipv6_with_port() -> None:
+    assert parse_allow("[::1]:8080") == AllowRule("::1", (8080,))
+
+
+def test_bounded_log_keeps_head_and_tail_and_counts_the_rest() -> None:
+    from sandbox._proxy import bounded_log
+
+    lines = [f"line {i}\n".encode() for i in range(1000)]
+    assert bounded_log(iter(lines[:5]), 1000) == ("".join(x.decode() for x in lines[:5]), 0)
+    text, dropped = bounded_log(iter(lines), 200)
+    kept = text.splitlines()
+    assert len(text) <= 200 and kept[0] == "line 0" and kept[-1] == "line 999"
+    assert len(kept) + dropped == 1000 and dropped > 900
+    assert [int(k.split()[1]) for k in kept] == sorted(int(k.split()[1]) for k in kept)
+    # chunks need not end at line ends; an over-long line is left out and counted
+    chunks = [b"a\nb", b"b\n" + b"x" * 150, b"x" * 150, b"\nc\n"]
+    assert bounded_log(iter(chunks), 200) == ("a\nbb\nc\n", 1)
+
+
+def test_sidecar_policies_floor_the_hardening() -> None:
+    """Sidecars take the policy's kernel settings but never fewer restrictions than the
+    baseline; the proxy additionally runs as squid's user with its own limits."""
+    from sandbox._config import ServiceSpec
+    from sandbox._network import (
+        PROXY_MEMORY,
+        PROXY_PIDS,
+        PROXY_USER,
+        hardened_policy,
+        proxy_policy,
+        service_policy,
+    )
+    from sandbox._policy import Policy
+    from sandbox._translate import container_settings
+
+    loose = Policy.model_validate({
+        "name": "loose", "tier": "networked",
+        "network": {"mode": "internal", "services": ["api"]},
+        "filesystem": {"read_only_root": False, "mounts": [{"source": "/srv", "target": "/srv"}]},
+        "process": {"privileged": True, "no_new_privileges": False, "seccomp": "unconfined",
+                    "capabilities": {"drop": [], "add": ["NET_ADMIN"]}, "runtime": "runsc",
+                    "namespaces": {"pid": "host"}, "devices": ["/dev/fuse"], "user": "1234:5"},
+        "limits": {"memory": "100m", "pids": 9}, "env": {"SECRET": "x"},
+    })  # fmt: skip
+    h = hardened_policy(loose)
+    s = container_settings(h, image="i", labels={}, network="n")
+    assert s["read_only"] and not s["privileged"] and s["cap_drop"] == ["ALL"] and not s["cap_add"]
+    assert "no-new-privileges:true" in s["security_opt"]
+    assert not any(o.startswith("seccomp=") for o in s["security_opt"])  # Docker's default
+    assert s["pid_mode"] is None and s["devices"] == [] and s["mounts"] == []
+    assert s["environment"] == {}
+    # what the policy sets and the floor does not override stays the policy's
+    assert s["runtime"] == "runsc" and s["user"] == "1234:5" and s["ipc_mode"] == "none"
+    assert s["pids_limit"] == 9 and s["mem_limit"] == 100 * 1024**2
+    svc = service_policy(loose, ServiceSpec(command=["x"], files={"/srv/api/a": "1", "/tmp/b": ""}))
+    assert [w.path for w in svc.filesystem.writable] == ["/workspace", "/tmp", "/srv/api"]
+    p = container_settings(proxy_policy(loose), image="i", labels={}, network="n")
+    assert p["user"] == PROXY_USER and p["read_only"] and p["cap_drop"] == ["ALL"]
+    assert (p["mem_limit"], p["pids_limit"]) == (PROXY_MEMORY, PROXY_PIDS)
+    assert sorted(p["tmpfs"]) == ["/dev/shm", "/tmp"] and p["runtime"] == "runsc"

@@ -144,6 +144,33 @@ CASES: list[tuple[str, str, list[dict[str, Any]], list[dict[str, Any]]]] = [
         ],
     ),
     ("writable-bind", "error", [mounts("/srv/data", mode="rw")], [mounts("/srv/data", mode="ro")]),
+    (
+        "kernel-path",
+        "error",
+        [
+            {"filesystem": {"writable": [{"path": t, "size": "1m"}]}}
+            for t in ("/", "/proc", "/sys", "/sys/fs/cgroup", "/dev", "/dev/../proc", "/dev/pts")
+        ]
+        + [{"filesystem": {"mounts": [{"source": "/srv/x", "target": "/proc/self", "mode": "ro"}]}}],
+        [
+            {"filesystem": {"writable": [{"path": t, "size": "1m"}]}}
+            for t in ("/dev/shm", "/workspace", "/system", "/devel", "/processes")
+        ],
+    ),
+    (
+        "system-path",
+        "error",
+        [
+            {"filesystem": {"writable": [{"path": t, "size": "1m"}]}}
+            for t in ("/etc", "/usr/bin", "/usr/local/bin", "/bin", "/lib64", "/etc/ssl", "/usr")
+        ]
+        + [{"filesystem": {"mounts": [{"source": "/srv/x", "target": "/etc", "mode": "rw"}]}}],
+        [
+            {"filesystem": {"writable": [{"path": t, "size": "1m"}]}}
+            for t in ("/workspace", "/etcetera", "/usr2", "/opt/etc", "/tmp")
+        ]
+        + [{"filesystem": {"mounts": [{"source": "/srv/ca.pem", "target": "/etc/ssl/ca.pem"}]}}],
+    ),
     ("devices", "error", [proc(devices=["/dev/fuse"])], [proc(devices=[])]),
     (
         "dangerous-capability",
@@ -204,8 +231,8 @@ CASES: list[tuple[str, str, list[dict[str, Any]], list[dict[str, Any]]]] = [
     (
         "root-user",
         "error",
-        [proc(user=u) for u in ("root", "0", 0, "0:0", "root:root", "0:1000", "000", "", " root ")],
-        [proc(user=u) for u in ("1000:0", "1000", "rooter", "10", "agent", "nobody")],
+        [proc(user=u) for u in ("root", "0", 0, "0:0", "root:root", "0:1000", "000", "", " root ", "+0", "-0", "+0:+0")],
+        [proc(user=u) for u in ("1000:0", "1000", "rooter", "10", "agent", "nobody", "+1000", "0x0")],
     ),
     (
         "writable-root",
@@ -267,6 +294,20 @@ CASES: list[tuple[str, str, list[dict[str, Any]], list[dict[str, Any]]]] = [
             {"tier": "text-only", "tools": {"allow": []}},
             {"tier": "tool-restricted", "tools": {"allow": ["bash"]}},
         ],
+    ),
+    (
+        "env-loader",
+        "warning",
+        [{"env": {"LD_PRELOAD": "/tmp/x.so"}}, {"env": {"PYTHONPATH": "/workspace"}},
+         {"env": {"LD_DEBUG": "all"}}, {"env": {"BASH_ENV": "/tmp/rc"}}],
+        [{"env": {"LANG": "C.UTF-8", "PATH": "/usr/bin:/bin", "OLD_PRELOAD": "x"}}],
+    ),
+    (
+        "workdir-not-writable",
+        "warning",
+        [{"filesystem": {"workdir": "/opt"}}, {"filesystem": {"workdir": "/workspace2"}}],
+        [{"filesystem": {"workdir": "/workspace/sub"}}, {"filesystem": {"workdir": "/tmp"}},
+         {"filesystem": {"read_only_root": False, "workdir": "/opt"}}],
     ),
     (
         "env-secret",

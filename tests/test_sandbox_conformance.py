@@ -78,7 +78,11 @@ def _attrs_from_settings(s: dict[str, Any], image_env: list[str]) -> dict[str, A
                        "Memory": s["mem_limit"], "MemorySwap": s["memswap_limit"],
                        "NanoCpus": s["nano_cpus"], "PidsLimit": s["pids_limit"],
                        "NetworkMode": s["network_mode"], "IpcMode": s["ipc_mode"], "PidMode": "",
-                       "UTSMode": "", "UsernsMode": "", "Tmpfs": s["tmpfs"], "Mounts": None},
+                       "UTSMode": "", "UsernsMode": "", "Tmpfs": s["tmpfs"], "Mounts": None,
+                       "MaskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list",
+                                       "/proc/sched_debug", "/sys/firmware"],
+                       "ReadonlyPaths": ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq",
+                                         "/proc/bus"]},
         "Mounts": [],
     }
 
