@@ -205,6 +205,7 @@ def test_evidence_records() -> None:
     container = ContainerEvidence(
         container="c1",
         policy_hash="h",
+        running=True,
         oom_killed=True,
         pids_limit_hit=True,
         pids_current=256,
@@ -249,13 +250,21 @@ def test_evidence_records() -> None:
         "canary.proxy",
         "integrity.conformance",
     }
-    ok = ContainerEvidence(container="c1", policy_hash="h")
+    ok = ContainerEvidence(container="c1", policy_hash="h", running=True)
     assert (
         rules_of(
             evidence(ok), evidence(ProxyLog(proxy="p", requests=[proxy.requests[0]])), metadata=meta
         )
         == set()
     )
+
+
+def test_stopped_sandbox_means_incomplete_evidence() -> None:
+    """A sandbox killed before sample end took its cgroup counters with it: not clean."""
+    stopped = ContainerEvidence(container="c1", policy_hash="h", running=False, exit_code=137)
+    assert rules_of(evidence(stopped), metadata=contract()) == {"integrity.sandbox_stopped"}
+    sidecar = ContainerEvidence(container="s", role="service:api", policy_hash="h", running=False)
+    assert rules_of(evidence(sidecar), metadata=contract()) == set()
 
 
 def test_findings_cite_their_event_and_quote_it() -> None:

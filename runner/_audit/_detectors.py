@@ -506,6 +506,16 @@ def _container(rec: ContainerEvidence, ctx: SampleContext) -> Iterator[Hit]:
             f"{len(changes)} file(s) changed outside the writable paths ({rec.role})",
             excerpt(", ".join(f"{c.change} {c.path}" for c in changes[:MAX_LISTED])),
         )
+    if rec.role == "default" and not rec.running:
+        # the sandbox's keepalive only ends when something kills it; its cgroup counters (pids,
+        # OOM) and diff go with it, so the rest of this record cannot be trusted to be complete
+        yield Hit(
+            "integrity.sandbox_stopped",
+            "integrity",
+            Severity.HIGH,
+            "the sandbox container was not running at sample end: its evidence may be incomplete",
+            f"exit_code: {rec.exit_code}",
+        )
     if rec.oom_killed:
         yield Hit(
             "res.oom",
