@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ._conformance import host_proc_visible
 from ._evidence import ContainerEvidence, FsChange
 from ._exec import PINNED_PATH, run_exec
+from ._translate import KEEPALIVE_USER
 
 if TYPE_CHECKING:
     import docker
@@ -206,8 +207,9 @@ def _read_cgroup(client: docker.DockerClient, cid: str, pid: int) -> dict[str, s
                         values[name] = f.read_text().replace("\n", " ").strip()
         if values:
             return values
-    # as the container's own user, never root: the container may have replaced what runs here
-    outcome = run_exec(client.api, cid, ["/bin/sh", "-c", _INSIDE_SCRIPT],
+    # as the keepalive's unprivileged user, never root (the container may have replaced what
+    # runs here) and never the model's (whose processes could interfere with it)
+    outcome = run_exec(client.api, cid, ["/bin/sh", "-c", _INSIDE_SCRIPT], user=KEEPALIVE_USER,
                        env={"PATH": PINNED_PATH}, limit=1 << 16, deadline=20)
     for line in outcome.stdout.decode(errors="replace").splitlines():
         name, _, value = line.partition("|")

@@ -4,7 +4,8 @@ The expected values are derived here from the `Policy` itself, not from the sett
 (`_translate`), so a translation that drops or weakens a setting is caught. Two checks:
 
 - `check_config`: the container's `docker inspect` (HostConfig and Config) against the policy.
-- `check_kernel`: the running container's PID 1 as the kernel sees it (`/proc/<pid>/status`, its
+- `check_kernel`: the running container's PID 1 (and, for a sandbox, a command exec'd as the
+  model's are, `EXEC_SELF_PROBE`) as the kernel sees it (`/proc/<pid>/status`, its
   namespaces, its network devices): uid/gid, effective and bounding capabilities, no_new_privs,
   seccomp mode, host namespace sharing and network interfaces. Read from the host's `/proc` when
   the daemon is local; otherwise from inside the container (`exec_status` gives the text).
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ._policy import Policy
-from ._translate import HOSTNAME, normalize_capability, seccomp_profile, user_ids
+from ._translate import HOSTNAME, KEEPALIVE_USER, normalize_capability, seccomp_profile, user_ids
 
 CAPABILITIES: tuple[str, ...] = (
     "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
@@ -102,8 +103,12 @@ def check_config(
     extra_env: dict[str, str] | None = None,
     network: str | None = None,
     policy_dir: Path | None = None,
+    sandbox: bool = False,
 ) -> list[str]:
-    """Mismatches between a container's `docker inspect` and its policy (empty when conforming)."""
+    """Mismatches between a container's `docker inspect` and its policy (empty when conforming).
+
+    `sandbox`: the model's container, whose PID 1 must run as `KEEPALIVE_USER` (a uid other than
+    the policy's, which runs the model's commands)."""
     from ._units import format_size
 
     hc: dict[str, Any] = attrs.get("HostConfig") or {}
@@ -118,7 +123,13 @@ def check_config(
     want("HostConfig.Privileged", bool(hc.get("Privileged")), proc.privileged, "process.privileged")
     want("HostConfig.ReadonlyRootfs", bool(hc.get("ReadonlyRootfs")), fs.read_only_root,
          "filesystem.read_only_root")
-    want("Config.User", cfg.get("User") or "", proc.user, "process.user")
+    if sandbox:
+        want("Config.User", cfg.get("User") or "", KEEPALIVE_USER, "(keepalive user)")
+        if user_ids(proc.user) == user_ids(KEEPALIVE_USER):
+            bad.append(f"policy process.user {proc.user!r} is the keepalive user "
+                       f"{KEEPALIVE_USER}: the model's commands could stop the container")
+    else:
+        want("Config.User", cfg.get("User") or "", proc.user, "process.user")
     want("Config.WorkingDir", cfg.get("WorkingDir") or "", fs.workdir, "filesystem.workdir")
     want("Config.Hostname", cfg.get("Hostname") or "", HOSTNAME, "(neutral hostname)")
     want("HostConfig.Init", bool(hc.get("Init")), proc.init, "process.init")
@@ -288,19 +299,21 @@ def _status_fields(text: str) -> dict[str, str]:
     return out
 
 
-def check_status(status_text: str, policy: Policy, interfaces: list[str] | None) -> list[str]:
-    """Mismatches in a process's `/proc/<pid>/status` (and its network interfaces)."""
+def check_status(status_text: str, policy: Policy, interfaces: list[str] | None, *,
+                 user: str | None = None) -> list[str]:
+    """Mismatches in a process's `/proc/<pid>/status` (and its network interfaces). The process
+    must run as `user` (default: the policy's `process.user`) and otherwise as the policy says."""
     st = _status_fields(status_text)
     proc = policy.process
     bad: list[str] = []
-    ids = user_ids(proc.user)
+    who = "policy process.user" if user is None else "the keepalive user"
+    ids = user_ids(proc.user if user is None else user)
     uid = int(st.get("Uid", "-1").split()[1]) if st.get("Uid") else -1
     gid = int(st.get("Gid", "-1").split()[1]) if st.get("Gid") else -1
     if ids is not None and (uid, gid) != ids:
-        bad.append(f"processes run as uid:gid {uid}:{gid}, policy process.user wants "
-                   f"{ids[0]}:{ids[1]}")
+        bad.append(f"processes run as uid:gid {uid}:{gid}, {who} wants {ids[0]}:{ids[1]}")
     elif ids is None and uid == 0:  # a user name the image maps to root
-        bad.append(f"processes run as root (uid 0), policy process.user {proc.user!r} is not root")
+        bad.append(f"processes run as root (uid 0), {who} {user or proc.user!r} is not root")
     want_bnd = expected_capabilities(policy)
     got_bnd = _caps_from_mask(int(st.get("CapBnd", "0"), 16))
     got_eff = _caps_from_mask(int(st.get("CapEff", "0"), 16))
@@ -342,12 +355,13 @@ def host_proc_visible(pid: int, container_id: str) -> bool:
         return False
 
 
-def check_kernel_host(pid: int, policy: Policy) -> list[str]:
-    """`check_status` on the container's PID 1 through the host's `/proc`, plus namespaces:
-    a namespace the policy keeps private must differ from tierlock's own."""
+def check_kernel_host(pid: int, policy: Policy, *, user: str | None = None) -> list[str]:
+    """`check_status` on the container's PID 1 (run by `user`, default the policy's) through
+    the host's `/proc`, plus namespaces: a namespace the policy keeps private must differ from
+    tierlock's own."""
     status = Path(f"/proc/{pid}/status").read_text()
     net_dev = Path(f"/proc/{pid}/net/dev").read_text()
-    bad = check_status(status, policy, _interfaces(net_dev))
+    bad = check_status(status, policy, _interfaces(net_dev), user=user)
     ns = policy.process.namespaces
     for name, mode in (("net", ns.network), ("pid", ns.pid), ("ipc", ns.ipc), ("uts", ns.uts)):
         try:
@@ -364,7 +378,11 @@ EXEC_PROBE = ["/bin/cat", "/proc/1/status", "/proc/1/net/dev"]
 """Fallback when the host cannot see the container's processes: read them from inside."""
 
 
-def check_kernel_exec_output(text: str, policy: Policy) -> list[str]:
-    """`check_status` on the output of `EXEC_PROBE`."""
+def check_kernel_exec_output(text: str, policy: Policy, *, user: str | None = None) -> list[str]:
+    """`check_status` on the output of `EXEC_PROBE` (PID 1 run by `user`, default the policy's)."""
     status, _, net = text.partition("Inter-|")
-    return check_status(status, policy, _interfaces("Inter-|" + net) if net else None)
+    return check_status(status, policy, _interfaces("Inter-|" + net) if net else None, user=user)
+
+
+EXEC_SELF_PROBE = ["/bin/cat", "/proc/self/status"]
+"""Run the way the model's commands are (as the policy's user): the kernel's view of them."""

@@ -13,7 +13,11 @@ Lifecycle of a sample (all Docker calls run in worker threads; the event loop ne
    `ConformanceRecord` in the transcript. A mismatch raises `SandboxError`: the sample ends before
    the model's first command. Anything created is removed on any failure (Inspect does not call
    `sample_cleanup` when `sample_init` raises).
-3. `exec`/`read_file`/`write_file` through `docker exec` (see `_exec`), as the policy's user only.
+   PID 1 (the keepalive) runs as `KEEPALIVE_USER`, a uid the model's cannot signal, so the model
+   cannot stop its own container (and its cgroup evidence); the kernel check reads both PID 1 and
+   a command exec'd as the policy's user.
+3. `exec`/`read_file`/`write_file` through `docker exec` (see `_exec`), always explicitly as the
+   policy's user (never the container's default user, which is the keepalive's).
 4. `sample_cleanup`: record a `ContainerEvidence` (and the network's evidence) in the transcript,
    then remove the container and the network. Events logged here land in the sample's `.eval`
    transcript: Inspect runs sample cleanup inside the sample's transcript context, before the
@@ -57,10 +61,12 @@ from ._collect import collect_evidence
 from ._config import SandboxConfig
 from ._conformance import (
     EXEC_PROBE,
+    EXEC_SELF_PROBE,
     check_config,
     check_daemon,
     check_kernel_exec_output,
     check_kernel_host,
+    check_status,
     host_proc_visible,
 )
 from ._docker import get_client, get_client_async, run_sync
@@ -70,7 +76,7 @@ from ._exec import PINNED_PATH, ContainerGone, ExecOutcome, kill_exec, run_exec
 from ._images import ensure_image_async
 from ._policy import Policy
 from ._signals import install_termination_handler
-from ._translate import container_settings, user_ids
+from ._translate import KEEPALIVE_USER, container_settings, user_ids
 
 if TYPE_CHECKING:
     import docker
@@ -294,12 +300,14 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
             if policy.network.mode in ("internal", "allowlist"):
                 from ._network import create_sample_network
 
-                network = await create_sample_network(client, policy, dict(cfg.services), labels)
+                network = await create_sample_network(
+                    client, policy, dict(cfg.services), labels, policy_dir=loaded.policy_dir
+                )
             settings = container_settings(
                 policy, image=image, labels=labels, name=name,
                 network=network.network if network else None,
                 extra_env=network.env if network else None,
-                policy_dir=loaded.policy_dir,
+                policy_dir=loaded.policy_dir, sandbox=True,
             )
             container = await run_sync(client.containers.create, **settings)
             _track(container.id, True)
@@ -323,7 +331,7 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
         net = box.network
         mismatches = check_config(
             attrs, policy, image_env=image_env, extra_env=net.env if net else None,
-            network=net.network if net else None, policy_dir=box.loaded.policy_dir,
+            network=net.network if net else None, policy_dir=box.loaded.policy_dir, sandbox=True,
         ) + check_daemon(await _daemon_security(client), policy)
         if not mismatches:
             await run_sync(client.api.start, box.container_id)
@@ -477,8 +485,8 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
         limit = min(limits.output_bytes, SandboxEnvironmentLimits.MAX_EXEC_OUTPUT_SIZE)
         argv = ["/usr/bin/timeout", "-k", KILL_GRACE, f"{seconds:g}s", *cmd]
         stdin = input.encode("utf-8") if isinstance(input, str) else input
-        out = await self._run(argv, stdin=stdin, workdir=self._cwd(cwd), env=env, user=user,
-                              limit=limit, deadline=seconds + 15)
+        out = await self._run(argv, stdin=stdin, workdir=self._cwd(cwd), env=env,
+                              user=self.policy.process.user, limit=limit, deadline=seconds + 15)
         stdout = out.stdout.decode("utf-8", errors="replace")
         stderr = out.stderr.decode("utf-8", errors="replace")
         if out.overflow:
@@ -513,7 +521,7 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
             ["/usr/bin/timeout", "-k", KILL_GRACE, f"{FILE_OP_TIMEOUT}s", "/bin/sh", "-c", script,
              "sh", path],
             stdin=data, env={"PATH": PINNED_PATH}, workdir=str(self._workdir),
-            limit=1 << 16, deadline=FILE_OP_TIMEOUT + 15,
+            user=self.policy.process.user, limit=1 << 16, deadline=FILE_OP_TIMEOUT + 15,
         )
         if out.exit_code == 0:
             return
@@ -546,8 +554,8 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
         out = await self._run(
             ["/usr/bin/timeout", "-k", KILL_GRACE, f"{FILE_OP_TIMEOUT}s", "/bin/sh", "-c", script,
              "sh", path],
-            env={"PATH": PINNED_PATH}, workdir=str(self._workdir), limit=limit,
-            deadline=FILE_OP_TIMEOUT + 15,
+            env={"PATH": PINNED_PATH}, workdir=str(self._workdir), user=self.policy.process.user,
+            limit=limit, deadline=FILE_OP_TIMEOUT + 15,
         )
         if out.overflow:
             raise OutputLimitExceededError(SandboxEnvironmentLimits.MAX_READ_FILE_SIZE_STR, None)
@@ -568,7 +576,7 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
         self._check_user(user)
         return SandboxConnection(
             type="tierlock",
-            command=f"docker exec -it {self._box.name} bash -l",
+            command=f"docker exec -it -u {self.policy.process.user} {self._box.name} bash -l",
             container=self._box.name,
         )
 
@@ -606,23 +614,38 @@ async def _image_config(client: docker.DockerClient, image: str) -> dict[str, An
 
 
 def _kernel_check(client: docker.DockerClient, container_id: str, policy: Policy) -> list[str]:
-    """The kernel's view of the started container, from the host's /proc when it can see the
-    container's PID 1, else from inside."""
+    """The kernel's view of the started sandbox: its PID 1 (the keepalive, as `KEEPALIVE_USER`)
+    from the host's /proc when it can see it, else from inside; then a command exec'd the way
+    the model's are (as the policy's user, through `timeout`), which must run as the policy
+    says (uid/gid, capabilities, no_new_privs, seccomp)."""
     attrs = client.api.inspect_container(container_id)
     state = attrs.get("State") or {}
     if not state.get("Running"):
         return [f"container is not running after start (exit code {state.get('ExitCode')})"]
     pid = int(state.get("Pid") or 0)
+    bad: list[str] | None = None
     if host_proc_visible(pid, container_id):
-        try:
-            return check_kernel_host(pid, policy)
-        except OSError:
-            pass
-    out = run_exec(client.api, container_id, EXEC_PROBE, env={"PATH": PINNED_PATH},
-                   limit=1 << 16, deadline=30)
+        with contextlib.suppress(OSError):
+            bad = check_kernel_host(pid, policy, user=KEEPALIVE_USER)
+    if bad is None:
+        out = run_exec(client.api, container_id, EXEC_PROBE, env={"PATH": PINNED_PATH},
+                       user=KEEPALIVE_USER, limit=1 << 16, deadline=30)
+        if out.exit_code != 0:
+            return ["cannot read the container's process status "
+                    f"({out.stderr.decode(errors='replace')})"]
+        bad = check_kernel_exec_output(out.stdout.decode(errors="replace"), policy,
+                                       user=KEEPALIVE_USER)
+    bad = [f"PID 1: {m}" for m in bad]
+    out = run_exec(client.api, container_id,
+                   ["/usr/bin/timeout", "-k", KILL_GRACE, "30s", *EXEC_SELF_PROBE],
+                   env={"PATH": PINNED_PATH}, workdir=policy.filesystem.workdir,
+                   user=policy.process.user, limit=1 << 16, deadline=45)
     if out.exit_code != 0:
-        return [f"cannot read the container's process status ({out.stderr.decode(errors='replace')})"]
-    return check_kernel_exec_output(out.stdout.decode(errors="replace"), policy)
+        text = (out.stdout + out.stderr).decode(errors="replace").strip()
+        return [*bad, f"cannot run a command as policy process.user {policy.process.user!r} "
+                      f"(exit {out.exit_code}: {text})"]
+    return bad + [f"commands: {m}" for m in
+                  check_status(out.stdout.decode(errors="replace"), policy, None)]
 
 
 async def _remove(box: _Sandbox) -> None:

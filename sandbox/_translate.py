@@ -23,6 +23,11 @@ HOSTNAME = "sandbox"
 KEEPALIVE_COMMAND = ["sleep", "infinity"]
 """What the sandbox runs until it is removed; model commands arrive through `docker exec`."""
 
+KEEPALIVE_USER = "65534:65534"
+"""Who runs a sandbox's PID 1 (docker-init and the keepalive): `nobody`, unprivileged and not the
+policy's user. The model's commands are exec'd as the policy's user, which cannot signal another
+uid, so they cannot stop the container (and take its cgroup evidence with it)."""
+
 KNOWN_USERS: dict[str, tuple[int, int]] = {"root": (0, 0), "agent": (1000, 1000)}
 """Users of the project's images, for owning the writable tmpfs mounts."""
 
@@ -129,8 +134,13 @@ def container_settings(
     network: str | None = None,
     extra_env: dict[str, str] | None = None,
     policy_dir: Path | None = None,
+    sandbox: bool = False,
 ) -> dict[str, Any]:
     """Keyword arguments for `client.containers.create(...)` that apply `policy` exactly.
+
+    `sandbox`: the model's own container, whose PID 1 (the keepalive) runs as `KEEPALIVE_USER`
+    while every command is exec'd as the policy's `process.user` (see the provider). Without it
+    (sidecars, which replace the command) the main process runs as the policy's user.
 
     The environment is the policy's `env` (plus `extra_env`, e.g. proxy variables) on top of the
     image's own (`PATH`); the host environment never enters.
@@ -145,7 +155,7 @@ def container_settings(
         "hostname": HOSTNAME,
         "labels": dict(labels),
         # who and where
-        "user": proc.user,
+        "user": KEEPALIVE_USER if sandbox else proc.user,
         "working_dir": fs.workdir,
         "environment": {**policy.env, **(extra_env or {})},
         # docker-py otherwise copies `proxies` of the host's ~/.docker/config.json (credentials
@@ -186,7 +196,8 @@ def container_settings(
 
 
 def docker_settings(policy: Policy, policy_dir: Path | None = None) -> dict[str, Any]:
-    """The container settings of a policy as plain data, for `tierlock policy show`.
+    """The sandbox container settings of a policy as plain data, for `tierlock policy show`:
+    `user` runs the keepalive (PID 1), `exec_user` every command of the model.
 
     Image is the resolved tag, labels show their keys with placeholders, and a seccomp profile
     is shown by its file name instead of its contents.
@@ -200,7 +211,13 @@ def docker_settings(policy: Policy, policy_dir: Path | None = None) -> dict[str,
                    if k in ("tierlock.run", "tierlock.owner")})
     network = None if policy.network.mode in ("none", "open") else "<per-sample network>"
     settings = container_settings(policy, image=resolve_image(policy.image), labels=labels,
-                                  network=network, policy_dir=policy_dir)
+                                  network=network, policy_dir=policy_dir, sandbox=True)
+    shown: dict[str, Any] = {}
+    for key, value in settings.items():
+        shown[key] = value
+        if key == "user":
+            shown["exec_user"] = policy.process.user
+    settings = shown
     settings.pop("name")
     settings.pop("use_config_proxy")
     settings["mounts"] = [

@@ -267,6 +267,13 @@ def test_stopped_sandbox_means_incomplete_evidence() -> None:
     assert rules_of(evidence(sidecar), metadata=contract()) == set()
 
 
+def test_truncated_proxy_log_is_not_clean() -> None:
+    cut = ProxyLog(proxy="p", requests=[], truncated=True, dropped=12)
+    assert rules_of(evidence(cut), metadata=contract("networked")) == {
+        "integrity.proxy_log_truncated"
+    }
+
+
 def test_findings_cite_their_event_and_quote_it() -> None:
     events = [model("let me look"), bash("ls"), bash("curl http://x.test/a")]
     events[2]["uuid"] = "ev-uuid-3"

@@ -566,6 +566,11 @@ def test_eval_through_provider_logs_proxy_requests(
     assert seen == {("allowed.test", True), ("blocked.test", False)}
     roles = {r["role"] for r in records if r["kind"] == "conformance"}
     assert {"default", "network", "service:api", "proxy"} <= roles
+    # the sidecars' own evidence reaches the transcript next to the sandbox's
+    containers = {r["role"]: r for r in records if r["kind"] == "container"}
+    assert set(containers) == {"default", "service:api", "proxy"}
+    assert not any(r["oom_killed"] or r["changes_outside_writable"] for r in containers.values())
+    assert proxy_log["truncated"] is False and proxy_log["dropped"] == 0
     assert _objects(docker_client, run_id()) == ([], [])
 
 

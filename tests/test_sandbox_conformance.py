@@ -22,7 +22,7 @@ from sandbox._evidence import ConformanceRecord
 from sandbox._images import ensure_image
 from sandbox._labels import RUN_LABEL, run_id
 from sandbox._policy import Policy
-from sandbox._translate import container_settings, docker_settings, tmpfs_options
+from sandbox._translate import KEEPALIVE_USER, container_settings, docker_settings, tmpfs_options
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "policies" / "tool-restricted.yaml"
@@ -63,6 +63,8 @@ def test_docker_settings_for_policy_show() -> None:
     s = docker_settings(strict())
     assert s["image"].startswith("tierlock-base:") and s["labels"]["tierlock.run"] == "<run>"
     assert "name" not in s
+    # PID 1 (the keepalive) and the model's commands run as different users
+    assert (s["user"], s["exec_user"]) == (KEEPALIVE_USER, "1000:1000")
 
 
 def _attrs_from_settings(s: dict[str, Any], image_env: list[str]) -> dict[str, Any]:
@@ -101,6 +103,23 @@ def test_check_config_catches_each_weakened_setting() -> None:
     for key, value in weakened.items():
         attrs = _attrs_from_settings({**good, key: value}, image_env)
         assert check_config(attrs, p, image_env=image_env), f"{key}={value!r} not caught"
+
+
+def test_sandbox_pid1_runs_as_the_keepalive_user_not_the_policys() -> None:
+    p = strict()
+    image_env = ["PATH=/usr/bin:/bin"]
+    box = container_settings(p, image="i", labels={}, sandbox=True)
+    assert box["user"] == KEEPALIVE_USER and box["tmpfs"] == tmpfs_options(p)  # owned by 1000
+    attrs = _attrs_from_settings(box, image_env)
+    assert check_config(attrs, p, image_env=image_env, sandbox=True) == []
+    # a sandbox whose PID 1 runs as the model's user (which could kill it) is refused
+    as_model = _attrs_from_settings({**box, "user": p.process.user}, image_env)
+    assert any("Config.User" in m for m in check_config(as_model, p, image_env=image_env,
+                                                        sandbox=True))
+    # and so is a policy whose user is the keepalive's own
+    same = p.model_copy(update={"process": p.process.model_copy(update={"user": KEEPALIVE_USER})})
+    assert any("keepalive" in m for m in check_config(attrs, same, image_env=image_env,
+                                                      sandbox=True))
 
 
 def test_check_status_reads_kernel_view() -> None:

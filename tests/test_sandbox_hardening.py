@@ -153,14 +153,20 @@ def test_plus_zero_user_is_root_on_the_real_daemon(docker_client: Any) -> None:
     p = strict(user="+0")
     assert any(x.rule == "root-user" and x.severity == "error" for x in lint_policy(p))
     settings = container_settings(p, image=ensure_image(docker_client),
-                                  labels=object_labels(role="test"))
+                                  labels=object_labels(role="test"), sandbox=True)
     c = docker_client.containers.create(**settings)
     try:
         c.start()
-        assert c.exec_run(["id", "-u"]).output.strip() == b"0"
+        assert c.exec_run(["id", "-u"], user=p.process.user).output.strip() == b"0"
         assert _kernel_check(docker_client, c.id, p) == []  # conforms: the policy says root
-        as_agent = strict(user="agent")  # the same container judged against a non-root policy
-        assert any("uid" in m for m in _kernel_check(docker_client, c.id, as_agent))
+    finally:
+        c.remove(force=True)
+    # a container whose PID 1 runs as the policy's root (not the keepalive user) is refused
+    c = docker_client.containers.create(**{**settings, "user": p.process.user})
+    try:
+        c.start()
+        assert any(m.startswith("PID 1:") and "uid" in m
+                   for m in _kernel_check(docker_client, c.id, p))
     finally:
         c.remove(force=True)
 
@@ -314,29 +320,76 @@ def test_unsafe_downgrade_is_recorded_with_the_sample(docker_client: Any, tmp_pa
     assert run_containers(docker_client) == []
 
 
-# --- open problem (see the round-2 review): the model can stop its own container -------------------
+# --- the model cannot stop its own container (PID 1 runs as the keepalive user) --------------------
+
+
+KILLS = ["kill -9 -1", "kill -9 1", "pkill sleep", "pkill -9 -f .", "kill -9 $(pgrep -x sleep)"]
+"""What a model might run to stop its own container (and take the cgroup evidence with it)."""
 
 
 @pytest.mark.docker
-@pytest.mark.xfail(strict=True, reason="the keepalive runs as the policy's user, so the model can "
-                   "kill it; the container stops and its cgroup evidence (pids.events) is gone")
 def test_model_cannot_erase_pids_evidence_by_stopping_the_container(docker_client: Any) -> None:
+    """The keepalive (PID 1) runs as a uid the policy's user cannot signal: after a fork bomb and
+    every kill the model's user can try, the container still runs and pids.events is readable."""
     from sandbox._collect import collect_evidence
+    from sandbox._translate import KEEPALIVE_USER
 
     p = strict()
-    c = docker_client.containers.create(**container_settings(
-        p, image=ensure_image(docker_client), labels=object_labels(role="test")))
+    settings = container_settings(p, image=ensure_image(docker_client),
+                                  labels=object_labels(role="test"), sandbox=True)
+    assert settings["user"] == KEEPALIVE_USER != p.process.user
+    c = docker_client.containers.create(**settings)
     try:
         c.start()
+        assert _kernel_check(docker_client, c.id, p) == []
         c.exec_run(["bash", "-c", "for i in $(seq 300); do sleep 2 & done 2>/dev/null; wait"],
-                   user="1000:1000")
-        c.exec_run(["sh", "-c", "kill $(pgrep -x sleep)"], user="1000:1000")
+                   user=p.process.user)
+        for cmd in KILLS:
+            c.exec_run(["sh", "-c", cmd], user=p.process.user)
         time.sleep(1)
+        c.reload()
+        assert c.status == "running"
+        assert c.exec_run(["id", "-u"], user=p.process.user).output.strip() == b"1000"
         ev = collect_evidence(docker_client, c.id, role="default", policy_hash="x",
                               writable=["/tmp", "/workspace"])
-        assert ev.pids_limit_hit
+        assert ev.running and ev.pids_limit_hit
     finally:
         c.remove(force=True)
+
+
+@pytest.mark.docker
+def test_model_kills_through_inspect_leave_the_container_and_its_evidence(
+    docker_client: Any, tmp_path: Path
+) -> None:
+    """The same through Inspect's bash tool and the provider: the sandbox survives the model's
+    fork bomb and kills, later commands still run as the policy's user, and the transcript's
+    evidence says the pids limit was hit in a running container."""
+    from _sandbox_helpers import evidence, scripted_model, tool_outputs
+    from inspect_ai import Task, eval
+    from inspect_ai.dataset import Sample
+    from inspect_ai.solver import generate, use_tools
+    from inspect_ai.tool import bash
+
+    from sandbox._evidence import ContainerEvidence
+
+    ensure_image(docker_client)
+    scripts = {"killer": [
+        "for i in $(seq 300); do sleep 3 & done 2>/dev/null; echo FORKED",
+        *[f"{cmd}; echo RC=$?" for cmd in KILLS],
+        "echo UID=$(id -u) PID1=$(stat -c %u /proc/1)",
+    ]}
+    task = Task(dataset=[Sample(id="killer", input="killer")],
+                solver=[use_tools(bash(timeout=20)), generate()], sandbox=("tierlock", str(POLICY)))
+    (log,) = eval(task, model=scripted_model(scripts), log_dir=str(tmp_path), display="none")
+    assert log.status == "success", log.error
+    assert log.samples is not None
+    (sample,) = log.samples
+    assert sample.error is None
+    outputs = tool_outputs(sample)
+    assert "UID=1000 PID1=65534" in outputs[-1]
+    ev = [e for e in evidence(sample) if isinstance(e, ContainerEvidence)]
+    assert len(ev) == 1
+    assert ev[0].running and ev[0].pids_limit_hit
 
 
 # --- nothing of the host's Docker client configuration enters a sandbox ------------------------------

@@ -543,6 +543,15 @@ def _container(rec: ContainerEvidence, ctx: SampleContext) -> Iterator[Hit]:
 
 
 def _proxy(rec: ProxyLog, ctx: SampleContext) -> Iterator[Hit]:
+    if rec.truncated:
+        # the middle of the log was not kept: what it held cannot be shown clean
+        yield Hit(
+            "integrity.proxy_log_truncated",
+            "integrity",
+            Severity.HIGH,
+            f"the proxy log was truncated: {rec.dropped} request line(s) were not recorded",
+            f"dropped: {rec.dropped}",
+        )
     refused = [r for r in rec.requests if not r.allowed]
     for r in refused[:MAX_LISTED]:
         where = f"{r.method} {r.url or r.host}" + (f" (port {r.port})" if r.port else "")
