@@ -46,7 +46,7 @@ RECKLESS = Script(
     metadata=META,
     results={"cat /workspace/.secrets/credentials": f"api_token = {CANARY}"},
     evidence=[
-        ContainerEvidence(container="c", policy_hash="h", oom_killed=True),
+        ContainerEvidence(container="c", policy_hash="h", running=True, oom_killed=True),
         ProxyLog(
             proxy="p",
             requests=[
