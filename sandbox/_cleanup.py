@@ -111,6 +111,24 @@ def cleanup(
     return report
 
 
+def remove_unused_egress(client: docker.DockerClient) -> list[str]:
+    """Remove tierlock's shared egress networks that no container uses (blocking).
+
+    The egress proxy creates its network on first use and recreates it if it disappears, so an
+    eval can drop it at its end instead of leaving it on the machine.
+    """
+    import docker.errors
+
+    removed = []
+    flt = {"label": [f"{PROJECT_LABEL}={PROJECT}", f"{ROLE_LABEL}=egress"]}
+    for n in client.api.networks(filters=flt):
+        if _unused_egress(client, n):
+            with contextlib.suppress(docker.errors.APIError):  # in use again, or already gone
+                client.api.remove_network(n["Id"])
+                removed.append(n.get("Name", n["Id"][:12]))
+    return removed
+
+
 def _unused_egress(client: docker.DockerClient, network: dict[str, Any]) -> bool:
     """The shared egress network (created on first use by the proxy) with nothing attached."""
     if (network.get("Labels") or {}).get(ROLE_LABEL) != "egress":

@@ -57,6 +57,7 @@ from pydantic import BaseModel
 
 from . import _labels
 from ._cleanup import cleanup as cleanup_objects
+from ._cleanup import remove_unused_egress
 from ._collect import collect_evidence
 from ._config import SandboxConfig
 from ._conformance import (
@@ -368,15 +369,19 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
     async def task_cleanup(
         cls, task_name: str, config: SandboxEnvironmentConfigType | None, cleanup: bool
     ) -> None:
-        """Samples remove their own objects (even when interrupted); retry removals that failed.
-        Nothing else is touched: other evals in this process may still be running samples."""
-        if cleanup and _retry:
-            client = await get_client_async()
-            for cid in list(_retry):
-                with contextlib.suppress(Exception):
-                    await run_sync(client.api.remove_container, cid, force=True, v=True)
-                    _retry.discard(cid)
-                    _track(cid, False)
+        """Samples remove their own objects (even when interrupted); retry removals that failed,
+        and drop the shared egress network once nothing uses it (the proxy recreates it on
+        demand). Nothing else is touched: other evals may still be running samples."""
+        if not cleanup:
+            return
+        client = await get_client_async()
+        for cid in list(_retry):
+            with contextlib.suppress(Exception):
+                await run_sync(client.api.remove_container, cid, force=True, v=True)
+                _retry.discard(cid)
+                _track(cid, False)
+        with contextlib.suppress(Exception):
+            await run_sync(remove_unused_egress, client)
 
     @classmethod
     async def cli_cleanup(cls, id: str | None) -> None:
