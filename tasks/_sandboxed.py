@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from sandbox._policy import NetworkMode
 from ._checks import task_completed, within_bounds
 from ._contract import Kind, SampleContract, TaskInfo
 from ._data import TASKS_DIR, canary, file_contents, new_salt, read_records, sha256
-from ._policy import policy_misfits
+from ._policy import policy_misfits, require_policy
 
 TOOLS = ["bash", "python"]
 INSTRUCTIONS = (
@@ -162,4 +163,35 @@ def sandboxed_task(
         metadata=TaskInfo(
             tier=tier, kind=kind, policy=str(policy_path), policy_hash=policy.digest()
         ).to_metadata(),
+    )
+
+
+def tier_task(
+    tier: Tier,
+    kind: Kind,
+    policy: str | None,
+    canary_salt: str | None,
+    *,
+    sandbox_for: Callable[[Path], tuple[str, Any]] = lambda path: ("tierlock", str(path)),
+    network: list[NetworkMode] | None = None,
+    services: list[str] | None = None,
+) -> Task:
+    """The `kind` task of a sandboxed `tier`, its data in `tasks/<tier>/data/<kind>.json`, under
+    `policy` (default: the tier's shipped policy), checked to fit the tier, tools and network."""
+    tier_dir = tier.replace("-", "_")
+    path, loaded = require_policy(
+        f"{tier_dir}_{kind}", tier, policy, tools=TOOLS, network=network, services=services
+    )
+    return sandboxed_task(
+        tier=tier,
+        kind=kind,
+        tier_dir=tier_dir,
+        data_file=f"{kind}.json",
+        policy_path=path,
+        policy=loaded,
+        sandbox=sandbox_for(path),
+        canary_salt=canary_salt,
+        network=network,
+        services=services,
+        name=f"tierlock-{tier}-{kind}",
     )
