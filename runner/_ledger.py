@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ._faults import after_append
+
 GENESIS = "0" * 64
 """`prev_hash` of the first record."""
 
@@ -209,6 +211,7 @@ class Ledger:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        after_append(self.path)  # test-only crash point (runner/_faults.py); no-op otherwise
         return rec
 
     # reading -----------------------------------------------------------------------------
