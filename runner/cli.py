@@ -10,6 +10,7 @@ from runner._cli_audit import audit_command
 from runner._cli_policy import policy as policy_group
 from runner._cli_run import RUNNER_COMMANDS
 from runner._cli_sandbox import cleanup_command, images
+from runner._cli_selftest import selftest_command
 from sandbox import TierlockError
 
 
@@ -26,6 +27,7 @@ cli.add_command(policy_group)
 cli.add_command(audit_command)
 cli.add_command(images)
 cli.add_command(cleanup_command)
+cli.add_command(selftest_command)
 
 
 def main() -> None:

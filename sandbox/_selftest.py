@@ -1,0 +1,237 @@
+"""`tierlock selftest`: the escape battery, run inside a policy's real sandbox on this host.
+
+Containment is a property of the policy *and* the host (kernel, engine, runtime), so tierlock
+checks it where it runs instead of trusting a table. Four kinds of probe:
+
+- in-sandbox probes (`_selftest_inside.py`), one process as the model's user: syscalls, socket
+  families, masked kernel files, devices, IPC, read-only paths, limits, environment, network;
+- host-side probes: the container's namespaces against the host's;
+- across calls: no process a command started outlives it (background, `setsid`, double fork,
+  a command that kills its own timeout wrapper); timeouts and output caps are enforced;
+- across samples: two sandboxes of the same policy at once run as different uids, so per-user
+  kernel quotas (inotify instances, RLIMIT_NPROC) are never shared.
+
+A probe that cannot run is reported as not held: what cannot be shown contained is not contained.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from importlib import resources
+from typing import Any
+
+import anyio
+
+from ._policy import Policy
+
+CATEGORIES = (
+    "identity", "privilege", "process", "namespace", "syscall", "socket", "kernel", "cgroup",
+    "filesystem", "ipc", "resources", "leak", "network", "timeout", "samples",
+)  # fmt: skip
+
+SURVIVORS = "sleep 7301 & setsid sleep 7302 & (sleep 7303 &) ; nohup sleep 7304 >/dev/null 2>&1 &"
+"""One command that leaves four kinds of background process behind if it can."""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One probe's outcome: `held` is True when the sandbox contained what was tried."""
+
+    id: str
+    held: bool
+    detail: str
+
+    @property
+    def category(self) -> str:
+        return self.id.split(".", 1)[0]
+
+
+@dataclass(frozen=True)
+class SelftestReport:
+    """Every probe of one policy on this host."""
+
+    policy: str
+    policy_hash: str
+    probes: tuple[ProbeResult, ...]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.probes) and all(p.held for p in self.probes)
+
+    @property
+    def failed(self) -> list[ProbeResult]:
+        return [p for p in self.probes if not p.held]
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "policy_hash": self.policy_hash,
+            "ok": self.ok,
+            "probes": [asdict(p) for p in self.probes],
+        }
+
+
+def policy_facts(policy: Policy) -> dict[str, Any]:
+    """What the in-sandbox probes compare against."""
+    return {
+        "writable": [{"path": w.path, "size": w.size} for w in policy.filesystem.writable],
+        "network": policy.network.mode,
+        "memory": policy.limits.memory,
+        "pids": policy.limits.pids,
+        "cpus": policy.limits.cpus,
+        "env": sorted(policy.env),
+        "workdir": policy.filesystem.workdir,
+    }
+
+
+def _inside_source() -> str:
+    return resources.files(__package__).joinpath("_selftest_inside.py").read_text()
+
+
+def parse_probe_lines(text: str) -> list[ProbeResult]:
+    """The in-sandbox probes' JSON lines; a line that is not one is itself a failed probe."""
+    out: list[ProbeResult] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        try:
+            d = json.loads(line)
+            out.append(ProbeResult(str(d["id"]), d["held"] is True, str(d["detail"])))
+        except (ValueError, KeyError, TypeError):
+            out.append(
+                ProbeResult(f"selftest.output-line-{n}", False, f"unparsable: {line[:80]!r}")
+            )
+    return out
+
+
+async def _inside(env: Any, policy: Policy) -> list[ProbeResult]:
+    facts = json.dumps(policy_facts(policy))
+    r = await env.exec(["python3", "-", facts], input=_inside_source(), timeout=120)
+    results = parse_probe_lines(r.stdout)
+    if r.returncode != 0 or not results:
+        results.append(
+            ProbeResult("selftest.inside-ran", False, f"exit {r.returncode}: {r.stderr[-200:]}")
+        )
+    return results
+
+
+def _namespaces(container_pid: int) -> list[ProbeResult]:
+    out = []
+    for ns in ("mnt", "pid", "net", "ipc", "uts", "cgroup"):
+        try:
+            inside = os.stat(f"/proc/{container_pid}/ns/{ns}").st_ino
+            host = os.stat(f"/proc/self/ns/{ns}").st_ino
+        except OSError as e:
+            out.append(ProbeResult(f"namespace.{ns}-private", False, f"cannot compare: {e}"))
+            continue
+        out.append(
+            ProbeResult(
+                f"namespace.{ns}-private",
+                inside != host,
+                "private" if inside != host else "shared with the host",
+            )
+        )
+    return out
+
+
+async def _survivors(env: Any) -> list[ProbeResult]:
+    from inspect_ai.util import OutputLimitExceededError
+
+    await env.exec(["sh", "-c", SURVIVORS], timeout=10)
+    await anyio.sleep(0.5)
+    ps = (await env.exec(["ps", "-eo", "args"], timeout=10)).stdout
+    out = [
+        ProbeResult(
+            f"process.no-survivor-{kind}",
+            f"sleep {n}" not in ps,
+            "killed with its command" if f"sleep {n}" not in ps else "still running after return",
+        )
+        for kind, n in (("background", 7301), ("setsid", 7302), ("double-fork", 7303),
+                        ("nohup", 7304))
+    ]  # fmt: skip
+    killer = "sleep 7305 >/dev/null 2>&1 & kill -9 $PPID; sleep 1"
+    # The wrapper's death may surface as an error; only the survivors matter here.
+    with contextlib.suppress(Exception):
+        await env.exec(["sh", "-c", killer], timeout=10)
+    await anyio.sleep(0.5)
+    ps = (await env.exec(["ps", "-eo", "args"], timeout=10)).stdout
+    out.append(
+        ProbeResult(
+            "process.no-survivor-wrapper-killed",
+            "sleep 7305" not in ps,
+            "killed" if "sleep 7305" not in ps else "outlived a command that killed its wrapper",
+        )
+    )
+    t0 = anyio.current_time()
+    try:
+        await env.exec(["sleep", "30"], timeout=2)
+        out.append(ProbeResult("timeout.enforced", False, "sleep 30 returned normally"))
+    except TimeoutError:
+        took = anyio.current_time() - t0
+        out.append(ProbeResult("timeout.enforced", took < 20, f"timed out after {took:.1f}s"))
+    limit = env.policy.limits.output_bytes
+    try:
+        await env.exec(["head", "-c", str(limit + 4096), "/dev/zero"], timeout=30)
+        out.append(ProbeResult("timeout.output-cap", False, "output past the cap was returned"))
+    except OutputLimitExceededError:
+        out.append(ProbeResult("timeout.output-cap", True, f"refused past {limit} bytes"))
+    return out
+
+
+async def _across_samples(a: Any, b: Any) -> list[ProbeResult]:
+    ua = (await a.exec(["id", "-u"], timeout=10)).stdout.strip()
+    ub = (await b.exec(["id", "-u"], timeout=10)).stdout.strip()
+    hog = (
+        "import ctypes,time;L=ctypes.CDLL(None);fds=[]\n"
+        "while len(fds)<100000:\n fd=L.inotify_init1(0)\n if fd<0: break\n fds.append(fd)\n"
+        "print(len(fds),flush=True);time.sleep(4)"
+    )
+    tryit = "import ctypes;print(ctypes.CDLL(None).inotify_init1(0))"
+    got: dict[str, str] = {}
+
+    async def hold() -> None:
+        got["a"] = (await a.exec(["python3", "-c", hog], timeout=20)).stdout.strip()
+
+    async def probe() -> None:
+        await anyio.sleep(2)
+        got["b"] = (await b.exec(["python3", "-c", tryit], timeout=10)).stdout.strip()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hold)
+        tg.start_soon(probe)
+    starved = got.get("b", "-1").lstrip("-").isdigit() and int(got.get("b", "-1")) < 0
+    return [
+        ProbeResult("samples.distinct-uid", ua != ub and ua.isdigit(), f"uids {ua} and {ub}"),
+        ProbeResult(
+            "samples.inotify-not-shared",
+            not starved,
+            f"sample A took {got.get('a', '?')} instances; sample B "
+            + ("was starved" if starved else "still got one"),
+        ),
+    ]
+
+
+async def run_selftest(policy_path: str) -> SelftestReport:
+    """Run the whole battery against `policy_path`'s sandbox; every container is removed."""
+    from ._provider import TierlockSandboxEnvironment as Env
+
+    task = "tierlock-selftest"
+    envs_a = await Env.sample_init(task, policy_path, {})
+    envs_b: dict[str, Any] = {}
+    try:
+        a = envs_a["default"]
+        assert isinstance(a, Env)
+        policy = a.policy
+        results = await _inside(a, policy)
+        pid = a._box.client.api.inspect_container(a.container_id)["State"]["Pid"]
+        results += _namespaces(int(pid))
+        results += await _survivors(a)
+        envs_b = await Env.sample_init(task, policy_path, {})
+        results += await _across_samples(a, envs_b["default"])
+    finally:
+        with anyio.CancelScope(shield=True):
+            for envs in (envs_b, envs_a):
+                if envs:
+                    await Env.sample_cleanup(task, policy_path, envs, False)
+    return SelftestReport(str(policy_path), policy.digest(), tuple(results))
