@@ -3,6 +3,8 @@
 `run_exec` is blocking (the provider runs it in a worker thread). It streams stdin from a helper
 thread while reading the multiplexed stdout/stderr frames, stops reading once a stream passes its
 limit, and kills the exec'd process group when the output limit or the host-side deadline is hit.
+Output is complete or an error: the stream is read on a connection that no HTTP library buffers
+(`_exec_socket`), and a stream that ends other than cleanly raises `ExecOutputIncomplete`.
 """
 
 from __future__ import annotations
@@ -10,15 +12,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
-import struct
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from inspect_ai.util._sandbox.environment import SandboxUnavailableError
 
 from ._conformance import host_proc_visible
+from ._exec_socket import ExecConnection, ExecStartRefused, ExecStreamError, start_exec
 
 if TYPE_CHECKING:
     from docker import APIClient
@@ -31,7 +34,8 @@ _CHUNK = 1 << 16
 
 @dataclass
 class ExecOutcome:
-    """What one exec produced."""
+    """What one exec produced: complete output, or (`overflow`) each stream's first `limit`
+    bytes, or (`host_timeout`) what arrived before the host-side deadline."""
 
     exit_code: int | None
     stdout: bytes
@@ -45,6 +49,12 @@ class ContainerGone(Exception):
     """The container is not running (or no longer exists)."""
 
 
+class ExecOutputIncomplete(SandboxUnavailableError):
+    """The command's output could not be read completely; what arrived is not shown as its
+    result. (A `SandboxUnavailableError`: a tool call fails with this message, the sample goes
+    on.)"""
+
+
 def kill_exec(api: APIClient, exec_id: str, container_id: str) -> None:
     """SIGKILL the exec's process group (the `timeout` wrapper and its command) when the host
     sees the container's processes; otherwise the in-container `timeout` ends it."""
@@ -52,21 +62,6 @@ def kill_exec(api: APIClient, exec_id: str, container_id: str) -> None:
         pid = int(api.exec_inspect(exec_id).get("Pid") or 0)
         if pid > 0 and host_proc_visible(pid, container_id):
             os.killpg(pid, signal.SIGKILL)
-
-
-def _raw_socket(sock: Any) -> socket.socket:
-    return getattr(sock, "_sock", sock)
-
-
-def _recv_exact(raw: socket.socket, n: int, buf: bytearray) -> bytes | None:
-    while len(buf) < n:
-        data = raw.recv(_CHUNK)
-        if not data:
-            return None
-        buf += data
-    out = bytes(buf[:n])
-    del buf[:n]
-    return out
 
 
 def run_exec(
@@ -86,55 +81,33 @@ def run_exec(
 
     `deadline` (seconds) bounds the wait on the host side; the caller wraps `argv` in the
     in-container `timeout`, which normally fires first. `started` receives the exec id (so a
-    cancelled caller can `kill_exec` it).
+    cancelled caller can `kill_exec` it). Raises `ContainerGone` when the container is not
+    running and `ExecOutputIncomplete` when the output stream broke off or the exit status
+    cannot be read.
     """
-    import docker.errors
-
     start = time.monotonic()
-    try:
-        ex = api.exec_create(
-            container_id, argv, stdin=stdin is not None, stdout=True, stderr=True,
-            user=user or "", workdir=workdir, environment=env or None,
-        )
-    except docker.errors.NotFound as e:
-        raise ContainerGone(str(e)) from None
-    except docker.errors.APIError as e:
-        if e.status_code == 409:
-            raise ContainerGone(str(e)) from None
-        raise
-    exec_id = ex["Id"]
+    exec_id = _create(api, container_id, argv, stdin is not None, workdir, env, user)
     if started is not None:
         started(exec_id)
-    sock = api.exec_start(exec_id, socket=True)
-    raw = _raw_socket(sock)
-    raw.settimeout(deadline)
-
-    writer: threading.Thread | None = None
-    if stdin is not None:
-        def feed() -> None:
-            with contextlib.suppress(OSError):
-                view = memoryview(stdin)
-                for i in range(0, len(view), _CHUNK):
-                    raw.sendall(view[i : i + _CHUNK])
-            with contextlib.suppress(OSError):
-                raw.shutdown(socket.SHUT_WR)
-
-        writer = threading.Thread(target=feed, daemon=True, name="tierlock-exec-stdin")
-        writer.start()
-
-    out = [bytearray(), bytearray(), bytearray()]
-    overflow = host_timeout = False
-    buf = bytearray()
     try:
-        while True:
-            header = _recv_exact(raw, 8, buf)
-            if header is None:
-                break
-            stream, size = struct.unpack(">BxxxL", header)
-            payload = _recv_exact(raw, size, buf)
-            if payload is None:
-                break
-            target = out[stream if stream in (1, 2) else 1]
+        conn = start_exec(api, exec_id)
+    except ExecStartRefused as e:
+        if e.status in (404, 409):
+            raise ContainerGone(str(e)) from None
+        raise ExecOutputIncomplete(f"the daemon refused to start the command ({e})") from None
+    except (OSError, ExecStreamError) as e:
+        kill_exec(api, exec_id, container_id)
+        raise ExecOutputIncomplete(f"could not start the command ({e})") from None
+    conn.settimeout(deadline)
+    writer = _feed(conn, stdin) if stdin is not None else None
+
+    out = {1: bytearray(), 2: bytearray()}
+    overflow = host_timeout = False
+    broken: str | None = None
+    try:
+        while (frame := conn.read_frame()) is not None:
+            stream, payload = frame
+            target = out[stream]
             room = limit - len(target)
             target += payload[: max(room, 0)]
             if len(payload) > room:
@@ -142,29 +115,92 @@ def run_exec(
                 break
     except TimeoutError:
         host_timeout = True
-    except OSError:
-        pass
+    except (OSError, ExecStreamError) as e:
+        broken = str(e) or type(e).__name__
     finally:
-        if overflow or host_timeout:
+        if overflow or host_timeout or broken:
             kill_exec(api, exec_id, container_id)
-        with contextlib.suppress(OSError):
-            raw.close()
-        with contextlib.suppress(Exception):
-            sock.close()
+        conn.close()
         if writer is not None:
             writer.join(timeout=5)
+    if broken is not None:
+        raise ExecOutputIncomplete(
+            f"the command's output could not be read completely ({broken}); it is not shown, "
+            "and the command may have run"
+        )
 
-    exit_code: int | None = None
-    for _ in range(200):
+    exit_code = _exit_code(api, exec_id, wait=not (overflow or host_timeout))
+    if exit_code is None and not (overflow or host_timeout):
+        raise ExecOutputIncomplete(
+            "the command's output ended but the daemon reports no exit "
+            "status for it; its result is unknown"
+        )
+    return ExecOutcome(
+        exit_code, bytes(out[1]), bytes(out[2]), overflow, host_timeout, time.monotonic() - start
+    )
+
+
+def _create(
+    api: APIClient,
+    container_id: str,
+    argv: list[str],
+    stdin: bool,
+    workdir: str | None,
+    env: dict[str, str] | None,
+    user: str | None,
+) -> str:
+    import docker.errors
+
+    try:
+        ex = api.exec_create(
+            container_id,
+            argv,
+            stdin=stdin,
+            stdout=True,
+            stderr=True,
+            user=user or "",
+            workdir=workdir,
+            environment=env or None,
+        )
+    except docker.errors.NotFound as e:
+        raise ContainerGone(str(e)) from None
+    except docker.errors.APIError as e:
+        if e.status_code == 409:
+            raise ContainerGone(str(e)) from None
+        raise
+    return str(ex["Id"])
+
+
+def _feed(conn: ExecConnection, stdin: bytes) -> threading.Thread:
+    """Write `stdin` to the exec from a helper thread, then close the writing side."""
+
+    def feed() -> None:
+        with contextlib.suppress(OSError):
+            view = memoryview(stdin)
+            for i in range(0, len(view), _CHUNK):
+                conn.sendall(view[i : i + _CHUNK])
+        with contextlib.suppress(OSError):
+            conn.shutdown_write()
+
+    writer = threading.Thread(target=feed, daemon=True, name="tierlock-exec-stdin")
+    writer.start()
+    return writer
+
+
+def _exit_code(api: APIClient, exec_id: str, *, wait: bool) -> int | None:
+    """The exec's exit code once the daemon reports it ended (waiting up to ~2 s after its
+    stream closed when `wait`), else None."""
+    import docker.errors
+
+    for _ in range(400):
         try:
             info = api.exec_inspect(exec_id)
         except docker.errors.APIError:
-            break
+            return None
         if not info.get("Running"):
-            exit_code = info.get("ExitCode")
-            break
-        if overflow or host_timeout:
-            break
+            code = info.get("ExitCode")
+            return code if isinstance(code, int) else None
+        if not wait:
+            return None
         time.sleep(0.005)
-    return ExecOutcome(exit_code, bytes(out[1]), bytes(out[2]), overflow, host_timeout,
-                       time.monotonic() - start)
+    return None
