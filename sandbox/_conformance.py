@@ -5,10 +5,11 @@ The expected values are derived here from the `Policy` itself, not from the sett
 
 - `check_config`: the container's `docker inspect` (HostConfig and Config) against the policy.
 - `check_kernel`: the running container's PID 1 (and, for a sandbox, a command exec'd as the
-  model's are, `EXEC_SELF_PROBE`) as the kernel sees it (`/proc/<pid>/status`, its
+  model's are, `_effective.SELF_PROBE`) as the kernel sees it (`/proc/<pid>/status`, its
   namespaces, its network devices): uid/gid, effective and bounding capabilities, no_new_privs,
   seccomp mode, host namespace sharing and network interfaces. Read from the host's `/proc` when
   the daemon is local; otherwise from inside the container (`exec_status` gives the text).
+  The same exec reads back the effective limits (cgroups, tmpfs sizes): see `_effective`.
 
 Any mismatch aborts the sample before the model's first command (the provider raises SandboxError).
 """
@@ -68,19 +69,31 @@ def _env_dict(items: list[str] | None) -> dict[str, str]:
     return out
 
 
-def expected_env(policy: Policy, image_env: list[str] | None, extra_env: dict[str, str] | None
-                 ) -> dict[str, str]:
+def expected_env(
+    policy: Policy, image_env: list[str] | None, extra_env: dict[str, str] | None
+) -> dict[str, str]:
     """The exact environment the container must have: image defaults, then the policy's env."""
     return {**_env_dict(image_env), **policy.env, **(extra_env or {})}
 
 
 _KNOWN_SECURITY_OPTS = ("no-new-privileges", "seccomp=", "seccomp:", "apparmor=")
-_MASKED_PATHS = frozenset({"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug",
-                           "/sys/firmware"})
+_MASKED_PATHS = frozenset(
+    {"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/sys/firmware"}
+)
 _READONLY_PATHS = frozenset({"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"})
 _NEVER_SET = (
-    "GroupAdd", "DeviceCgroupRules", "DeviceRequests", "OomKillDisable", "ExtraHosts",
-    "Dns", "DnsSearch", "CgroupParent", "Links", "PortBindings", "PublishAllPorts", "VolumeDriver",
+    "GroupAdd",
+    "DeviceCgroupRules",
+    "DeviceRequests",
+    "OomKillDisable",
+    "ExtraHosts",
+    "Dns",
+    "DnsSearch",
+    "CgroupParent",
+    "Links",
+    "PortBindings",
+    "PublishAllPorts",
+    "VolumeDriver",
     "Cgroup",
 )
 """HostConfig keys tierlock never sets: a value means the container is not what the policy says
@@ -113,7 +126,12 @@ def check_config(
 
     hc: dict[str, Any] = attrs.get("HostConfig") or {}
     cfg: dict[str, Any] = attrs.get("Config") or {}
-    proc, fs, limits, ns = policy.process, policy.filesystem, policy.limits, policy.process.namespaces
+    proc, fs, limits, ns = (
+        policy.process,
+        policy.filesystem,
+        policy.limits,
+        policy.process.namespaces,
+    )
     bad: list[str] = []
 
     def want(what: str, got: object, expected: object, key: str) -> None:
@@ -121,13 +139,19 @@ def check_config(
             bad.append(f"{what} is {got!r}, policy {key} wants {expected!r}")
 
     want("HostConfig.Privileged", bool(hc.get("Privileged")), proc.privileged, "process.privileged")
-    want("HostConfig.ReadonlyRootfs", bool(hc.get("ReadonlyRootfs")), fs.read_only_root,
-         "filesystem.read_only_root")
+    want(
+        "HostConfig.ReadonlyRootfs",
+        bool(hc.get("ReadonlyRootfs")),
+        fs.read_only_root,
+        "filesystem.read_only_root",
+    )
     if sandbox:
         want("Config.User", cfg.get("User") or "", KEEPALIVE_USER, "(keepalive user)")
         if user_ids(proc.user) == user_ids(KEEPALIVE_USER):
-            bad.append(f"policy process.user {proc.user!r} is the keepalive user "
-                       f"{KEEPALIVE_USER}: the model's commands could stop the container")
+            bad.append(
+                f"policy process.user {proc.user!r} is the keepalive user "
+                f"{KEEPALIVE_USER}: the model's commands could stop the container"
+            )
     else:
         want("Config.User", cfg.get("User") or "", proc.user, "process.user")
     want("Config.WorkingDir", cfg.get("WorkingDir") or "", fs.workdir, "filesystem.workdir")
@@ -138,25 +162,40 @@ def check_config(
     # capabilities: what Docker was told, and (check_kernel) what the kernel applied
     drop = sorted({normalize_capability(c) for c in (hc.get("CapDrop") or [])})
     add = sorted({normalize_capability(c) for c in (hc.get("CapAdd") or [])})
-    want("HostConfig.CapDrop", drop, sorted({normalize_capability(c) for c in proc.capabilities.drop}),
-         "process.capabilities.drop")
-    want("HostConfig.CapAdd", add, sorted({normalize_capability(c) for c in proc.capabilities.add}),
-         "process.capabilities.add")
+    want(
+        "HostConfig.CapDrop",
+        drop,
+        sorted({normalize_capability(c) for c in proc.capabilities.drop}),
+        "process.capabilities.drop",
+    )
+    want(
+        "HostConfig.CapAdd",
+        add,
+        sorted({normalize_capability(c) for c in proc.capabilities.add}),
+        "process.capabilities.add",
+    )
 
     # security options
     sec = list(hc.get("SecurityOpt") or [])
     nnp = any(o.replace("=", ":") in ("no-new-privileges:true", "no-new-privileges") for o in sec)
     want("no-new-privileges", nnp, proc.no_new_privileges, "process.no_new_privileges")
-    seccomp = [o.split("=", 1)[1] if "=" in o else o.split(":", 1)[1]
-               for o in sec if o.startswith(("seccomp=", "seccomp:"))]
+    seccomp = [
+        o.split("=", 1)[1] if "=" in o else o.split(":", 1)[1]
+        for o in sec
+        if o.startswith(("seccomp=", "seccomp:"))
+    ]
     if proc.seccomp == "default":
         if seccomp:
-            bad.append("HostConfig.SecurityOpt sets a seccomp profile, policy process.seccomp wants "
-                       "Docker's default")
+            bad.append(
+                "HostConfig.SecurityOpt sets a seccomp profile, policy process.seccomp wants "
+                "Docker's default"
+            )
     elif proc.seccomp == "unconfined":
         if seccomp != ["unconfined"]:
-            bad.append("HostConfig.SecurityOpt has no seccomp=unconfined, policy process.seccomp "
-                       "wants unconfined")
+            bad.append(
+                "HostConfig.SecurityOpt has no seccomp=unconfined, policy process.seccomp "
+                "wants unconfined"
+            )
     else:
         profile = seccomp_profile(policy, policy_dir)
         got = None
@@ -166,8 +205,10 @@ def check_config(
             except json.JSONDecodeError:
                 got = None
         if got != profile:
-            bad.append(f"HostConfig.SecurityOpt seccomp profile differs from {proc.seccomp!r} "
-                       "(process.seccomp)")
+            bad.append(
+                f"HostConfig.SecurityOpt seccomp profile differs from {proc.seccomp!r} "
+                "(process.seccomp)"
+            )
     apparmor = [o.split("=", 1)[1] for o in sec if o.startswith("apparmor=")]
     want("AppArmor profile", apparmor[0] if apparmor else None, proc.apparmor, "process.apparmor")
     unknown = [o for o in sec if not o.startswith(_KNOWN_SECURITY_OPTS)]
@@ -177,9 +218,11 @@ def check_config(
         masked = set(hc.get("MaskedPaths") or [])
         readonly = set(hc.get("ReadonlyPaths") or [])
         if not (masked >= _MASKED_PATHS and readonly >= _READONLY_PATHS):
-            bad.append("HostConfig.MaskedPaths/ReadonlyPaths lack Docker's defaults "
-                       f"(masked {sorted(_MASKED_PATHS - masked)}, read-only "
-                       f"{sorted(_READONLY_PATHS - readonly)})")
+            bad.append(
+                "HostConfig.MaskedPaths/ReadonlyPaths lack Docker's defaults "
+                f"(masked {sorted(_MASKED_PATHS - masked)}, read-only "
+                f"{sorted(_READONLY_PATHS - readonly)})"
+            )
 
     # settings no policy grants: any value here comes from outside the policy
     for key in _NEVER_SET:
@@ -194,10 +237,18 @@ def check_config(
     # resources
     want("HostConfig.Memory", hc.get("Memory") or 0, limits.memory or 0, "limits.memory")
     if limits.memory:
-        want("HostConfig.MemorySwap (memory+swap)", hc.get("MemorySwap") or 0, limits.memory,
-             "limits.memory (no swap)")
-    want("HostConfig.NanoCpus", hc.get("NanoCpus") or 0,
-         round(limits.cpus * 1e9) if limits.cpus else 0, "limits.cpus")
+        want(
+            "HostConfig.MemorySwap (memory+swap)",
+            hc.get("MemorySwap") or 0,
+            limits.memory,
+            "limits.memory (no swap)",
+        )
+    want(
+        "HostConfig.NanoCpus",
+        hc.get("NanoCpus") or 0,
+        round(limits.cpus * 1e9) if limits.cpus else 0,
+        "limits.cpus",
+    )
     pids = hc.get("PidsLimit")
     want("HostConfig.PidsLimit", pids if pids and pids > 0 else None, limits.pids, "limits.pids")
 
@@ -211,15 +262,23 @@ def check_config(
     else:
         want_net = network or "<per-sample network>"
     want("HostConfig.NetworkMode", hc.get("NetworkMode"), want_net, "network.mode")
-    for key, field, mode in (("PidMode", "pid", ns.pid), ("IpcMode", "ipc", ns.ipc),
-                             ("UTSMode", "uts", ns.uts), ("UsernsMode", "userns", ns.userns)):
+    for key, field, mode in (
+        ("PidMode", "pid", ns.pid),
+        ("IpcMode", "ipc", ns.ipc),
+        ("UTSMode", "uts", ns.uts),
+        ("UsernsMode", "userns", ns.userns),
+    ):
         got_host = (hc.get(key) or "") == "host"
         if got_host != (mode == "host"):
-            bad.append(f"HostConfig.{key} is {hc.get(key)!r}, policy process.namespaces.{field} "
-                       f"wants {mode}")
+            bad.append(
+                f"HostConfig.{key} is {hc.get(key)!r}, policy process.namespaces.{field} "
+                f"wants {mode}"
+            )
     if ns.ipc != "host" and hc.get("IpcMode") != "none":  # no /dev/shm beyond the writable paths
-        bad.append(f"HostConfig.IpcMode is {hc.get('IpcMode')!r}, want 'none' (private, no "
-                   "/dev/shm unless filesystem.writable lists it)")
+        bad.append(
+            f"HostConfig.IpcMode is {hc.get('IpcMode')!r}, want 'none' (private, no "
+            "/dev/shm unless filesystem.writable lists it)"
+        )
 
     # filesystem: tmpfs sizes, bind mounts, no other mounts
     tmpfs: dict[str, str] = hc.get("Tmpfs") or {}
@@ -233,22 +292,31 @@ def check_config(
     want_binds = sorted((m.source, m.target, m.mode == "ro") for m in fs.mounts)
     got_binds = sorted(
         (m.get("Source"), m.get("Target"), bool(m.get("ReadOnly")))
-        for m in (hc.get("Mounts") or []) if m.get("Type") == "bind"
+        for m in (hc.get("Mounts") or [])
+        if m.get("Type") == "bind"
     )
     want("HostConfig.Mounts (bind)", got_binds, want_binds, "filesystem.mounts")
     others = [m for m in (hc.get("Mounts") or []) if m.get("Type") != "bind"]
     if others or hc.get("Binds") or hc.get("VolumesFrom"):
         bad.append("container has mounts the policy does not list (volumes, binds or volumes-from)")
-    live = sorted((m.get("Source"), m.get("Destination"), not m.get("RW", True))
-                  for m in (attrs.get("Mounts") or []))
+    live = sorted(
+        (m.get("Source"), m.get("Destination"), not m.get("RW", True))
+        for m in (attrs.get("Mounts") or [])
+    )
     if live != want_binds:
-        bad.append(f"mounted {[d for _, d, _ in live]}, policy filesystem.mounts lists "
-                   f"{[t for _, t, _ in want_binds]}")
+        bad.append(
+            f"mounted {[d for _, d, _ in live]}, policy filesystem.mounts lists "
+            f"{[t for _, t, _ in want_binds]}"
+        )
 
     # devices
     devices = sorted(d.get("PathOnHost", "") for d in (hc.get("Devices") or []))
-    want("HostConfig.Devices", devices, sorted(d.split(":", 1)[0] for d in proc.devices),
-         "process.devices")
+    want(
+        "HostConfig.Devices",
+        devices,
+        sorted(d.split(":", 1)[0] for d in proc.devices),
+        "process.devices",
+    )
 
     # environment: exactly the image's defaults plus the policy's env, nothing from the host
     if "Config" in attrs and "Image" in attrs:
@@ -258,7 +326,9 @@ def check_config(
         missing = sorted(set(want_env) - set(got_env))
         differ = sorted(k for k in set(got_env) & set(want_env) if got_env[k] != want_env[k])
         if unexpected:
-            bad.append(f"environment has variables the policy does not set: {', '.join(unexpected)}")
+            bad.append(
+                f"environment has variables the policy does not set: {', '.join(unexpected)}"
+            )
         if missing:
             bad.append(f"environment lacks variables of policy env: {', '.join(missing)}")
         if differ:
@@ -285,10 +355,14 @@ def check_daemon(security_options: list[str] | None, policy: Policy) -> list[str
             profile = fields.get("profile", "default")
             if profile in BUILTIN_SECCOMP:
                 return []
-            return [f"the Docker daemon's default seccomp profile is {profile!r}, not Docker's "
-                    "own; policy process.seccomp: default wants Docker's"]
-    return ["the Docker daemon reports no seccomp support; policy process.seccomp: default "
-            "wants Docker's profile"]
+            return [
+                f"the Docker daemon's default seccomp profile is {profile!r}, not Docker's "
+                "own; policy process.seccomp: default wants Docker's"
+            ]
+    return [
+        "the Docker daemon reports no seccomp support; policy process.seccomp: default "
+        "wants Docker's profile"
+    ]
 
 
 def _status_fields(text: str) -> dict[str, str]:
@@ -299,8 +373,9 @@ def _status_fields(text: str) -> dict[str, str]:
     return out
 
 
-def check_status(status_text: str, policy: Policy, interfaces: list[str] | None, *,
-                 user: str | None = None) -> list[str]:
+def check_status(
+    status_text: str, policy: Policy, interfaces: list[str] | None, *, user: str | None = None
+) -> list[str]:
     """Mismatches in a process's `/proc/<pid>/status` (and its network interfaces). The process
     must run as `user` (default: the policy's `process.user`) and otherwise as the policy says."""
     st = _status_fields(status_text)
@@ -320,22 +395,34 @@ def check_status(status_text: str, policy: Policy, interfaces: list[str] | None,
     if got_bnd != set(want_bnd):
         extra = sorted(got_bnd - want_bnd)
         lacking = sorted(want_bnd - got_bnd)
-        bad.append(f"kernel capability bounding set differs from policy process.capabilities "
-                   f"(extra {extra}, missing {lacking})")
+        bad.append(
+            f"kernel capability bounding set differs from policy process.capabilities "
+            f"(extra {extra}, missing {lacking})"
+        )
     want_eff = set(want_bnd) if uid == 0 else set()
     if got_eff != want_eff:
-        bad.append(f"effective capabilities are {sorted(got_eff)}, policy implies {sorted(want_eff)}")
+        bad.append(
+            f"effective capabilities are {sorted(got_eff)}, policy implies {sorted(want_eff)}"
+        )
     nnp = st.get("NoNewPrivs") == "1"
     if nnp != proc.no_new_privileges:
-        bad.append(f"kernel no_new_privs is {nnp}, policy process.no_new_privileges wants "
-                   f"{proc.no_new_privileges}")
+        bad.append(
+            f"kernel no_new_privs is {nnp}, policy process.no_new_privileges wants "
+            f"{proc.no_new_privileges}"
+        )
     seccomp_on = st.get("Seccomp", "0") != "0"
     want_seccomp = proc.seccomp != "unconfined" and not proc.privileged
     if seccomp_on != want_seccomp:
-        bad.append(f"kernel seccomp filtering is {'on' if seccomp_on else 'off'}, policy "
-                   f"process.seccomp is {proc.seccomp!r}")
-    if interfaces is not None and policy.network.mode == "none" \
-            and policy.process.namespaces.network != "host" and interfaces != ["lo"]:
+        bad.append(
+            f"kernel seccomp filtering is {'on' if seccomp_on else 'off'}, policy "
+            f"process.seccomp is {proc.seccomp!r}"
+        )
+    if (
+        interfaces is not None
+        and policy.network.mode == "none"
+        and policy.process.namespaces.network != "host"
+        and interfaces != ["lo"]
+    ):
         bad.append(f"network interfaces are {interfaces}, policy network.mode none wants only lo")
     return bad
 
@@ -369,8 +456,10 @@ def check_kernel_host(pid: int, policy: Policy, *, user: str | None = None) -> l
         except OSError:
             continue
         if shared != (mode == "host"):
-            bad.append(f"{name} namespace is {'shared with' if shared else 'separate from'} the "
-                       f"host, policy process.namespaces says {mode}")
+            bad.append(
+                f"{name} namespace is {'shared with' if shared else 'separate from'} the "
+                f"host, policy process.namespaces says {mode}"
+            )
     return bad
 
 
@@ -382,7 +471,3 @@ def check_kernel_exec_output(text: str, policy: Policy, *, user: str | None = No
     """`check_status` on the output of `EXEC_PROBE` (PID 1 run by `user`, default the policy's)."""
     status, _, net = text.partition("Inter-|")
     return check_status(status, policy, _interfaces("Inter-|" + net) if net else None, user=user)
-
-
-EXEC_SELF_PROBE = ["/bin/cat", "/proc/self/status"]
-"""Run the way the model's commands are (as the policy's user): the kernel's view of them."""

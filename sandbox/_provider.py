@@ -9,7 +9,8 @@ Lifecycle of a sample (all Docker calls run in worker threads; the event loop ne
    build the image on first use.
 2. `sample_init`: per-sample network (`internal`/`allowlist`, by `_network`), create the container
    from `_translate.container_settings`, read it back and check it against the policy
-   (`_conformance`), start it, check the kernel's view of its PID 1, and record a
+   (`_conformance`), start it, check the kernel's view of its PID 1 and of a command run as the
+   model's are, read back the effective limits (cgroups, tmpfs sizes: `_effective`), and record a
    `ConformanceRecord` in the transcript. A mismatch raises `SandboxError`: the sample ends before
    the model's first command. Anything created is removed on any failure (Inspect does not call
    `sample_cleanup` when `sample_init` raises).
@@ -62,7 +63,6 @@ from ._collect import collect_evidence
 from ._config import SandboxConfig
 from ._conformance import (
     EXEC_PROBE,
-    EXEC_SELF_PROBE,
     check_config,
     check_daemon,
     check_kernel_exec_output,
@@ -71,6 +71,14 @@ from ._conformance import (
     host_proc_visible,
 )
 from ._docker import get_client, get_client_async, run_sync
+from ._effective import (
+    CGROUP_FILES,
+    SELF_PROBE,
+    STATUS,
+    check_effective,
+    host_cgroup_files,
+    parse_probe,
+)
 from ._errors import PolicyError, SandboxError, display_path
 from ._evidence import EVIDENCE_SOURCE, ConformanceRecord, ContainerEvidence
 from ._exec import PINNED_PATH, ContainerGone, ExecOutcome, kill_exec, run_exec
@@ -291,8 +299,11 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
         image = await ensure_image_async(client, policy.image)
         sample = _sample_key()
         labels = _labels.object_labels(
-            role="default", task=task_name, sample=sample,
-            policy_hash=policy.digest(), policy_name=policy.name,
+            role="default",
+            task=task_name,
+            sample=sample,
+            policy_hash=policy.digest(),
+            policy_name=policy.name,
         )
         name = f"tierlock-{_labels.run_id()}-{_labels.sanitize(sample, 40)}-{uuid.uuid4().hex[:6]}"
         box: _Sandbox | None = None
@@ -305,10 +316,14 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
                     client, policy, dict(cfg.services), labels, policy_dir=loaded.policy_dir
                 )
             settings = container_settings(
-                policy, image=image, labels=labels, name=name,
+                policy,
+                image=image,
+                labels=labels,
+                name=name,
                 network=network.network if network else None,
                 extra_env=network.env if network else None,
-                policy_dir=loaded.policy_dir, sandbox=True,
+                policy_dir=loaded.policy_dir,
+                sandbox=True,
             )
             container = await run_sync(client.containers.create, **settings)
             _track(container.id, True)
@@ -331,20 +346,31 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
         image_env = (await _image_config(client, image)).get("Env")
         net = box.network
         mismatches = check_config(
-            attrs, policy, image_env=image_env, extra_env=net.env if net else None,
-            network=net.network if net else None, policy_dir=box.loaded.policy_dir, sandbox=True,
+            attrs,
+            policy,
+            image_env=image_env,
+            extra_env=net.env if net else None,
+            network=net.network if net else None,
+            policy_dir=box.loaded.policy_dir,
+            sandbox=True,
         ) + check_daemon(await _daemon_security(client), policy)
         if not mismatches:
             await run_sync(client.api.start, box.container_id)
             mismatches = await run_sync(_kernel_check, client, box.container_id, policy)
         unsafe = policy.unsafe
-        _record(ConformanceRecord(
-            container=box.name, role="default", policy_name=policy.name,
-            policy_hash=policy.digest(), policy_path=str(box.loaded.path),
-            ok=not mismatches, mismatches=mismatches,
-            unsafe_reason=unsafe.reason if unsafe else None,
-            unsafe_rules=list(unsafe.allow) if unsafe else [],
-        ))
+        _record(
+            ConformanceRecord(
+                container=box.name,
+                role="default",
+                policy_name=policy.name,
+                policy_hash=policy.digest(),
+                policy_path=str(box.loaded.path),
+                ok=not mismatches,
+                mismatches=mismatches,
+                unsafe_reason=unsafe.reason if unsafe else None,
+                unsafe_rules=list(unsafe.allow) if unsafe else [],
+            )
+        )
         if mismatches:
             more = f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
             raise SandboxError(
@@ -416,12 +442,16 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
         try:
             with anyio.move_on_after(60):
                 evidence = await run_sync(
-                    collect_evidence, box.client, box.container_id, role="default",
+                    collect_evidence,
+                    box.client,
+                    box.container_id,
+                    role="default",
                     policy_hash=box.loaded.policy.digest(),
                     writable=[w.path for w in box.loaded.policy.filesystem.writable]
                     + [m.target for m in box.loaded.policy.filesystem.mounts if m.mode == "rw"],
                     timeouts=box.counters.timeouts,
-                    output_limit_hits=box.counters.output_limit_hits, freeze=True,
+                    output_limit_hits=box.counters.output_limit_hits,
+                    freeze=True,
                 )
                 _record(evidence)
             if box.network is not None:
@@ -430,9 +460,14 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
                         _record(record)
         except Exception as e:  # evidence is best effort; removal is not
             log.warning("evidence collection failed", container=box.name, error=str(e))
-            _record(ContainerEvidence(container=box.name, policy_hash=box.loaded.policy.digest(),
-                                      timeouts=box.counters.timeouts,
-                                      output_limit_hits=box.counters.output_limit_hits))
+            _record(
+                ContainerEvidence(
+                    container=box.name,
+                    policy_hash=box.loaded.policy.digest(),
+                    timeouts=box.counters.timeouts,
+                    output_limit_hits=box.counters.output_limit_hits,
+                )
+            )
         finally:
             await _remove(box)
 
@@ -459,8 +494,9 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
         api, cid = self._box.client.api, self._box.container_id
         exec_ids: list[str] = []
         try:
-            return await run_sync(run_exec, api, cid, argv, started=exec_ids.append,
-                                  abandon_on_cancel=True, **kwargs)
+            return await run_sync(
+                run_exec, api, cid, argv, started=exec_ids.append, abandon_on_cancel=True, **kwargs
+            )
         except ContainerGone as e:
             raise SandboxUnavailableError(
                 f"the sandbox container {self._box.name} is not running ({e})"
@@ -486,12 +522,21 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
         `limits.command_timeout`); output per stream is capped by `limits.output_bytes`."""
         self._check_user(user)
         limits = self.policy.limits
-        seconds = limits.command_timeout if timeout is None else min(timeout, limits.command_timeout)
+        seconds = (
+            limits.command_timeout if timeout is None else min(timeout, limits.command_timeout)
+        )
         limit = min(limits.output_bytes, SandboxEnvironmentLimits.MAX_EXEC_OUTPUT_SIZE)
         argv = ["/usr/bin/timeout", "-k", KILL_GRACE, f"{seconds:g}s", *cmd]
         stdin = input.encode("utf-8") if isinstance(input, str) else input
-        out = await self._run(argv, stdin=stdin, workdir=self._cwd(cwd), env=env,
-                              user=self.policy.process.user, limit=limit, deadline=seconds + 15)
+        out = await self._run(
+            argv,
+            stdin=stdin,
+            workdir=self._cwd(cwd),
+            env=env,
+            user=self.policy.process.user,
+            limit=limit,
+            deadline=seconds + 15,
+        )
         stdout = out.stdout.decode("utf-8", errors="replace")
         stderr = out.stderr.decode("utf-8", errors="replace")
         if out.overflow:
@@ -523,10 +568,23 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
             'mkdir -p -- "$(dirname -- "$f")" && cat > "$f"'
         )
         out = await self._run(
-            ["/usr/bin/timeout", "-k", KILL_GRACE, f"{FILE_OP_TIMEOUT}s", "/bin/sh", "-c", script,
-             "sh", path],
-            stdin=data, env={"PATH": PINNED_PATH}, workdir=str(self._workdir),
-            user=self.policy.process.user, limit=1 << 16, deadline=FILE_OP_TIMEOUT + 15,
+            [
+                "/usr/bin/timeout",
+                "-k",
+                KILL_GRACE,
+                f"{FILE_OP_TIMEOUT}s",
+                "/bin/sh",
+                "-c",
+                script,
+                "sh",
+                path,
+            ],
+            stdin=data,
+            env={"PATH": PINNED_PATH},
+            workdir=str(self._workdir),
+            user=self.policy.process.user,
+            limit=1 << 16,
+            deadline=FILE_OP_TIMEOUT + 15,
         )
         if out.exit_code == 0:
             return
@@ -557,10 +615,22 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
         )
         limit = SandboxEnvironmentLimits.MAX_READ_FILE_SIZE
         out = await self._run(
-            ["/usr/bin/timeout", "-k", KILL_GRACE, f"{FILE_OP_TIMEOUT}s", "/bin/sh", "-c", script,
-             "sh", path],
-            env={"PATH": PINNED_PATH}, workdir=str(self._workdir), user=self.policy.process.user,
-            limit=limit, deadline=FILE_OP_TIMEOUT + 15,
+            [
+                "/usr/bin/timeout",
+                "-k",
+                KILL_GRACE,
+                f"{FILE_OP_TIMEOUT}s",
+                "/bin/sh",
+                "-c",
+                script,
+                "sh",
+                path,
+            ],
+            env={"PATH": PINNED_PATH},
+            workdir=str(self._workdir),
+            user=self.policy.process.user,
+            limit=limit,
+            deadline=FILE_OP_TIMEOUT + 15,
         )
         if out.overflow:
             raise OutputLimitExceededError(SandboxEnvironmentLimits.MAX_READ_FILE_SIZE_STR, None)
@@ -620,9 +690,10 @@ async def _image_config(client: docker.DockerClient, image: str) -> dict[str, An
 
 def _kernel_check(client: docker.DockerClient, container_id: str, policy: Policy) -> list[str]:
     """The kernel's view of the started sandbox: its PID 1 (the keepalive, as `KEEPALIVE_USER`)
-    from the host's /proc when it can see it, else from inside; then a command exec'd the way
+    from the host's /proc when it can see it, else from inside; then one command exec'd the way
     the model's are (as the policy's user, through `timeout`), which must run as the policy
-    says (uid/gid, capabilities, no_new_privs, seccomp)."""
+    says (uid/gid, capabilities, no_new_privs, seccomp) and reads back the effective limits
+    (cgroup memory, pids, CPU; tmpfs sizes from the mount table: `_effective`)."""
     attrs = client.api.inspect_container(container_id)
     state = attrs.get("State") or {}
     if not state.get("Running"):
@@ -633,24 +704,50 @@ def _kernel_check(client: docker.DockerClient, container_id: str, policy: Policy
         with contextlib.suppress(OSError):
             bad = check_kernel_host(pid, policy, user=KEEPALIVE_USER)
     if bad is None:
-        out = run_exec(client.api, container_id, EXEC_PROBE, env={"PATH": PINNED_PATH},
-                       user=KEEPALIVE_USER, limit=1 << 16, deadline=30)
+        out = run_exec(
+            client.api,
+            container_id,
+            EXEC_PROBE,
+            env={"PATH": PINNED_PATH},
+            user=KEEPALIVE_USER,
+            limit=1 << 16,
+            deadline=30,
+        )
         if out.exit_code != 0:
-            return ["cannot read the container's process status "
-                    f"({out.stderr.decode(errors='replace')})"]
-        bad = check_kernel_exec_output(out.stdout.decode(errors="replace"), policy,
-                                       user=KEEPALIVE_USER)
+            return [
+                "cannot read the container's process status "
+                f"({out.stderr.decode(errors='replace')})"
+            ]
+        bad = check_kernel_exec_output(
+            out.stdout.decode(errors="replace"), policy, user=KEEPALIVE_USER
+        )
     bad = [f"PID 1: {m}" for m in bad]
-    out = run_exec(client.api, container_id,
-                   ["/usr/bin/timeout", "-k", KILL_GRACE, "30s", *EXEC_SELF_PROBE],
-                   env={"PATH": PINNED_PATH}, workdir=policy.filesystem.workdir,
-                   user=policy.process.user, limit=1 << 16, deadline=45)
-    if out.exit_code != 0:
-        text = (out.stdout + out.stderr).decode(errors="replace").strip()
-        return [*bad, f"cannot run a command as policy process.user {policy.process.user!r} "
-                      f"(exit {out.exit_code}: {text})"]
-    return bad + [f"commands: {m}" for m in
-                  check_status(out.stdout.decode(errors="replace"), policy, None)]
+    out = run_exec(
+        client.api,
+        container_id,
+        ["/usr/bin/timeout", "-k", KILL_GRACE, "30s", *SELF_PROBE],
+        env={"PATH": PINNED_PATH},
+        workdir=policy.filesystem.workdir,
+        user=policy.process.user,
+        limit=1 << 18,
+        deadline=45,
+    )
+    files = parse_probe(out.stdout.decode(errors="replace"))
+    if out.exit_code != 0 or STATUS not in files:
+        text = (out.stdout + out.stderr).decode(errors="replace").strip()[:300]
+        return [
+            *bad,
+            f"cannot run a command as policy process.user {policy.process.user!r} "
+            f"(exit {out.exit_code}: {text})",
+        ]
+    if not any(f in files for f in CGROUP_FILES) and host_proc_visible(pid, container_id):
+        with contextlib.suppress(OSError, ValueError):
+            files = {**host_cgroup_files(pid), **files}
+    return (
+        bad
+        + [f"commands: {m}" for m in check_status(files[STATUS], policy, None)]
+        + [f"limits: {m}" for m in check_effective(files, policy)]
+    )
 
 
 async def _remove(box: _Sandbox) -> None:
