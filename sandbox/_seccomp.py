@@ -21,7 +21,7 @@ from typing import Any
 
 EPERM, ENOSYS = 1, 38
 
-ALLOWED = """
+_ALLOWED_NAMES = """
 accept accept4 access adjtimex alarm arch_prctl bind brk capget capset chdir chmod chown
 clock_adjtime clock_getres clock_gettime clock_nanosleep close close_range connect
 copy_file_range creat dup dup2 dup3 epoll_create epoll_create1 epoll_ctl epoll_pwait
@@ -54,7 +54,8 @@ sync_file_range syncfs sysinfo tee tgkill time timer_create timer_delete timer_g
 timer_gettime timer_settime timerfd_create timerfd_gettime timerfd_settime times tkill
 truncate umask uname unlink unlinkat utime utimensat utimes vfork vmsplice wait4 waitid write
 writev
-""".split()
+"""
+ALLOWED = tuple(_ALLOWED_NAMES.split())
 """Allowed unconditionally (names absent on an architecture are ignored by the runtime)."""
 
 SOCKET_FAMILIES = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10, "AF_NETLINK": 16}
