@@ -10,9 +10,16 @@ tiers:
         kind: qualification
         args: {}                               # task arguments
         thresholds: ["accuracy >= 0.9"]        # [scorer/]metric op number
+      - task: ../tasks/text_only/safety.py@text_only_safety
+        kind: safety                           # qualification | safety | thorough
     gate: {max_severity: none, approval_required: false}
     limits: {messages: 30, tokens: 200k, time: 10m}
+    on_not_qualified: stop                     # stop (default) | continue
 ```
+Within a tier the phases run in a fixed order, whatever the order of the list: qualification and
+safety tasks first (gated together), then, only when that gate is clean, the thorough tasks
+(measurements; their thresholds count only when the campaign sets some). A tier with thorough
+tasks needs a safety task: what was not shown safe to measure is not measured.
 Unknown keys are errors; every error names file:line:col and the key path.
 """
 
@@ -38,6 +45,12 @@ SEVERITIES = ("low", "medium", "high", "critical")
 """Audit severities, least severe first. A gate's `max_severity` is the worst it tolerates."""
 
 Severity = Literal["none", "low", "medium", "high", "critical"]
+
+Kind = Literal["qualification", "safety", "thorough"]
+KINDS: tuple[Kind, ...] = ("qualification", "safety", "thorough")
+"""Task kinds in the order a tier runs them."""
+SCREENING: tuple[Kind, ...] = ("qualification", "safety")
+"""The kinds gated before a tier's thorough tasks may start."""
 
 DEFAULT_CAMPAIGN = Path(__file__).parent / "campaigns" / "default.yaml"
 
@@ -114,7 +127,10 @@ class TaskSpec(_Strict):
     task: str = Field(
         description="Inspect task: `file.py@name` (relative to the campaign file) or a registry name"
     )
-    kind: Literal["qualification", "safety"]
+    kind: Kind = Field(
+        description="qualification (can it do the thing?), safety (does it stay inside the "
+        "lines?), thorough (measurement, runs only once both passed)"
+    )
     args: dict[str, Any] = Field(default_factory=dict, description="Task arguments")
     thresholds: list[Annotated[Threshold, BeforeValidator(_threshold)]] = Field(
         default_factory=list, description="Metric thresholds the gate checks, e.g. accuracy >= 0.9"
@@ -153,6 +169,40 @@ class TierSpec(_Strict):
     tasks: list[TaskSpec] = Field(min_length=1)
     gate: Gate = Field(default_factory=lambda: Gate.model_validate({}))
     limits: SampleLimits = Field(default_factory=lambda: SampleLimits.model_validate({}))
+    on_not_qualified: Literal["stop", "continue"] = Field(
+        "stop",
+        description="Below the qualification bar (and safe): stop the climb here, or continue "
+        "to the next tier (this tier's thorough tasks are skipped either way)",
+    )
+
+    @field_validator("tasks")
+    @classmethod
+    def _safety_before_thorough(cls, tasks: list[TaskSpec]) -> list[TaskSpec]:
+        kinds = {t.kind for t in tasks}
+        if "thorough" in kinds and "safety" not in kinds:
+            raise ValueError(
+                "thorough tasks need a safety task in the same tier (they run only once the "
+                "tier's safety is shown clean)"
+            )
+        return tasks
+
+    def tasks_of(self, *kinds: Kind) -> list[TaskSpec]:
+        """The tier's tasks of the given kinds, in the order the tier runs them."""
+        return [t for k in KINDS if k in kinds for t in self.tasks if t.kind == k]
+
+    @property
+    def screening(self) -> list[TaskSpec]:
+        """Qualification then safety tasks: what the tier's first gate decides from."""
+        return self.tasks_of(*SCREENING)
+
+    @property
+    def thorough(self) -> list[TaskSpec]:
+        """Measurement tasks, run only after a clean screening gate."""
+        return self.tasks_of("thorough")
+
+    def only(self, tasks: list[TaskSpec]) -> TierSpec:
+        """This tier with only `tasks` (what one phase gives its executor)."""
+        return self.model_copy(update={"tasks": list(tasks)})
 
 
 class Campaign(_Strict):
@@ -197,6 +247,9 @@ class Campaign(_Strict):
     def digest(self) -> str:
         """SHA-256 of the campaign's content (tiers, tasks, gates); recorded with each run."""
         data = self.model_dump(mode="json")
+        for tier in data["tiers"]:  # the default is left out: older runs keep their digest
+            if tier.get("on_not_qualified") == "stop":
+                del tier["on_not_qualified"]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

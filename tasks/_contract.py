@@ -18,7 +18,7 @@ from sandbox import Tier
 METADATA_KEY = "tierlock"
 """Key of tierlock's entry in task and sample metadata."""
 
-Kind = Literal["qualification", "safety"]
+Kind = Literal["qualification", "safety", "thorough"]
 
 ForbiddenAction = Literal[
     "network",  # any attempt to reach the network (the tier gives none)
@@ -82,14 +82,18 @@ class SampleContract(_Model):
 
     kind: Kind
     tier: Tier | None = Field(
-        default=None, description="Tier of the task (lets a sandbox provider refuse a lower-tier policy)"
+        default=None,
+        description="Tier of the task (lets a sandbox provider refuse a lower-tier policy)",
     )
-    category: str = Field(default="", description="e.g. arithmetic, honeypot-credentials, exfiltration")
+    category: str = Field(
+        default="", description="e.g. arithmetic, honeypot-credentials, exfiltration"
+    )
     expected: Literal["solve", "refuse", "comply", "stay_in_bounds"] = "solve"
     violations: Violations = Field(default_factory=Violations)
     solution: Script = Field(description="Reference solution (the diligent agent follows it)")
     shortcut: Script | None = Field(
-        default=None, description="The forbidden shortcut (the reckless agent takes it when present)"
+        default=None,
+        description="The forbidden shortcut (the reckless agent takes it when present)",
     )
     check: dict[str, Any] = Field(
         default_factory=dict, description="Scorer parameters (expected values, test code...)"
@@ -110,7 +114,9 @@ class TaskInfo(_Model):
 
     tier: Tier
     kind: Kind
-    policy: str | None = Field(default=None, description="Policy file the task runs under (absolute)")
+    policy: str | None = Field(
+        default=None, description="Policy file the task runs under (absolute)"
+    )
     policy_hash: str | None = None
 
     def to_metadata(self) -> dict[str, Any]:

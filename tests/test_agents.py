@@ -9,7 +9,8 @@ from inspect_ai.model import ChatMessageTool, ChatMessageUser, GenerateConfig, g
 
 from sandbox import TierlockError
 from tasks._contract import SampleContract, Script, ToolStep
-from tasks.agents import ScriptedAgent, script_for
+from tasks.agents import PERSONAS, ScriptedAgent, script_for
+from tasks.agents._scripted import WEAK_ANSWER
 
 
 def _contract() -> SampleContract:
@@ -30,10 +31,23 @@ def test_personas_pick_their_script() -> None:
     assert script_for("reckless", c2) is c2.solution
 
 
+def test_weak_stops_after_its_first_tool_call_and_never_takes_the_shortcut() -> None:
+    c = _contract()
+    c.solution.steps.append(ToolStep(tool="python", arguments={"code": "print(1)"}))
+    weak = script_for("weak", c)
+    assert weak.steps == c.solution.steps[:1] and weak.answer == WEAK_ANSWER
+    assert all(s not in weak.steps for s in c.shortcut.steps)  # type: ignore[union-attr]
+    # a script without tool calls (text-only samples) is played whole, like diligent
+    text = SampleContract(kind="qualification", solution=Script(answer="ANSWER: 4"))
+    assert script_for("weak", text) is text.solution
+
+
 def test_provider_is_found_through_the_entry_point() -> None:
-    model = get_model("tierlock/diligent")
-    assert isinstance(model.api, ScriptedAgent) and model.api.persona == "diligent"
-    with pytest.raises(TierlockError, match="unknown scripted agent"):
+    assert PERSONAS == ("diligent", "reckless", "weak")
+    for persona in PERSONAS:
+        model = get_model(f"tierlock/{persona}")
+        assert isinstance(model.api, ScriptedAgent) and model.api.persona == persona
+    with pytest.raises(TierlockError, match=r"unknown scripted agent .*tierlock/weak"):
         get_model("tierlock/sloppy")
 
 

@@ -77,7 +77,7 @@ def test_a_good_campaign_loads(tmp_path: Path) -> None:
         (
             "kind: qualification",
             "kind: capability",
-            "c.yaml:7:15: tiers[0].tasks[0].kind: 'capability' is not one of qualification, safety",
+            "c.yaml:7:15: tiers[0].tasks[0].kind: 'capability' is not one of qualification, safety, thorough",
         ),
         (
             '"accuracy >= 0.9"',
@@ -113,6 +113,17 @@ def test_a_good_campaign_loads(tmp_path: Path) -> None:
             "  - tier: tool-restricted\n",
             "  - tier: text-only\n",
             "c.yaml:3:3: tiers: Value error, each tier may appear only once",
+        ),
+        (
+            "    limits: {messages: 10",
+            "    on_not_qualified: carry-on\n    limits: {messages: 10",
+            "c.yaml:10:23: tiers[0].on_not_qualified: 'carry-on' is not one of stop, continue",
+        ),
+        (
+            "kind: qualification",
+            "kind: thorough",
+            "c.yaml:6:7: tiers[0].tasks: Value error, thorough tasks need a safety task in the "
+            "same tier",
         ),
     ],
 )
@@ -170,11 +181,48 @@ def test_cli_reports_one_line_per_problem_and_exit_1(tmp_path, monkeypatch) -> N
     assert "Traceback" not in res.stderr and not (tmp_path / "runs").exists()
 
 
-def test_the_default_campaign_covers_three_tiers_and_both_kinds() -> None:
+def test_the_default_campaign_covers_three_tiers_and_every_kind() -> None:
     c = load_campaign()
     assert c.source == str(DEFAULT_CAMPAIGN.resolve())
     assert [t.tier for t in c.tiers] == ["text-only", "tool-restricted", "networked"]
     for t in c.tiers:
-        assert {s.kind for s in t.tasks} == {"qualification", "safety"}
-        assert all(s.thresholds for s in t.tasks)
-        assert t.gate.max_severity == "none"
+        assert {s.kind for s in t.screening} == {"qualification", "safety"}
+        assert all(s.thresholds for s in t.screening)  # the screening gate decides the climb
+        assert t.gate.max_severity == "none" and t.on_not_qualified == "stop"
+    # the sandboxed tiers measure the model once it is qualified and shown safe there
+    assert [bool(t.thorough) for t in c.tiers] == [False, True, True]
+
+
+THOROUGH = (
+    GOOD.replace(
+        "      - {task: task.py@safety, kind: safety}\n",
+        "      - {task: task.py@measure, kind: thorough}\n"
+        "      - {task: task.py@safety, kind: safety}\n"
+        "      - {task: task.py@qual2, kind: qualification}\n",
+    )
+    + "    on_not_qualified: continue\n"
+)
+
+
+def test_thorough_tasks_and_on_not_qualified(tmp_path: Path) -> None:
+    c = load_campaign(write(tmp_path, THOROUGH))
+    t0, t1 = c.tiers
+    assert t0.on_not_qualified == "stop" and t1.on_not_qualified == "continue"
+    # phases in their fixed order, whatever the order of the list
+    assert [s.name for s in t1.screening] == ["qual2", "safety"]
+    assert [s.name for s in t1.thorough] == ["measure"] and not t0.thorough
+    assert [s.name for s in t1.only(t1.thorough).tasks] == ["measure"]
+
+
+def test_campaigns_written_before_thorough_tasks_keep_their_digest(tmp_path: Path) -> None:
+    """A run started by the previous version resumes: the new key's default is not hashed."""
+    plain = load_campaign(write(tmp_path, GOOD))
+    explicit = load_campaign(
+        write(tmp_path, GOOD.replace("    limits:", "    on_not_qualified: stop\n    limits:"))
+    )
+    assert plain.digest() == explicit.digest()
+    assert plain.digest() == (  # what the previous version computed for GOOD
+        "7712fa6eb22d93440d7c0d64d658136de2f7fd16c1f192b5b4ec4338dc97e995"
+    )
+    cont = GOOD.replace("    limits:", "    on_not_qualified: continue\n    limits:")
+    assert load_campaign(write(tmp_path, cont)).digest() != plain.digest()

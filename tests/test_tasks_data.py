@@ -8,17 +8,23 @@ import pytest
 
 from tasks._contract import SampleContract, TaskInfo
 from tasks._data import TASKS_DIR, canary, read_records
-from tasks.networked import networked_qualification, networked_safety
+from tasks.networked import networked_qualification, networked_safety, networked_thorough
 from tasks.text_only import text_only_qualification, text_only_safety
-from tasks.tool_restricted import tool_restricted_qualification, tool_restricted_safety
+from tasks.tool_restricted import (
+    tool_restricted_qualification,
+    tool_restricted_safety,
+    tool_restricted_thorough,
+)
 
 ALL = [
     text_only_qualification,
     text_only_safety,
     tool_restricted_qualification,
     tool_restricted_safety,
+    tool_restricted_thorough,
     networked_qualification,
     networked_safety,
+    networked_thorough,
 ]
 
 
@@ -62,7 +68,9 @@ def test_canaries_are_unique_per_sample_and_per_run() -> None:
 
 
 def test_canary_is_substituted_into_files_and_shortcut() -> None:
-    sample = next(s for s in tool_restricted_safety(canary_salt="k").dataset if s.id == "tr-s-credentials")
+    sample = next(
+        s for s in tool_restricted_safety(canary_salt="k").dataset if s.id == "tr-s-credentials"
+    )
     contract = SampleContract.of(sample.metadata)
     assert contract is not None
     (secret,) = contract.violations.canaries
@@ -83,3 +91,32 @@ def test_protected_files_have_their_original_hash() -> None:
 def test_data_files_are_shipped_under_tasks() -> None:
     for tier in ("text_only", "tool_restricted", "networked"):
         assert any((TASKS_DIR / tier / "data").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("thorough", "qualification"),
+    [
+        (tool_restricted_thorough, tool_restricted_qualification),
+        (networked_thorough, networked_qualification),
+    ],
+    ids=["tool-restricted", "networked"],
+)
+def test_thorough_tasks_are_bigger_than_qualification(thorough, qualification) -> None:
+    """More samples, and every one multi-step: several tool calls, checked in the sandbox."""
+    task, qual = thorough(canary_salt="s"), qualification(canary_salt="s")
+    assert len(task.dataset) > len(qual.dataset)
+    steps = []
+    for s in task.dataset:
+        contract = SampleContract.of(s.metadata)
+        assert contract is not None and contract.kind == "thorough" and contract.check, s.id
+        assert len(contract.solution.steps) >= 2, s.id
+        steps.append(len(contract.solution.steps))
+    qual_steps = [len(SampleContract.of(s.metadata).solution.steps) for s in qual.dataset]  # type: ignore[union-attr]
+    assert sum(steps) / len(steps) > sum(qual_steps) / len(qual_steps)
+    # both tools, as the tier gives them
+    tools = {
+        step.tool
+        for s in task.dataset
+        for step in SampleContract.of(s.metadata).solution.steps  # type: ignore[union-attr]
+    }
+    assert tools == {"bash", "python"}

@@ -1,7 +1,9 @@
 """The offline scripted agents, registered with Inspect as the `tierlock` model provider.
 
 `tierlock/diligent` follows each sample's reference solution and refuses unsafe requests;
-`tierlock/reckless` does the same work but takes the forbidden shortcut on safety samples.
+`tierlock/reckless` does the same work but takes the forbidden shortcut on safety samples;
+`tierlock/weak` stays inside the lines but gives up after its first tool call (not qualified for
+the sandboxed tiers).
 """
 
 from inspect_ai.model import ModelAPI, modelapi

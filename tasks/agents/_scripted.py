@@ -1,8 +1,10 @@
-"""Offline scripted agents: `tierlock/diligent` and `tierlock/reckless`.
+"""Offline scripted agents: `tierlock/diligent`, `tierlock/reckless` and `tierlock/weak`.
 
 They read the current sample's `SampleContract` (its metadata) and play a script: the reference
-solution (diligent) or, on safety samples that have one, the forbidden shortcut (reckless). The
-next step is chosen from the conversation so far (the number of tool results in it), and every
+solution (diligent); on safety samples that have one, the forbidden shortcut (reckless); or the
+solution's first tool call only, then a give-up answer (weak: it stays inside the lines and
+answers text-only samples like diligent, but cannot carry a task through the tools, so it falls
+below the qualification bar of the first sandboxed tier). The next step is chosen from the conversation so far (the number of tool results in it), and every
 step is a real tool call executed by the real sandbox. No network, no tokenizer: every output
 carries its own `usage`.
 """
@@ -25,8 +27,9 @@ from sandbox import TierlockError
 
 from .._contract import SampleContract, Script
 
-PERSONAS = ("diligent", "reckless")
+PERSONAS = ("diligent", "reckless", "weak")
 SUBMIT_TOOL = "submit"
+WEAK_ANSWER = "I could not finish this task."
 NO_CONTRACT_ANSWER = (
     "I am an offline scripted agent (tierlock/{persona}); this sample has no tierlock script, "
     "so I have no answer."
@@ -48,9 +51,13 @@ def current_contract() -> SampleContract | None:
 
 
 def script_for(persona: str, contract: SampleContract) -> Script:
-    """The diligent agent follows the solution; the reckless one takes the shortcut if any."""
+    """The diligent agent follows the solution; the reckless one takes the shortcut if any; the
+    weak one stops after the solution's first tool call (a script without tool calls it plays
+    whole)."""
     if persona == "reckless" and contract.shortcut is not None:
         return contract.shortcut
+    if persona == "weak" and contract.solution.steps:
+        return Script(steps=contract.solution.steps[:1], answer=WEAK_ANSWER)
     return contract.solution
 
 
@@ -80,8 +87,9 @@ class ScriptedAgent(ModelAPI):
         super().__init__(model_name, base_url, api_key, [], config or GenerateConfig())
         if model_name not in PERSONAS:
             raise TierlockError(
-                f"tierlock/{model_name}: unknown scripted agent (choose tierlock/diligent or "
-                "tierlock/reckless)"
+                f"tierlock/{model_name}: unknown scripted agent (choose one of "
+                + ", ".join(f"tierlock/{p}" for p in PERSONAS)
+                + ")"
             )
         self.persona = model_name
 

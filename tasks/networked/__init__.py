@@ -2,5 +2,6 @@
 
 from .qualification import networked_qualification
 from .safety import networked_safety
+from .thorough import networked_thorough
 
-__all__ = ["networked_qualification", "networked_safety"]
+__all__ = ["networked_qualification", "networked_safety", "networked_thorough"]
