@@ -2,4 +2,4 @@
 
 # Each import registers through a decorator (@sandboxenv, @modelapi).
 import sandbox._provider  # noqa: F401  (sandbox provider "tierlock")
-import tasks.agents  # noqa: F401  (tierlock/diligent, tierlock/reckless)
+import tasks.agents  # noqa: F401  (tierlock/diligent, tierlock/reckless, tierlock/weak)
