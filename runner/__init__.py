@@ -2,7 +2,7 @@
 
 from ._campaign import Campaign, CampaignError, Gate, TaskSpec, Threshold, TierSpec, load_campaign
 from ._gate import Finding, SampleError, TaskResult, Verdict, evaluate_gate
-from ._ledger import Ledger, Record, VerifyResult, sha256_file
+from ._ledger import Ledger, Record, sha256_file
 from ._run import (
     EXIT_AWAITING,
     EXIT_HALTED,
@@ -16,6 +16,7 @@ from ._run import (
     run_campaign,
     run_state,
 )
+from ._verify import VerifyResult
 
 __all__ = [
     "EXIT_AWAITING",

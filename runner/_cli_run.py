@@ -3,7 +3,10 @@
 Exit codes of `tierlock run`: 0 reached the top tier clean; 1 user error; 2 halted at a gate;
 3 incomplete (harness error: run again to retry); 4 awaiting an approval; 128+signal when
 interrupted (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP: run again to resume).
-`tierlock verify`: 0 intact, 2 a broken link.
+`tierlock verify`: 0 intact, 2 a broken link or the expected head is not in the chain, 3 the
+chain is intact but keyed and no key was given (its macs could not be checked).
+Commands that write the ledger (run, approve) end by printing its head (`ledger head: SEQ:HASH`):
+keep it outside the runs directory and check it later with `tierlock verify --expect-head`.
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ from sandbox import (
     received_signal,
 )
 
+from ._anchor import check_head, ledger_head, ledger_key, parse_head
 from ._campaign import load_campaign
 from ._gate import TaskResult
 from ._ledger import Ledger
 from ._run import TierContext, TierExecutor, approve, latest_run, run_campaign, run_state
+from ._verify import UNCHECKED_MACS, require_intact
 
 DEFAULT_MODEL = "tierlock/diligent"
 LEDGER_FILE = "ledger.sqlite"
@@ -69,11 +74,32 @@ def _runs_option(f: Any) -> Any:
     )(f)
 
 
-def _ledger(runs_dir: Path, must_exist: bool = False) -> Ledger:
+def _key_option(f: Any) -> Any:
+    return click.option(
+        "--key-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Key of a keyed ledger (HMAC per record), kept outside the runs directory "
+        "(or $TIERLOCK_LEDGER_KEY_FILE, or the key itself in $TIERLOCK_LEDGER_KEY).",
+    )(f)
+
+
+def _ledger(
+    runs_dir: Path,
+    must_exist: bool = False,
+    *,
+    readonly: bool = False,
+    key_file: Path | None = None,
+) -> Ledger:
     path = runs_dir / LEDGER_FILE
-    if must_exist and not path.is_file():
+    if (must_exist or readonly) and not path.exists():
         raise TierlockError(f"no ledger at {path} (nothing has run yet)")
-    return Ledger(path)
+    return Ledger(path, readonly=readonly, key=ledger_key(key_file, runs_dir))
+
+
+def _print_head(ledger: Ledger, err: bool = False) -> None:
+    """The anchor to keep outside the runs directory (see `tierlock verify --expect-head`)."""
+    click.echo(f"ledger head: {ledger_head(ledger)}", err=err)
 
 
 def _model_args(values: tuple[str, ...]) -> dict[str, Any]:
@@ -92,8 +118,14 @@ def _model_args(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("-M", "model_args", multiple=True, help="Model argument key=value (repeatable).")
 @click.option("--new", is_flag=True, help="Start a new run instead of resuming the latest one.")
 @_runs_option
+@_key_option
 def run_command(
-    campaign: Path | None, model: str, model_args: tuple[str, ...], new: bool, runs_dir: Path
+    campaign: Path | None,
+    model: str,
+    model_args: tuple[str, ...],
+    new: bool,
+    runs_dir: Path,
+    key_file: Path | None,
 ) -> int:
     """Climb CAMPAIGN's tiers (default: the shipped campaign) with MODEL, one gated tier at a time.
 
@@ -110,7 +142,8 @@ def run_command(
     inspect_executor = InspectExecutor(model_args=_model_args(model_args))
     inspect_executor.check(camp, model)
     executor = _Interruptible(inspect_executor)
-    with _ledger(runs_dir) as ledger:
+    with _ledger(runs_dir, key_file=key_file) as ledger:
+        ledger.check_key()  # a keyed ledger needs its key before anything runs
         try:
             outcome = run_campaign(
                 camp,
@@ -123,7 +156,10 @@ def run_command(
                 progress=lambda msg: console.print(f"[bold]tierlock[/bold] {msg}", highlight=False),
             )
         except KeyboardInterrupt:
-            return _interrupted(ledger, camp.name, model)
+            code = _interrupted(ledger, camp.name, model)
+            _print_head(ledger, err=True)
+            return code
+        head = ledger_head(ledger)
     words = {
         "top": f"[green]reached the top tier ({outcome.tier}) clean[/green]",
         "halted": f"[red]halted at tier {outcome.tier}[/red]",
@@ -134,6 +170,7 @@ def run_command(
     if outcome.status != "top":
         for r in outcome.reasons:
             console.print(f"  - {r}", highlight=False, markup=False)
+    console.print(f"ledger head: {head}", highlight=False, markup=False)
     return outcome.exit_code
 
 
@@ -194,9 +231,14 @@ def _interrupted(ledger: Ledger, campaign: str, model: str) -> int:
 @click.command("status")
 @click.option("--all", "show_all", is_flag=True, help="Every run, not only the latest per model.")
 @_runs_option
-def status_command(show_all: bool, runs_dir: Path) -> int:
-    """Each model's position on each campaign, from the ledger."""
-    with _ledger(runs_dir, must_exist=True) as ledger:
+@_key_option
+def status_command(show_all: bool, runs_dir: Path, key_file: Path | None) -> int:
+    """Each model's position on each campaign, from the ledger (verified first: a broken chain
+    is an error naming the record)."""
+    with _ledger(runs_dir, readonly=True, key_file=key_file) as ledger:
+        require_intact(
+            ledger, check_logs=False, warn=lambda m: click.echo(f"tierlock: {m}", err=True)
+        )
         runs = ledger.runs()
         if not show_all:
             latest: dict[tuple[str, str], Any] = {}
@@ -244,16 +286,54 @@ def _position(st: Any, names: list[str], cleared: list[str]) -> str:
 
 @click.command("verify")
 @click.option("--no-logs", is_flag=True, help="Check the hash chain only, not the cited logs.")
+@click.option("--head", "show_head", is_flag=True, help="Print the head (SEQ:HASH) on stdout.")
+@click.option(
+    "--expect-head",
+    metavar="[SEQ:]HASH",
+    help="A head printed earlier (by run, approve or verify --head): fail unless the chain "
+    "still holds it (catches truncation and rewriting).",
+)
 @_runs_option
-def verify_command(no_logs: bool, runs_dir: Path) -> int:
-    """Recompute the ledger's hash chain and every cited log's SHA-256; report the first break."""
-    with _ledger(runs_dir, must_exist=True) as ledger:
+@_key_option
+def verify_command(
+    no_logs: bool,
+    show_head: bool,
+    expect_head: str | None,
+    runs_dir: Path,
+    key_file: Path | None,
+) -> int:
+    """Recompute the ledger's hash chain, its macs (keyed ledger) and every cited log's SHA-256;
+    report the first break. Opens the ledger read-only.
+
+    \b
+    Exit codes:
+      0  intact (and holds --expect-head)
+      1  not a ledger, a bad option value
+      2  a broken record or log, or --expect-head is not in the chain
+      3  the chain is intact but keyed, and no key was given: its macs were not checked
+    """
+    expected = parse_head(expect_head) if expect_head is not None else None
+    with _ledger(runs_dir, readonly=True, key_file=key_file) as ledger:
         res = ledger.verify(check_logs=not no_logs)
-    if res.ok:
-        click.echo(f"ledger intact: {res.records} records, {res.logs_checked} log hashes checked")
-        return 0
-    click.echo(f"ledger broken at record {res.broken_seq}: {res.problem}", err=True)
-    return 2
+        missing = check_head(ledger, expected) if expected is not None and res.ok else None
+    if not res.ok:
+        click.echo(f"ledger broken at {res.where}: {res.problem}", err=True)
+        return 2
+    if missing is not None:
+        click.echo(f"ledger does not hold the expected head: {missing}", err=True)
+        return 2
+    summary = f"ledger intact: {res.records} records, {res.logs_checked} log hashes checked"
+    if res.macs_checked:
+        summary += f", {res.macs_checked} macs checked"
+    if expected is not None:
+        summary += f"; holds the expected head {expected}"
+    if res.macs_unchecked:
+        click.echo(f"{summary}; but {UNCHECKED_MACS}", err=True)
+        return 3
+    click.echo(summary, err=show_head)
+    if show_head:
+        click.echo(f"{res.head_seq}:{res.head_hash}")
+    return 0
 
 
 @click.command("approve")
@@ -262,12 +342,18 @@ def verify_command(no_logs: bool, runs_dir: Path) -> int:
 @click.option("--by", "by", required=True, help="Who approves.")
 @click.option("--note", required=True, help="Why (recorded in the ledger).")
 @_runs_option
-def approve_command(run_id: str, tier: str, by: str, note: str, runs_dir: Path) -> int:
+@_key_option
+def approve_command(
+    run_id: str, tier: str, by: str, note: str, runs_dir: Path, key_file: Path | None
+) -> int:
     """Record a named human's approval for RUN to enter TIER; the next `tierlock run` continues."""
     configure_logging()
-    with _ledger(runs_dir, must_exist=True) as ledger:
+    with _ledger(runs_dir, must_exist=True, key_file=key_file) as ledger:
+        ledger.check_key()
+        require_intact(ledger, check_logs=False)
         rec = approve(ledger, run_id, tier, by, note)
-    click.echo(f"approved: run {run_id} may enter {tier} (ledger record {rec.seq})")
+        click.echo(f"approved: run {run_id} may enter {tier} (ledger record {rec.seq})")
+        _print_head(ledger)
     return 0
 
 

@@ -4,20 +4,39 @@ SQLite (one file, no server). Triggers abort any UPDATE or DELETE, so rows can o
 Each record carries the SHA-256 of every log it cites and the hash of the previous record; its
 own hash covers all of it (canonical JSON), so `verify` finds the first record or log that
 changed after it was written.
+
+With a key (see `runner/_anchor.py`), each record also carries an HMAC-SHA256 of its hash (`mac`),
+so rewriting and re-chaining the records is detected by whoever holds the key. A ledger is keyed
+from its first record or not at all: a keyed record after an unkeyed one, or a record without a mac
+after keyed ones, is a break. Ledgers written before the `mac` column existed keep verifying; the
+column is added the first time such a ledger is opened for writing.
+
+Readers (`readonly=True`: verify, status, audit) never write to the database, its `-wal` or its
+`-shm`: with no writer around the file is opened immutable; while a writer is active (or after one
+crashed, leaving a `-wal`) SQLite's read-only protocol is used, which may update the shared-memory
+index (`-shm`) as any reader does, but never the database or the `-wal`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from sandbox import TierlockError
+from sandbox._errors import display_path
 
 from ._faults import after_append
+
+if TYPE_CHECKING:
+    from ._verify import VerifyResult
 
 GENESIS = "0" * 64
 """`prev_hash` of the first record."""
@@ -35,6 +54,9 @@ KINDS = (
 )
 """Record kinds, roughly in the order a run writes them."""
 
+_COLUMNS = "seq, time, kind, run_id, campaign, model, tier, payload, logs, prev_hash, hash"
+_MAC_DOMAIN = b"tierlock-ledger-mac-v1\n"
+
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS records (
     seq INTEGER PRIMARY KEY,
@@ -47,7 +69,8 @@ CREATE TABLE IF NOT EXISTS records (
     payload TEXT NOT NULL,
     logs TEXT NOT NULL,
     prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL UNIQUE
+    hash TEXT NOT NULL UNIQUE,
+    mac TEXT
 );
 CREATE INDEX IF NOT EXISTS records_run ON records (run_id, seq);
 CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
@@ -55,6 +78,26 @@ BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: records cannot be changed'
 CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
 BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: records cannot be deleted'); END;
 """
+
+
+class LedgerError(TierlockError):
+    """The ledger cannot be opened, read or written as a tierlock ledger (one line, exit 1)."""
+
+
+@dataclass(frozen=True)
+class BadRow:
+    """A row that cannot be a record (seq None when even its seq is unreadable)."""
+
+    seq: int | None
+    problem: str
+
+
+class _BadRow(Exception):
+    """A row whose columns cannot be a record (edited in place with the triggers dropped)."""
+
+    def __init__(self, seq: Any, problem: str) -> None:
+        super().__init__(problem)
+        self.seq = seq if isinstance(seq, int) else None
 
 
 def sha256_file(path: str | Path) -> str:
@@ -69,6 +112,11 @@ def sha256_file(path: str | Path) -> str:
 def canonical_json(data: Any) -> str:
     """The one JSON spelling a value hashes as: sorted keys, no spaces, UTF-8."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def record_mac(key: bytes, record_hash: str) -> str:
+    """HMAC-SHA256 of a record's hash (which covers its content and the previous hash)."""
+    return hmac.new(key, _MAC_DOMAIN + record_hash.encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -94,6 +142,7 @@ class Record:
     logs: tuple[LogRef, ...]
     prev_hash: str
     hash: str
+    mac: str | None = None  # HMAC of `hash` in a keyed ledger; not part of `hash` itself
 
     def body(self) -> dict[str, Any]:
         """Everything the record's hash covers."""
@@ -115,32 +164,94 @@ class Record:
         return hashlib.sha256(canonical_json(self.body()).encode()).hexdigest()
 
 
-@dataclass(frozen=True)
-class VerifyResult:
-    """Outcome of `Ledger.verify`: ok, or the first broken link and why."""
-
-    records: int
-    logs_checked: int
-    broken_seq: int | None = None
-    problem: str = ""
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.broken_seq is None
-
-
 class Ledger:
-    """An append-only, hash-chained SQLite ledger at `path` (created on first use)."""
+    """An append-only, hash-chained SQLite ledger at `path` (created on first use).
 
-    def __init__(self, path: str | Path) -> None:
+    `readonly`: open an existing ledger without writing anything (verify, status, audit).
+    `key`: the HMAC key of a keyed ledger (see `runner/_anchor.py`); None for an unkeyed one.
+    Raises `LedgerError` when the file is not a ledger or cannot be opened."""
+
+    def __init__(
+        self, path: str | Path, *, readonly: bool = False, key: bytes | None = None
+    ) -> None:
         self.path = Path(path)
+        self.readonly = readonly
+        self.key = key
+        self.display = display_path(self.path)
+        self._has_mac = True
+        try:
+            self.root = self.path.parent.resolve()
+            self._db = self._open_readonly() if readonly else self._open_writable()
+        except sqlite3.Error as e:
+            raise self._error(e) from None
+        except OSError as e:
+            raise LedgerError(
+                f"{self.display}: cannot open the ledger ({e.strerror or e})"
+            ) from None
+
+    def _error(self, e: sqlite3.Error) -> LedgerError:
+        return LedgerError(f"{self.display}: not a readable tierlock ledger ({e})")
+
+    def _open_writable(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.root = self.path.parent.resolve()
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        existing = self.path.exists()
+        if existing and not self.path.is_file():
+            raise LedgerError(f"{self.display}: not a regular file, cannot be a ledger")
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            if existing and self.path.stat().st_size > 0:
+                self._check_schema(db)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            self._migrate(db)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        if not self.path.exists():
+            raise LedgerError(f"no ledger at {self.display} (nothing has run yet)")
+        if not self.path.is_file():
+            raise LedgerError(f"{self.display}: not a regular file, cannot be a ledger")
+        # No -wal: no writer is connected, so read the file as immutable (creates no -wal/-shm).
+        # A -wal: a writer is active or crashed; SQLite's read-only protocol sees its frames.
+        live = Path(f"{self.path}-wal").exists()
+        uri = f"file:{quote(str(self.path.resolve()))}?mode=ro" + ("" if live else "&immutable=1")
+        db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+        try:
+            self._check_schema(db)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _check_schema(self, db: sqlite3.Connection) -> None:
+        cols = {row[1] for row in db.execute("PRAGMA table_info(records)")}
+        if not cols:
+            raise LedgerError(f"{self.display}: not a tierlock ledger (no records table)")
+        missing = [c.strip() for c in _COLUMNS.split(",") if c.strip() not in cols]
+        if missing:
+            raise LedgerError(
+                f"{self.display}: not a tierlock ledger (records has no {', '.join(missing)})"
+            )
+        self._has_mac = "mac" in cols
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        """Ledgers from before keyed chains get the (nullable) `mac` column; rows stay as they are."""
+        if self._has_mac:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            cols = {row[1] for row in db.execute("PRAGMA table_info(records)")}
+            if "mac" not in cols:
+                db.execute("ALTER TABLE records ADD COLUMN mac TEXT")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._has_mac = True
 
     def close(self) -> None:
         self._db.close()
@@ -180,19 +291,26 @@ class Ledger:
         """Append one record, hashing each cited log now; returns it."""
         if kind not in KINDS:
             raise ValueError(f"unknown ledger record kind {kind!r}")
+        if self.readonly:
+            raise LedgerError(f"{self.display}: opened read-only")
         refs = tuple(LogRef(self.rel(p), sha256_file(p)) for p in logs)
         payload = json.loads(canonical_json(payload or {}))  # plain JSON types only
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            row = db.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+            row = db.execute(
+                "SELECT seq, hash, mac FROM records ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            if row is not None:
+                self._check_key_matches(keyed=row[2] is not None)
             seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
             now = datetime.now(UTC).isoformat(timespec="microseconds")
             rec = Record(seq, now, kind, run_id, campaign, model, tier, payload, refs, prev, "")
-            rec = Record(**{**rec.__dict__, "hash": rec.computed_hash()})
+            digest = rec.computed_hash()
+            mac = record_mac(self.key, digest) if self.key is not None else None
+            rec = Record(**{**rec.__dict__, "hash": digest, "mac": mac})
             db.execute(
-                "INSERT INTO records (seq, time, kind, run_id, campaign, model, tier, payload,"
-                " logs, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO records ({_COLUMNS}, mac) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     rec.seq,
                     rec.time,
@@ -205,6 +323,7 @@ class Ledger:
                     canonical_json(rec.body()["logs"]),
                     rec.prev_hash,
                     rec.hash,
+                    rec.mac,
                 ),
             )
             db.execute("COMMIT")
@@ -214,59 +333,121 @@ class Ledger:
         after_append(self.path)  # test-only crash point (runner/_faults.py); no-op otherwise
         return rec
 
+    def keyed(self) -> bool | None:
+        """Whether the ledger's records carry macs (None: no records yet)."""
+        if not self._has_mac:
+            return False if self._db.execute("SELECT 1 FROM records LIMIT 1").fetchone() else None
+        row = self._db.execute("SELECT mac FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+        return None if row is None else row[0] is not None
+
+    def check_key(self) -> None:
+        """Refuse, before anything runs, to write a keyed ledger without its key or an unkeyed
+        one with a key (a keyed record may not follow an unkeyed one)."""
+        keyed = self.keyed()
+        if keyed is not None:
+            self._check_key_matches(keyed=keyed)
+
+    def _check_key_matches(self, *, keyed: bool) -> None:
+        if keyed and self.key is None:
+            raise LedgerError(
+                f"{self.display}: the ledger is keyed (HMAC); give its key (--key-file, "
+                "TIERLOCK_LEDGER_KEY_FILE or TIERLOCK_LEDGER_KEY) to write to it"
+            )
+        if not keyed and self.key is not None:
+            raise LedgerError(
+                f"{self.display}: the ledger was started without a key and keyed records cannot "
+                "follow unkeyed ones; use a new --runs-dir for a keyed ledger, or give no key"
+            )
+
     # reading -----------------------------------------------------------------------------
     def records(self, run_id: str | None = None) -> Iterator[Record]:
-        """Records in order, optionally of one run."""
-        sql = "SELECT seq, time, kind, run_id, campaign, model, tier, payload, logs,"
-        sql += " prev_hash, hash FROM records"
+        """Records in order, optionally of one run. Raises `LedgerError` on an unreadable row."""
+        try:
+            for row in self._rows(run_id):
+                try:
+                    yield _row_record(row)
+                except _BadRow as e:
+                    raise LedgerError(f"{self.display}: record {row[0]}: {e}") from None
+        except sqlite3.Error as e:
+            raise self._error(e) from None
+
+    def _rows(self, run_id: str | None = None) -> Iterator[tuple[Any, ...]]:
+        mac = "mac" if self._has_mac else "NULL"
+        sql = f"SELECT {_COLUMNS}, {mac} FROM records"
         args: tuple[Any, ...] = ()
         if run_id is not None:
             sql += " WHERE run_id = ?"
             args = (run_id,)
-        for row in self._db.execute(sql + " ORDER BY seq", args):
-            yield _row_record(row)
+        yield from self._db.execute(sql + " ORDER BY seq", args)
 
     def runs(self) -> list[Record]:
         """The `run_started` record of every run, oldest first."""
         return [r for r in self.records() if r.kind == "run_started"]
 
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the last record; (0, GENESIS) for an empty ledger."""
+        try:
+            row = self._db.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1")
+            last = row.fetchone()
+        except sqlite3.Error as e:
+            raise self._error(e) from None
+        return (int(last[0]), str(last[1])) if last else (0, GENESIS)
+
+    def hash_at(self, seq: int) -> str | None:
+        """The hash recorded at `seq` (GENESIS for 0), or None when there is no such record."""
+        if seq == 0:
+            return GENESIS
+        try:
+            row = self._db.execute("SELECT hash FROM records WHERE seq = ?", (seq,)).fetchone()
+        except sqlite3.Error as e:
+            raise self._error(e) from None
+        return None if row is None else str(row[0])
+
+    def seq_of(self, record_hash: str) -> int | None:
+        """The seq of the record carrying `record_hash` (0 for GENESIS), or None."""
+        if record_hash == GENESIS:
+            return 0
+        try:
+            row = self._db.execute("SELECT seq FROM records WHERE hash = ?", (record_hash,))
+            found = row.fetchone()
+        except sqlite3.Error as e:
+            raise self._error(e) from None
+        return None if found is None else int(found[0])
+
     # verification ------------------------------------------------------------------------
-    def verify(self, check_logs: bool = True) -> VerifyResult:
-        """Recompute the chain and (optionally) every cited log's hash; stop at the first break."""
-        prev, n, checked = GENESIS, 0, 0
-        expected_seq = 1
-        for rec in self.records():
-            n += 1
-            if rec.seq != expected_seq:
-                return VerifyResult(n, checked, rec.seq, f"record {expected_seq} is missing")
-            if rec.prev_hash != prev:
-                return VerifyResult(
-                    n, checked, rec.seq, "prev_hash does not match the previous record's hash"
-                )
-            if rec.computed_hash() != rec.hash:
-                return VerifyResult(
-                    n, checked, rec.seq, "content does not match its hash (record was altered)"
-                )
-            if check_logs:
-                for ref in rec.logs:
-                    path = self.abs(ref.path)
-                    if not path.is_file():
-                        return VerifyResult(n, checked, rec.seq, f"cited log {ref.path} is missing")
-                    checked += 1
-                    if sha256_file(path) != ref.sha256:
-                        return VerifyResult(
-                            n,
-                            checked,
-                            rec.seq,
-                            f"cited log {ref.path} changed since it was recorded",
-                        )
-            prev, expected_seq = rec.hash, rec.seq + 1
-        return VerifyResult(n, checked)
+    def verify(self, check_logs: bool = True, *, logs_of: str | None = None) -> VerifyResult:
+        """Recompute the chain, the macs (with the key) and (optionally) every cited log's hash;
+        stop at the first break. `logs_of`: check only the logs cited by that run's records."""
+        from ._verify import verify_chain  # verification reads the ledger; it owns no storage
+
+        try:
+            return verify_chain(self, check_logs=check_logs, logs_of=logs_of)
+        except sqlite3.Error as e:
+            raise self._error(e) from None
+
+    def scan(self) -> Iterator[Record | BadRow]:
+        """Every row in order, as a record or, when it cannot be one, a `BadRow` (for verify)."""
+        for row in self._rows():
+            try:
+                yield _row_record(row)
+            except _BadRow as e:
+                yield BadRow(e.seq, str(e))
 
 
 def _row_record(row: tuple[Any, ...]) -> Record:
-    seq, time, kind, run_id, campaign, model, tier, payload, logs, prev, h = row
-    refs = tuple(LogRef(d["path"], d["sha256"]) for d in json.loads(logs))
-    return Record(
-        seq, time, kind, run_id, campaign, model, tier, json.loads(payload), refs, prev, h
-    )
+    seq, time, kind, run_id, campaign, model, tier, payload, logs, prev, h, mac = row
+    if not isinstance(seq, int):
+        raise _BadRow(seq, f"seq {seq!r} is not a number")
+    texts = (time, kind, run_id, campaign, model, payload, logs, prev, h)
+    if not all(isinstance(v, str) for v in texts) or not isinstance(tier, str | None):
+        raise _BadRow(seq, "a column has the wrong type")
+    if not isinstance(mac, str | None):
+        raise _BadRow(seq, "mac has the wrong type")
+    try:
+        data = json.loads(payload)
+        refs = tuple(LogRef(str(d["path"]), str(d["sha256"])) for d in json.loads(logs))
+    except (ValueError, TypeError, KeyError) as e:
+        raise _BadRow(seq, f"payload or logs is not the JSON a record holds ({e})") from None
+    if not isinstance(data, dict):
+        raise _BadRow(seq, "payload is not a JSON object")
+    return Record(seq, time, kind, run_id, campaign, model, tier, data, refs, prev, h, mac)

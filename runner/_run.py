@@ -26,6 +26,8 @@ from sandbox import TierlockError, raise_if_terminated
 from ._campaign import Campaign, TierSpec
 from ._gate import Finding, TaskResult, Verdict, evaluate_gate
 from ._ledger import Ledger, Record, sha256_file
+from ._pinning import pin_changes, pins
+from ._verify import require_intact
 
 EXIT_TOP, EXIT_USER, EXIT_HALTED, EXIT_INCOMPLETE, EXIT_AWAITING = 0, 1, 2, 3, 4
 
@@ -190,22 +192,19 @@ def run_campaign(
     runs_dir = runs_dir.resolve()
     with _exclusive(runs_dir, campaign.name, model):
         prior = None if new else latest_run(ledger, campaign.name, model)
+        # Verify before trusting: the chain, and the logs of the run about to be reused.
+        require_intact(ledger, logs_of=prior.run_id if prior is not None else None)
         if prior is not None:
             state = run_state(ledger, prior.run_id)
-            if state.finished is not None:
-                return _finished_outcome(state)
-            if prior.payload.get("campaign_digest") != campaign.digest():
+            changes = pin_changes(prior.payload, campaign)
+            if changes:  # a finished run is pinned too: re-running it must not hide a change
+                status = f" ({state.finished.payload['outcome']})" if state.finished else ""
                 raise TierlockError(
-                    f"campaign {campaign.name} changed since run {prior.run_id} started; "
+                    f"{'; '.join(changes)} since run {prior.run_id}{status} started; "
                     "run with --new to start a new run"
                 )
-            recorded = prior.payload.get("policy_sha256", {})
-            for tier, digest in _policy_hashes(campaign).items():
-                if recorded.get(tier) != digest:
-                    raise TierlockError(
-                        f"the {tier} policy {campaign.policy_path(campaign.tier(tier))} changed "
-                        f"since run {prior.run_id} started; run with --new to start a new run"
-                    )
+            if state.finished is not None:
+                return _finished_outcome(state)
             run_id = prior.run_id
             _append(ledger, "run_resumed", run_id, campaign, model)
             log.info("run_resumed", run_id=run_id, campaign=campaign.name, model=model)
@@ -394,6 +393,7 @@ def _finish(
 
 
 def _policy_hashes(campaign: Campaign) -> dict[str, str | None]:
+    """Each tier's policy file bytes (the pre-pins check, kept for older tools reading it)."""
     out: dict[str, str | None] = {}
     for t in campaign.tiers:
         path = campaign.policy_path(t)
@@ -406,6 +406,7 @@ def _run_payload(campaign: Campaign) -> dict[str, Any]:
         "campaign_file": campaign.source,
         "campaign_digest": campaign.digest(),
         "policy_sha256": _policy_hashes(campaign),
+        "pins": pins(campaign),  # effective policies, their seccomp/approval files, task files
         "tiers": [
             {"tier": t.tier, "approval_required": t.gate.approval_required} for t in campaign.tiers
         ],
