@@ -129,12 +129,22 @@ def run_exec(
             "and the command may have run"
         )
 
-    exit_code = _exit_code(api, exec_id, wait=not (overflow or host_timeout))
-    if exit_code is None and not (overflow or host_timeout):
-        raise ExecOutputIncomplete(
-            "the command's output ended but the daemon reports no exit "
-            "status for it; its result is unknown"
-        )
+    exit_code: int | None = None
+    if not (overflow or host_timeout):
+        # The stream can end before the command does (it closed its output): wait for its end
+        # within the deadline, as the stream itself would have been waited for.
+        until = None if deadline is None else start + deadline
+        exit_code, ended = _exit_status(api, exec_id, until)
+        if not ended:
+            host_timeout = True
+            kill_exec(api, exec_id, container_id)
+        elif exit_code is None:
+            raise ExecOutputIncomplete(
+                "the command's output ended but the daemon reports no "
+                "exit status for it; its result is unknown"
+            )
+    else:
+        exit_code, _ = _exit_status(api, exec_id, time.monotonic())
     return ExecOutcome(
         exit_code, bytes(out[1]), bytes(out[2]), overflow, host_timeout, time.monotonic() - start
     )
@@ -187,20 +197,21 @@ def _feed(conn: ExecConnection, stdin: bytes) -> threading.Thread:
     return writer
 
 
-def _exit_code(api: APIClient, exec_id: str, *, wait: bool) -> int | None:
-    """The exec's exit code once the daemon reports it ended (waiting up to ~2 s after its
-    stream closed when `wait`), else None."""
+def _exit_status(api: APIClient, exec_id: str, until: float | None) -> tuple[int | None, bool]:
+    """(exit code, ended): the exec's exit code once the daemon reports it ended, polling until
+    the monotonic time `until` (None: no bound); (None, False) if it still runs then."""
     import docker.errors
 
-    for _ in range(400):
+    pause = 0.002
+    while True:
         try:
             info = api.exec_inspect(exec_id)
         except docker.errors.APIError:
-            return None
+            return None, True
         if not info.get("Running"):
             code = info.get("ExitCode")
-            return code if isinstance(code, int) else None
-        if not wait:
-            return None
-        time.sleep(0.005)
-    return None
+            return (code if isinstance(code, int) else None), True
+        if until is not None and time.monotonic() >= until:
+            return None, False
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)

@@ -540,3 +540,86 @@ def _split(data: bytes, at: int) -> tuple[socket.socket, bytes]:
     theirs.sendall(data[at:])
     theirs.close()
     return ours, data[:at]
+
+
+def test_stream_closed_before_the_command_ends(
+    boxes: list[TierlockSandboxEnvironment], docker_client: Any
+) -> None:
+    """A command that closes its output and goes on: its exit status is waited for within the
+    deadline (not reported missing); past the deadline it is a host-side timeout, killed."""
+    api, cid = docker_client.api, boxes[3].container_id
+    script = "echo hi; echo ho >&2; exec >&- 2>&-; sleep 2.5; exit 4"
+    got = run_exec(api, cid, ["/bin/sh", "-c", script], user=USER, limit=LIMIT, deadline=30)
+    assert (got.stdout, got.stderr, got.exit_code, got.host_timeout) == (b"hi\n", b"ho\n", 4, False)
+    script = "echo hi; exec >&- 2>&-; sleep 41"
+    got = run_exec(api, cid, ["/bin/sh", "-c", script], user=USER, limit=LIMIT, deadline=1)
+    assert got.host_timeout and got.stdout == b"hi\n"
+    ps = run_exec(api, cid, ["ps", "-eo", "args"], user=USER, limit=LIMIT, deadline=30).stdout
+    assert b"sleep 41" not in ps
+
+
+@pytest.fixture
+def tcp_api(docker_client: Any) -> Iterator[Any]:
+    """A docker-py client that reaches the daemon over TCP on 127.0.0.1 (a forwarder to its unix
+    socket), for tierlock's own TCP connection."""
+    import docker
+
+    path = docker_client.api.get_adapter(docker_client.api.base_url).socket_path
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def pump(src: socket.socket, dst: socket.socket, done: threading.Semaphore) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        if not done.acquire(blocking=False):  # the second pump to end closes both
+            src.close()
+            dst.close()
+
+    def serve() -> None:
+        while True:
+            try:
+                outer, _ = server.accept()
+            except OSError:
+                return
+            inner = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            inner.connect(path)
+            done = threading.Semaphore(1)
+            for a, b in ((outer, inner), (inner, outer)):
+                threading.Thread(target=pump, args=(a, b, done), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    api = docker.APIClient(
+        base_url=f"tcp://127.0.0.1:{port}", version=docker_client.api.api_version
+    )
+    try:
+        yield api
+    finally:
+        api.close()
+        server.close()
+
+
+def test_own_tcp_connection_keeps_output_sent_with_the_headers(
+    boxes: list[TierlockSandboxEnvironment], tcp_api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    families: list[int] = []
+    real_start = _exec_socket.start_exec
+
+    def start(api: Any, exec_id: str, **kw: Any) -> ExecConnection:
+        conn = real_start(api, exec_id, **kw)
+        families.append(conn._sock.family)
+        return conn
+
+    monkeypatch.setattr(_exec, "start_exec", start)
+    monkeypatch.setattr(
+        _exec_socket, "BEFORE_FIRST_READ", functools.partial(wait_for_exit, tcp_api)
+    )
+    for case in [*_small_cases(8), Case(((1, 0, 100_000), (2, 5, 70_000)))]:
+        got = run_exec(
+            tcp_api, boxes[3].container_id, case.argv(), user=USER, limit=LIMIT, deadline=60
+        )
+        assert check(case, got) is None, (case, check(case, got))
+    assert set(families) == {socket.AF_INET}
