@@ -40,11 +40,16 @@ def _expand(paths: tuple[str, ...]) -> list[str]:
 
 def _ledger_hashes(ledger_path: str) -> dict[str, str]:
     """The SHA-256 the ledger recorded last for each log it cites (by absolute path)."""
+    from ._anchor import ledger_key
     from ._ledger import Ledger  # the ledger is read only here
+    from ._verify import require_intact
 
     out: dict[str, str] = {}
     try:
-        with Ledger(ledger_path) as ledger:
+        key = ledger_key(None, Path(ledger_path).parent)  # $TIERLOCK_LEDGER_KEY[_FILE]
+        with Ledger(ledger_path, readonly=True, key=key) as ledger:
+            warn = lambda m: click.echo(f"tierlock audit: {m}", err=True)  # noqa: E731
+            require_intact(ledger, check_logs=False, warn=warn)  # a broken chain: exit 1
             for record in ledger.records():
                 for ref in record.logs:
                     out[str(ledger.abs(ref.path).resolve())] = ref.sha256
