@@ -13,6 +13,7 @@ from typing import Any
 
 from sandbox import TierlockError
 from sandbox._errors import display_path
+from sandbox._host_check import raise_if_refused
 
 from ._campaign import Campaign
 from ._gate import Finding, SampleError, TaskResult
@@ -107,6 +108,10 @@ class InspectExecutor:
         for log in logs:
             name = by_name.get(log.eval.task, log.eval.task)
             results.append(summarize_log(name, log))
+        # Docker refused a sandbox as its policy says: a policy/host error (exit 1), not a retry
+        raise_if_refused(
+            m for r in results for m in (r.error, *(e.message for e in r.sample_errors))
+        )
         return results
 
 

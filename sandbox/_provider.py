@@ -5,7 +5,8 @@ Use `Task(sandbox=("tierlock", "policies/x.yaml"))`, `--sandbox tierlock:policie
 
 Lifecycle of a sample (all Docker calls run in worker threads; the event loop never blocks):
 
-1. `task_init`: load and lint the policy (lint errors refuse to run), remove leftovers of dead runs,
+1. `task_init`: load and lint the policy (lint errors refuse to run), check what the Docker host
+   can give it (`_host_check`: CPU count, runtimes...), remove leftovers of dead runs,
    build the image on first use.
 2. `sample_init`: per-sample network (`internal`/`allowlist`, by `_network`), create the container
    from `_translate.container_settings`, read it back and check it against the policy
@@ -82,6 +83,7 @@ from ._effective import (
 from ._errors import PolicyError, SandboxError, display_path
 from ._evidence import EVIDENCE_SOURCE, ConformanceRecord, ContainerEvidence
 from ._exec import PINNED_PATH, ContainerGone, ExecOutcome, kill_exec, run_exec
+from ._host_check import engine_refusal, require_host_fit
 from ._images import ensure_image_async
 from ._policy import Policy
 from ._signals import install_termination_handler
@@ -285,6 +287,7 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
         install_termination_handler()  # SIGTERM/SIGHUP end the eval like Ctrl-C
         loaded = await run_sync(load_sandbox_policy, sandbox_config(config).policy)
         client = await get_client_async()
+        await run_sync(require_host_fit, loaded.path, client)  # what Docker would refuse
         await run_sync(cleanup_objects, client)  # leftovers of dead runs
         await ensure_image_async(client, loaded.policy.image)
 
@@ -325,7 +328,10 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
                 policy_dir=loaded.policy_dir,
                 sandbox=True,
             )
-            container = await run_sync(client.containers.create, **settings)
+            try:
+                container = await run_sync(client.containers.create, **settings)
+            except Exception as e:
+                raise engine_refusal(e, loaded.path, "create") or e from None
             _track(container.id, True)
             box = _Sandbox(client, container.id, name, loaded, network)
             await cls._conform(box, image, container.attrs)
@@ -355,7 +361,10 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
             sandbox=True,
         ) + check_daemon(await _daemon_security(client), policy)
         if not mismatches:
-            await run_sync(client.api.start, box.container_id)
+            try:
+                await run_sync(client.api.start, box.container_id)
+            except Exception as e:
+                raise engine_refusal(e, box.loaded.path, "start") or e from None
             mismatches = await run_sync(_kernel_check, client, box.container_id, policy)
         unsafe = policy.unsafe
         _record(
@@ -433,6 +442,11 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
     @property
     def policy(self) -> Policy:
         return self._box.loaded.policy
+
+    @property
+    def policy_file(self) -> Path:
+        """The policy file this sandbox was made from (its relative paths resolve against it)."""
+        return self._box.loaded.path
 
     async def _finish(self) -> None:
         """Record the container's (and network's) evidence, then remove everything."""
