@@ -69,4 +69,5 @@ def parse_allow_entry(entry: str) -> AllowRule:
 
 
 def _bad(entry: str) -> str:
-    return f"{entry!r} is not a domain; write e.g. example.org, *.example.org or example.org:443"
+    shown = repr(entry) if len(entry) <= 24 else f"<text of {len(entry)} characters>"
+    return f"{shown} is not a domain; write e.g. example.org, *.example.org or example.org:443"

@@ -23,6 +23,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ._errors import Location, PolicyError, Problem, display_path
 from ._policy import Policy
+from ._units import ERROR_RULES, FILE_CONTEXT, short
 
 KeyPath = tuple[str | int, ...]
 """A path of keys and list indexes into a policy document, e.g. `("network", "allow", 0)`."""
@@ -35,7 +36,7 @@ _SEXAGESIMAL_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
 _STD_COLLECTION_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 
 
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
 def format_key_path(path: KeyPath) -> str:
@@ -45,7 +46,7 @@ def format_key_path(path: KeyPath) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         elif not _PLAIN_KEY.fullmatch(part):
-            out += f"[{one_line(repr(part))}]"
+            out += f"[{short(part)}]"  # cut: the key of a foreign file may be a secret
         else:
             out += f".{part}" if out else part
     return out
@@ -283,8 +284,8 @@ def _parse(
         raise _Problems(
             [Problem(Location(file, line, col), f"invalid YAML: character {char} is not allowed")]
         ) from None
-    except yaml.YAMLError as e:
-        raise _Problems([Problem(Location(file), one_line(f"invalid YAML: {e}"))]) from None
+    except yaml.YAMLError as e:  # not marked: its text may quote the source, so name it only
+        raise _Problems([Problem(Location(file), f"invalid YAML ({type(e).__name__})")]) from None
     except RecursionError:
         raise _Problems([Problem(Location(file), "invalid YAML: nested too deeply")]) from None
     finally:
@@ -363,7 +364,8 @@ def _load_raw(path: Path, chain: list[Path], soft: list[Problem], text: str | No
         text = _read(path, file)
     data, spans, root = _parse(text, file, soft)
     if not isinstance(data, dict):
-        kind = "a list" if isinstance(data, list) else f"a single value ({_describe(data)})"
+        # never the value itself: the file may be anything (`extends: /etc/passwd`)
+        kind = "a list" if isinstance(data, list) else f"a single value ({_kind(data)})"
         raise _Problems(
             [
                 Problem(
@@ -414,13 +416,23 @@ def _load_raw(path: Path, chain: list[Path], soft: list[Problem], text: str | No
 # --- pydantic errors → plain words -----------------------------------------------------------
 
 
+def _kind(value: Any) -> str:
+    """What kind of value this is, without its contents."""
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool | int | float):
+        return "a number" if not isinstance(value, bool) else "true or false"
+    return _describe(value)
+
+
 def _describe(value: Any) -> str:
+    """A value as quoted in a message: short, one line (the offending token, never a file)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return repr(value)
+        return short(value)
     if isinstance(value, int | float):
         return str(value)
     if isinstance(value, list):
@@ -492,6 +504,8 @@ def _message(err: Any) -> tuple[str, bool]:
     """Plain words for one pydantic error, and whether it points at the key (not the value)."""
     kind, loc, value = err["type"], tuple(err["loc"]), err.get("input")
     ctx = err.get("ctx") or {}
+    if kind in ERROR_RULES:  # tierlock's own messages (units, limits): already plain words
+        return str(err["msg"]), False
     if kind == "missing":
         return "required key is missing", True
     if kind == "extra_forbidden":
@@ -537,7 +551,8 @@ def _validation_problems(e: ValidationError, positions: PositionIndex) -> list[P
     for err in e.errors():
         loc: KeyPath = tuple(p for p in err["loc"] if isinstance(p, str | int))
         msg, at_key = _message(err)
-        out.append(Problem(positions.locate(loc, at_key=at_key), one_line(msg)))
+        rule = ERROR_RULES.get(err["type"], "")
+        out.append(Problem(positions.locate(loc, at_key=at_key), one_line(msg), rule=rule))
     return out
 
 
@@ -566,7 +581,7 @@ def load_policy_file(path: str | Path, *, text: str | None = None) -> LoadedPoli
         ) from None
     positions = PositionIndex(file, raw.spans)
     try:
-        policy = Policy.model_validate(raw.data)
+        policy = Policy.model_validate(raw.data, context=FILE_CONTEXT)
     except ValidationError as e:
         raise PolicyError(
             f"{file}: invalid policy", _sort(soft + _validation_problems(e, positions))

@@ -11,10 +11,11 @@ import hashlib
 import json
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from ._allow import parse_allow_entry
-from ._units import ByteSize, Duration
+from ._bounds import bounded
+from ._units import ByteSize, Duration, parse_count, parse_number
 
 Tier = Literal["text-only", "tool-restricted", "networked"]
 TIERS: tuple[Tier, ...] = ("text-only", "tool-restricted", "networked")
@@ -70,7 +71,9 @@ class WritablePath(_Strict):
     """A writable tmpfs mounted over a read-only root, with a size cap."""
 
     path: str = Field(description="Absolute path inside the container")
-    size: ByteSize = Field(description="Size cap, e.g. 64m")
+    size: Annotated[ByteSize, AfterValidator(bounded("filesystem.writable.size"))] = Field(
+        description="Size cap with a binary unit, e.g. 64m or 64MiB (4k to 1t)"
+    )
 
 
 class Mount(_Strict):
@@ -120,7 +123,9 @@ class Namespaces(_Strict):
 class ProcessPolicy(_Strict):
     """Who the processes run as and what the kernel lets them do."""
 
-    user: str = Field(default="1000:1000", description="uid:gid or user name; never root by default")
+    user: str = Field(
+        default="1000:1000", description="uid:gid or user name; never root by default"
+    )
     capabilities: Capabilities = Field(default_factory=Capabilities)
     no_new_privileges: bool = True
     privileged: bool = False
@@ -145,15 +150,29 @@ class ProcessPolicy(_Strict):
         return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
 
-class Limits(_Strict):
-    """Resource limits. A null memory or pids limit is a lint error."""
+Cpus = Annotated[float, BeforeValidator(parse_number), AfterValidator(bounded("limits.cpus"))]
+Pids = Annotated[int, BeforeValidator(parse_count), AfterValidator(bounded("limits.pids"))]
 
-    memory: ByteSize | None = 512 * 1024**2
-    cpus: float | None = Field(default=1.0, gt=0, allow_inf_nan=False)
-    pids: int | None = Field(default=256, gt=0)
-    command_timeout: Duration = Field(default=60.0, description="Per-command timeout")
-    output_bytes: ByteSize = Field(default=1024**2, description="Per-command output cap")
-    sample_time: Duration = Field(default=600.0, description="Wall time per sample")
+
+class Limits(_Strict):
+    """Resource limits. Each must be a real limit: zero, negative, "unlimited" and values out of
+    range (`sandbox._bounds.BOUNDS`) are errors; a null memory, CPU or pids limit is a lint
+    error (`unsafe` can downgrade it, with a reason)."""
+
+    memory: Annotated[ByteSize, AfterValidator(bounded("limits.memory"))] | None = Field(
+        default=512 * 1024**2, description="Memory limit (swap included), e.g. 512m; at least 6m"
+    )
+    cpus: Cpus | None = Field(default=1.0, description="CPUs, e.g. 0.5; at least 0.01")
+    pids: Pids | None = Field(default=256, description="Most processes at once; at least 1")
+    command_timeout: Annotated[Duration, AfterValidator(bounded("limits.command_timeout"))] = Field(
+        default=60.0, description="Per-command timeout, e.g. 60s; 1s to 7d"
+    )
+    output_bytes: Annotated[ByteSize, AfterValidator(bounded("limits.output_bytes"))] = Field(
+        default=1024**2, description="Per-command output cap, e.g. 1m; 1k to 1g"
+    )
+    sample_time: Annotated[Duration, AfterValidator(bounded("limits.sample_time"))] = Field(
+        default=600.0, description="Wall time per sample, e.g. 10m; 1s to 7d"
+    )
 
 
 class ToolsPolicy(_Strict):

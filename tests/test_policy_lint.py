@@ -151,7 +151,9 @@ CASES: list[tuple[str, str, list[dict[str, Any]], list[dict[str, Any]]]] = [
             {"filesystem": {"writable": [{"path": t, "size": "1m"}]}}
             for t in ("/", "/proc", "/sys", "/sys/fs/cgroup", "/dev", "/dev/../proc", "/dev/pts")
         ]
-        + [{"filesystem": {"mounts": [{"source": "/srv/x", "target": "/proc/self", "mode": "ro"}]}}],
+        + [
+            {"filesystem": {"mounts": [{"source": "/srv/x", "target": "/proc/self", "mode": "ro"}]}}
+        ],
         [
             {"filesystem": {"writable": [{"path": t, "size": "1m"}]}}
             for t in ("/dev/shm", "/workspace", "/system", "/devel", "/processes")
@@ -227,12 +229,126 @@ CASES: list[tuple[str, str, list[dict[str, Any]], list[dict[str, Any]]]] = [
     ("new-privileges", "error", [proc(no_new_privileges=False)], [proc(no_new_privileges=True)]),
     ("no-memory-limit", "error", [{"limits": {"memory": None}}], [{"limits": {"memory": "64m"}}]),
     ("no-pids-limit", "error", [{"limits": {"pids": None}}], [{"limits": {"pids": 10}}]),
-    ("no-cpu-limit", "warning", [{"limits": {"cpus": None}}], [{"limits": {"cpus": 0.5}}]),
+    ("no-cpu-limit", "error", [{"limits": {"cpus": None}}], [{"limits": {"cpus": 0.5}}]),
+    (
+        "duplicate-path",
+        "error",
+        [
+            {
+                "filesystem": {
+                    "writable": [{"path": "/tmp", "size": "1m"}, {"path": t, "size": "2m"}]
+                }
+            }
+            for t in ("/tmp", "/tmp/", "//tmp", "/x/../tmp", "/tmp/.", " /tmp")
+        ]
+        + [
+            {
+                "filesystem": {
+                    "writable": [{"path": "/data", "size": "1m"}],
+                    "mounts": [{"source": "/srv/x", "target": "/data/"}],
+                }
+            }
+        ],
+        [
+            {
+                "filesystem": {
+                    "writable": [{"path": "/tmp", "size": "1m"}, {"path": t, "size": "2m"}]
+                }
+            }
+            for t in ("/tmp2", "/tmp/sub", "/workspace")
+        ],
+    ),
+    (
+        "allow-non-public",
+        "error",
+        [
+            net("networked", "allowlist", [a])
+            for a in (
+                "127.0.0.1",
+                "127.0.0.1:8080",
+                "10.1.2.3",
+                "192.168.0.1",
+                "172.16.5.4",
+                "169.254.169.254",
+                "169.254.169.254:80",
+                "0.0.0.0",
+                "100.64.0.1",
+                "224.0.0.1",
+                "[::1]:443",
+                "::1",
+                "::",
+                "fe80::1",
+                "fc00::1",
+                "::ffff:127.0.0.1",
+                "fd00:ec2::254",
+                "2130706433",
+                "0x7f.1",
+                "0x7f000001",
+                "0177.0.0.1",
+                "127.1",
+                "134744072",
+                "localhost",
+                "api.localhost",
+                "host.docker.internal",
+                "metadata.google.internal",
+                "metadata",
+                "printer.local",
+                "router.lan",
+                "10.0.0.1.nip.io",
+                "127-0-0-1.sslip.io",
+                "*.org",
+                "*.co.uk",
+                "*.github.io",
+                "*.com:443",
+                "*.test",
+                "*.s3.amazonaws.com",
+                "*.0x7f.1",
+            )
+        ],
+        [
+            net("networked", "allowlist", [a])
+            for a in (
+                "example.org",
+                "*.example.org",
+                "*.example.co.uk",
+                "api.example.org:8443",
+                "8.8.8.8",
+                "2001:4860:4860::8888",
+                "[2001:4860:4860::8888]:443",
+                "allowed.test",
+                "*.allowed.test",
+                "1.2.3.4.nip.io",
+                "user.github.io",
+                "cafe.example",
+                "localhostess.org",
+                "internal.example.org",
+            )
+        ],
+    ),
     (
         "root-user",
         "error",
-        [proc(user=u) for u in ("root", "0", 0, "0:0", "root:root", "0:1000", "000", "", " root ", "+0", "-0", "+0:+0")],
-        [proc(user=u) for u in ("1000:0", "1000", "rooter", "10", "agent", "nobody", "+1000", "0x0")],
+        [
+            proc(user=u)
+            for u in (
+                "root",
+                "0",
+                0,
+                "0:0",
+                "root:root",
+                "0:1000",
+                "000",
+                "",
+                " root ",
+                "+0",
+                "-0",
+                "+0:+0",
+            )
+        ],
+        [
+            proc(user=u)
+            for u in ("1000:0", "1000", "rooter", "10", "agent", "nobody", "+1000", "0x0")
+        ],
     ),
     (
         "writable-root",
@@ -298,16 +414,23 @@ CASES: list[tuple[str, str, list[dict[str, Any]], list[dict[str, Any]]]] = [
     (
         "env-loader",
         "warning",
-        [{"env": {"LD_PRELOAD": "/tmp/x.so"}}, {"env": {"PYTHONPATH": "/workspace"}},
-         {"env": {"LD_DEBUG": "all"}}, {"env": {"BASH_ENV": "/tmp/rc"}}],
+        [
+            {"env": {"LD_PRELOAD": "/tmp/x.so"}},
+            {"env": {"PYTHONPATH": "/workspace"}},
+            {"env": {"LD_DEBUG": "all"}},
+            {"env": {"BASH_ENV": "/tmp/rc"}},
+        ],
         [{"env": {"LANG": "C.UTF-8", "PATH": "/usr/bin:/bin", "OLD_PRELOAD": "x"}}],
     ),
     (
         "workdir-not-writable",
         "warning",
         [{"filesystem": {"workdir": "/opt"}}, {"filesystem": {"workdir": "/workspace2"}}],
-        [{"filesystem": {"workdir": "/workspace/sub"}}, {"filesystem": {"workdir": "/tmp"}},
-         {"filesystem": {"read_only_root": False, "workdir": "/opt"}}],
+        [
+            {"filesystem": {"workdir": "/workspace/sub"}},
+            {"filesystem": {"workdir": "/tmp"}},
+            {"filesystem": {"read_only_root": False, "workdir": "/opt"}},
+        ],
     ),
     (
         "env-secret",
@@ -343,7 +466,7 @@ def test_rule_near_miss(tmp_path: Path, rule: str, over: dict[str, Any]) -> None
 
 
 def test_every_rule_has_cases() -> None:
-    covered = {c[0] for c in CASES} | {"seccomp-profile-missing"}
+    covered = {c[0] for c in CASES} | FILE_RULES | {"limit-range", "limit-unit"} | LADDER_RULES
     assert covered == {r.id for r in RULES}
     assert all(r.severity in ("error", "warning") for r in RULES)
 
@@ -372,13 +495,13 @@ def test_seccomp_profile_is_resolved_next_to_the_policy(tmp_path: Path) -> None:
         == "error"
     )
     (tmp_path / "profiles").mkdir()
-    (tmp_path / "profiles" / "s.json").write_text("{}")
+    (tmp_path / "profiles" / "s.json").write_text(ERRNO_PROFILE)
     assert "seccomp-profile-missing" not in fired(lint(tmp_path, proc(seccomp="profiles/s.json")))
 
 
 def test_seccomp_profile_of_a_parent_resolves_next_to_the_parent(tmp_path: Path) -> None:
     (tmp_path / "base").mkdir()
-    (tmp_path / "base" / "prof.json").write_text("{}")
+    (tmp_path / "base" / "prof.json").write_text(ERRNO_PROFILE)
     parent = merge(BASE, proc(seccomp="prof.json"))
     (tmp_path / "base" / "parent.yaml").write_text(yaml.safe_dump(parent))
     (tmp_path / "child.yaml").write_text("extends: base/parent.yaml\nname: child\n")
@@ -415,6 +538,16 @@ def test_lint_problem_points_at_the_offending_entry(tmp_path: Path) -> None:
         )
         for line in lines
     ), lines
+
+
+ERRNO_PROFILE = '{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": []}'
+FILE_RULES = {
+    "seccomp-profile-missing", "seccomp-profile-invalid", "seccomp-allow-all", "seccomp-denylist",
+    "approval-file",
+}  # fmt: skip
+
+
+LADDER_RULES = {"ladder-order", "ladder-skip", "ladder-drop"}  # tests: test_policy_ladder.py
 
 
 UNSAFE = {"unsafe": {"allow": ["privileged"], "reason": "a kernel test needs a privileged box"}}
@@ -458,7 +591,7 @@ def test_load_runnable_policy_refuses_errors(tmp_path: Path) -> None:
     p.write_text(yaml.safe_dump(merge(BASE, {**proc(privileged=True), "limits": {"cpus": None}})))
     with pytest.raises(PolicyError) as e:
         load_runnable_policy(p)
-    assert [x.severity for x in e.value.problems] == ["error", "warning"]
+    assert [x.rule for x in e.value.problems] == ["privileged", "no-cpu-limit"]
     assert e.value.lines()[0].startswith(f"{p}:")
 
 
@@ -472,3 +605,135 @@ def test_lint_without_a_source_names_the_key() -> None:
     assert [str(p) for p in problems] == [
         "x.yaml: limits.pids: no pids limit (fork bombs); set one, e.g. 256 [no-pids-limit]"
     ]
+
+
+# --- files a policy names: seccomp profiles and approval policies ---------------------------------
+
+SECCOMP_FILES: list[tuple[str, str | None, str]] = [
+    # (profile text, rule that fires or None, text the message must contain)
+    (ERRNO_PROFILE, None, ""),
+    ('{"defaultAction": "SCMP_ACT_ALLOW"}', "seccomp-allow-all", "allows every syscall"),
+    ('{"defaultAction": "SCMP_ACT_LOG", "syscalls": []}', "seccomp-allow-all", "SCMP_ACT_LOG"),
+    (
+        '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": '
+        '[{"names": ["mkdir"], "action": "SCMP_ACT_ALLOW"}]}',
+        "seccomp-allow-all",
+        "no rule that denies",
+    ),
+    (
+        '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": '
+        '[{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}',
+        "seccomp-denylist",
+        "does not list",
+    ),
+    ("{}", "seccomp-profile-invalid", "defaultAction is missing"),
+    ('{"defaultAction": "ALLOW"}', "seccomp-profile-invalid", "not a seccomp action"),
+    ("[1, 2]", "seccomp-profile-invalid", "not a seccomp profile"),
+    ('{"defaultAction": "SCMP_ACT_ERRNO",\n "syscalls": [}', "seccomp-profile-invalid", ":2:"),
+    ("root:x:0:0:root:/root:/bin/bash\n", "seccomp-profile-invalid", "is not JSON"),
+    (
+        '{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": "mkdir"}]}',
+        "seccomp-profile-invalid",
+        "names must list",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "rule", "says"), SECCOMP_FILES)
+def test_seccomp_profile_files(tmp_path: Path, text: str, rule: str | None, says: str) -> None:
+    (tmp_path / "prof.json").write_text(text)
+    problems = lint(tmp_path, proc(seccomp="prof.json"))
+    got = {p.rule: p for p in problems if p.rule.startswith("seccomp")}
+    assert list(got) == ([rule] if rule else [])
+    if rule:
+        assert says in got[rule].message and "prof.json" in got[rule].message
+        assert got[rule].location.key == "process.seccomp" and got[rule].location.line
+        assert "root:x" not in got[rule].message
+
+
+def test_seccomp_profile_that_is_a_fifo_does_not_block(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "prof.json")
+    got = fired(lint(tmp_path, proc(seccomp="prof.json")))
+    assert got.get("seccomp-profile-invalid") == "error"
+
+
+APPROVALS: list[tuple[str | None, str]] = [
+    # (approval file text or None for no file, text the message must contain; "" = clean)
+    ("approvers:\n  - name: auto\n    tools: '*'\n", ""),
+    ("approvers:\n  - name: auto\n    tools: [bash, python]\n    decision: reject\n", ""),
+    ('{"approvers": [{"name": "human", "tools": "bash*"}]}', ""),
+    (None, "not found"),
+    ("", "is empty"),
+    ("approvers:\n  - name: nobody-knows-me\n    tools: '*'\n", "approver 'nobody-knows-me'"),
+    ("approvers:\n  - tools: '*'\n", "approvers[0].name is missing"),
+    ("approvers: 3\n", "approvers has the wrong type"),
+    ("approvers:\n  - name: auto\n    tools: [\n", "invalid YAML"),
+    ("root:x:0:0:root:/root:/bin/bash\n", "not an approval policy"),
+    ("- a\n- b\n", "not an approval policy"),
+]
+
+
+@pytest.mark.parametrize(("text", "says"), APPROVALS)
+def test_approval_policy_files(tmp_path: Path, text: str | None, says: str) -> None:
+    if text is not None:
+        (tmp_path / "approval.yaml").write_text(text)
+    problems = [p for p in lint(tmp_path, {"tools": {"approval": "approval.yaml"}})]
+    if not says:
+        assert problems == []
+        return
+    assert [p.rule for p in problems] == ["approval-file"]
+    assert says in problems[0].message, problems[0].message
+    assert problems[0].location.key == "tools.approval" and problems[0].location.line
+    assert "root:x" not in problems[0].message
+
+
+def test_approval_file_error_names_its_line(tmp_path: Path) -> None:
+    (tmp_path / "approval.yaml").write_text(
+        "approvers:\n  - name: auto\n    tools: '*'\n  - name: nope\n    tools: '*'\n"
+    )
+    (problem,) = lint(tmp_path, {"tools": {"approval": "approval.yaml"}})
+    assert "approval.yaml:4:11 names approver 'nope'" in problem.message
+
+
+# --- limits built in code are checked too -----------------------------------------------------
+
+
+def test_limit_range_catches_values_set_in_code() -> None:
+    from sandbox import Policy
+
+    p = Policy(name="x", tier="tool-restricted")
+    assert lint_policy(p) == []
+    broken = p.model_copy(
+        update={"limits": p.limits.model_copy(update={"memory": 0, "cpus": 0.001, "pids": -1})}
+    )
+    got = [(x.location.key, x.rule) for x in lint_policy(broken)]
+    assert got == [
+        ("limits.memory", "limit-range"),
+        ("limits.cpus", "limit-range"),
+        ("limits.pids", "limit-range"),
+    ]
+    fs = p.filesystem.model_copy(
+        update={"writable": [p.filesystem.writable[0].model_copy(update={"size": 0})]}
+    )
+    got = [
+        (x.location.key, x.message) for x in lint_policy(p.model_copy(update={"filesystem": fs}))
+    ]
+    assert got == [
+        (
+            "filesystem.writable[0].size",
+            "0 would mean no limit (Docker and the kernel read 0 and -1 as unlimited); "
+            "the smallest allowed is 4k",
+        )
+    ]
+
+
+def test_every_limit_field_has_bounds() -> None:
+    from sandbox import Policy
+    from sandbox._bounds import BOUNDS
+    from sandbox._lint_limits import limit_values
+
+    fields = {f for _p, f, _v in limit_values(Policy(name="x", tier="networked"))}
+    assert fields == set(BOUNDS)
+    from sandbox._policy import Limits
+
+    assert {f"limits.{k}" for k in Limits.model_fields} <= set(BOUNDS)

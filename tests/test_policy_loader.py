@@ -48,7 +48,7 @@ def problems_of(path: str | Path) -> list[str]:
             [
                 "wrong-type.yaml:4:19: filesystem.read_only_root: expected true or false, got 'maybe'",
                 "wrong-type.yaml:6:26: filesystem.writable[0].size: 'lots' is not a size; "
-                "write e.g. 512m, 1g or 64k",
+                "write e.g. 512m or 64KiB (k/KiB, m/MiB, g/GiB, t/TiB, or b for bytes) [limit-unit]",
                 "wrong-type.yaml:8:9: limits.pids: expected a whole number, got a list",
                 "wrong-type.yaml:10:17: tools.allow[1]: 'perl' is not one of bash, python",
             ],
@@ -127,7 +127,8 @@ def test_self_extends_is_a_cycle(tmp_path: Path) -> None:
         ),
         (
             "name: x\ntier: text-only\nlimits: {cpus: .inf}\n",
-            "3:16: limits.cpus: must be a finite number",
+            "3:16: limits.cpus: inf would mean no limit; every limit must be a real, positive "
+            "value [limit-range]",
         ),
         (
             "name: x\ntier: text-only\nunsafe: {allow: [privileged], reason: short}\n",
@@ -272,3 +273,159 @@ def test_effective_yaml_round_trips(tmp_path: Path, path: str) -> None:
     again = load_policy(out)
     assert again.digest() == pol.digest()
     assert yaml.safe_load(out.read_text())["name"] == pol.name
+
+
+# --- limits mean what they say ----------------------------------------------------------------
+
+LIMIT_CASES = [
+    # (limits or writable YAML, key path, rule ("" = a type error), text the message must contain)
+    ("limits: {memory: 0}", "limits.memory", "limit-range", "0 would mean no limit"),
+    ("limits: {memory: 16}", "limits.memory", "limit-unit", "16 has no unit; write e.g. 16m or 16MiB"),
+    ("limits: {memory: '16'}", "limits.memory", "limit-unit", "has no unit"),
+    ("limits: {memory: 16MB}", "limits.memory", "limit-unit", "write 16m or 16MiB"),
+    ("limits: {memory: 16kb}", "limits.memory", "limit-unit", "write 16k or 16KiB"),
+    ("limits: {memory: 1.5}", "limits.memory", "limit-unit", "no unit"),
+    ("limits: {memory: 16b}", "limits.memory", "limit-range", "16b is below the minimum 6m"),
+    ("limits: {memory: 5m}", "limits.memory", "limit-range", "below the minimum 6m"),
+    ("limits: {memory: -1}", "limits.memory", "limit-range", "-1 would mean no limit"),
+    ("limits: {memory: '-1'}", "limits.memory", "limit-range", "would mean no limit"),
+    ("limits: {memory: -512m}", "limits.memory", "limit-range", "would mean no limit"),
+    ("limits: {memory: unlimited}", "limits.memory", "limit-range", "'unlimited' would mean no"),
+    ("limits: {memory: none}", "limits.memory", "limit-range", "would mean no limit"),
+    ("limits: {memory: inf}", "limits.memory", "limit-range", "would mean no limit"),
+    ("limits: {memory: .inf}", "limits.memory", "limit-range", "would mean no limit"),
+    ("limits: {memory: 2t}", "limits.memory", "limit-range", "above the maximum 1t"),
+    ("limits: {memory: 12 parsecs}", "limits.memory", "limit-unit", "unknown unit"),
+    ("limits: {memory: true}", "limits.memory", "", "expected a size"),
+    ("limits: {cpus: 0}", "limits.cpus", "limit-range", "0 would mean no limit"),
+    ("limits: {cpus: 0.001}", "limits.cpus", "limit-range", "minimum 0.01"),
+    ("limits: {cpus: -1}", "limits.cpus", "limit-range", "would mean no limit"),
+    ("limits: {cpus: unlimited}", "limits.cpus", "limit-range", "would mean no limit"),
+    ("limits: {cpus: lots}", "limits.cpus", "", "expected a number"),
+    ("limits: {pids: 0}", "limits.pids", "limit-range", "0 would mean no limit"),
+    ("limits: {pids: -1}", "limits.pids", "limit-range", "would mean no limit"),
+    ("limits: {pids: max}", "limits.pids", "limit-range", "would mean no limit"),
+    ("limits: {pids: 2.5}", "limits.pids", "", "whole number"),
+    ("limits: {pids: 99999999}", "limits.pids", "limit-range", "pid_max"),
+    ("limits: {command_timeout: 0}", "limits.command_timeout", "limit-range", "no limit"),
+    ("limits: {command_timeout: 0.5s}", "limits.command_timeout", "limit-range", "minimum 1s"),
+    ("limits: {command_timeout: -1}", "limits.command_timeout", "limit-range", "no limit"),
+    ("limits: {command_timeout: forever}", "limits.command_timeout", "limit-unit", "duration"),
+    ("limits: {command_timeout: 30d}", "limits.command_timeout", "limit-range", "maximum"),
+    ("limits: {sample_time: inf}", "limits.sample_time", "limit-range", "no limit"),
+    ("limits: {sample_time: 0s}", "limits.sample_time", "limit-range", "no limit"),
+    ("limits: {output_bytes: 0}", "limits.output_bytes", "limit-range", "no limit"),
+    ("limits: {output_bytes: 100}", "limits.output_bytes", "limit-unit", "no unit"),
+    ("limits: {output_bytes: 100b}", "limits.output_bytes", "limit-range", "minimum 1k"),
+    ("limits: {output_bytes: unlimited}", "limits.output_bytes", "limit-range", "no limit"),
+    (
+        "filesystem: {writable: [{path: /workspace, size: 0}]}",
+        "filesystem.writable[0].size", "limit-range", "0 would mean no limit",
+    ),
+    (
+        "filesystem: {writable: [{path: /workspace, size: 16}]}",
+        "filesystem.writable[0].size", "limit-unit", "16 has no unit",
+    ),
+    (
+        "filesystem: {writable: [{path: /workspace, size: 16MB}]}",
+        "filesystem.writable[0].size", "limit-unit", "write 16m or 16MiB",
+    ),
+    (
+        "filesystem: {writable: [{path: /workspace, size: unlimited}]}",
+        "filesystem.writable[0].size", "limit-range", "would mean no limit",
+    ),
+    (
+        "filesystem: {writable: [{path: /workspace, size: 50%}]}",
+        "filesystem.writable[0].size", "limit-unit", "not a size",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("yaml_text", "key", "rule", "says"), LIMIT_CASES)
+def test_limits_mean_what_they_say(
+    tmp_path: Path, yaml_text: str, key: str, rule: str, says: str
+) -> None:
+    p = write(tmp_path, "l.yaml", f"name: l\ntier: tool-restricted\n{yaml_text}\n")
+    with pytest.raises(PolicyError) as e:
+        load_policy(p)
+    (problem,) = e.value.problems
+    assert (problem.location.key, problem.rule) == (key, rule)
+    assert problem.location.line == 3 and problem.location.column > 1
+    assert says in problem.message, problem.message
+    assert str(problem).startswith(f"{p}:3:")
+
+
+@pytest.mark.parametrize(
+    ("written", "size"),
+    [
+        ("512m", 512 * 1024**2), ("512M", 512 * 1024**2), ("512MiB", 512 * 1024**2),
+        ("512mi", 512 * 1024**2), ("1g", 1024**3), ("1GiB", 1024**3), ("1.5g", 3 * 512 * 1024**2),
+        ("6m", 6 * 1024**2), ("6291456b", 6 * 1024**2), (" 64 m ", 64 * 1024**2),
+        ("8192k", 8 * 1024**2), ("8192KiB", 8 * 1024**2),
+    ],
+)  # fmt: skip
+def test_size_spellings(tmp_path: Path, written: str, size: int) -> None:
+    text = f"name: s\ntier: tool-restricted\nlimits: {{memory: '{written}'}}\n"
+    assert load_policy(write(tmp_path, "s.yaml", text)).limits.memory == size
+
+
+def test_sizes_from_code_are_bytes() -> None:
+    from sandbox import Policy
+
+    p = Policy.model_validate({"name": "c", "tier": "networked", "limits": {"memory": 2**30}})
+    assert p.limits.memory == 2**30
+    with pytest.raises(ValueError, match="below the minimum 6m"):
+        Policy.model_validate({"name": "c", "tier": "networked", "limits": {"memory": 16}})
+
+
+def test_odd_byte_counts_round_trip(tmp_path: Path) -> None:
+    from runner._cli_policy import effective_yaml
+
+    text = "name: o\ntier: tool-restricted\nlimits: {output_bytes: 1500b}\n"
+    pol = load_policy(write(tmp_path, "o.yaml", text))
+    assert "output_bytes: 1500b" in effective_yaml(pol)
+    assert load_policy(write(tmp_path, "e.yaml", effective_yaml(pol))).digest() == pol.digest()
+
+
+# --- nothing secret in messages ---------------------------------------------------------------
+
+SECRET = "hunter2-s3cr3t-token-0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        f"root:x:0:0:{SECRET}:/root:/bin/bash\ndaemon:x:1:1::/:/usr/sbin/nologin\n",
+        f"API_KEY={SECRET}\n",
+        f"{SECRET}\n",
+        f"[default]\naws_secret_access_key = {SECRET}\n",
+        f"token: {SECRET}\n",
+        f"name: {SECRET}\ntier: {SECRET}\n",
+        f"{SECRET}: 1\n",
+        f"- {SECRET}\n",
+        f"key: '{SECRET}\n",
+        f"a: b: {SECRET}\n",
+        f"\t{SECRET}\n",
+        f"limits: {{memory: {SECRET}}}\n",
+        f"network: {{allow: ['{SECRET}/x']}}\n",
+    ],
+)
+def test_a_foreign_file_is_never_echoed(tmp_path: Path, content: str) -> None:
+    (tmp_path / "secret-file").write_text(content)
+    child = write(tmp_path, "c.yaml", f"extends: {tmp_path}/secret-file\nname: c\n")
+    for path in (child, tmp_path / "secret-file"):
+        lines = problems_of(path)
+        assert lines and all(SECRET[:12] not in line for line in lines), lines
+        assert all(len(line) < 400 for line in lines)
+
+
+def test_extends_etc_passwd_does_not_echo_it(tmp_path: Path) -> None:
+    passwd = Path("/etc/passwd").read_text().splitlines()
+    child = write(tmp_path, "c.yaml", "extends: /etc/passwd\nname: c\ntier: text-only\n")
+    lines = problems_of(child)
+    assert lines and all(p.startswith("/etc/passwd:") for p in lines), lines
+    shown = " ".join(line.removeprefix("/etc/passwd") for line in lines)
+    for entry in passwd:
+        for field in entry.split(":"):
+            if len(field) > 3:
+                assert field not in shown, (field, lines)

@@ -196,3 +196,110 @@ def test_policy_shaped_data(data: dict[str, Any]) -> None:
 def test_yaml_token_soup(text: str) -> None:
     (_DIR / "other.yaml").write_text("name: other\ntier: text-only\n")
     check_loads_cleanly(text)
+
+
+# --- policy diff: a mirror, and never both ways for an ordered field --------------------------
+
+_sizes = st.integers(min_value=6, max_value=4096).map(lambda n: f"{n}m")
+policies_data = st.fixed_dictionaries(
+    {
+        "name": st.just("g"),
+        "tier": st.sampled_from(["text-only", "tool-restricted", "networked"]),
+        "image": st.sampled_from(["tierlock-base", "other"]),
+        "network": st.fixed_dictionaries(
+            {
+                "mode": st.sampled_from(["none", "internal", "allowlist", "open"]),
+                "allow": st.lists(st.sampled_from(["a.org", "b.org:443", "*.c.org"]), max_size=3),
+                "services": st.lists(st.sampled_from(["api", "db"]), max_size=2),
+            }
+        ),
+        "filesystem": st.fixed_dictionaries(
+            {
+                "read_only_root": st.booleans(),
+                "writable": st.lists(
+                    st.fixed_dictionaries(
+                        {
+                            "path": st.sampled_from(["/workspace", "/tmp", "/tmp/", "/data"]),
+                            "size": _sizes,
+                        }
+                    ),
+                    max_size=3,
+                ),
+                "mounts": st.lists(
+                    st.fixed_dictionaries(
+                        {
+                            "source": st.sampled_from(["/srv/a", "/srv/b"]),
+                            "target": st.just("/m"),
+                            "mode": st.sampled_from(["ro", "rw"]),
+                        }
+                    ),
+                    max_size=2,
+                ),
+            }
+        ),
+        "process": st.fixed_dictionaries(
+            {
+                "user": st.sampled_from(["1000:1000", "0", "root", "1234"]),
+                "capabilities": st.fixed_dictionaries(
+                    {
+                        "drop": st.sampled_from([["ALL"], [], ["NET_RAW"]]),
+                        "add": st.lists(st.sampled_from(["CHOWN", "NET_ADMIN", "ALL"]), max_size=2),
+                    }
+                ),
+                "privileged": st.booleans(),
+                "no_new_privileges": st.booleans(),
+                "seccomp": st.sampled_from(["default", "unconfined", "p.json"]),
+                "apparmor": st.sampled_from([None, "unconfined", "custom"]),
+                "runtime": st.sampled_from(["runc", "runsc"]),
+                "namespaces": st.fixed_dictionaries(
+                    {ns: st.sampled_from(["private", "host"]) for ns in ("network", "pid")}
+                ),
+                "devices": st.lists(st.sampled_from(["/dev/fuse", "/dev/kvm"]), max_size=2),
+            }
+        ),
+        "limits": st.fixed_dictionaries(
+            {
+                "memory": st.one_of(st.none(), _sizes),
+                "cpus": st.one_of(st.none(), st.sampled_from([0.01, 0.5, 1.0, 2.0])),
+                "pids": st.one_of(st.none(), st.integers(1, 4096)),
+                "command_timeout": st.integers(1, 3600),
+                "output_bytes": st.integers(1, 4096).map(lambda n: f"{n}k"),
+                "sample_time": st.integers(1, 7200).map(lambda n: f"{n}s"),
+            }
+        ),
+        "tools": st.fixed_dictionaries(
+            {
+                "allow": st.lists(st.sampled_from(["bash", "python"]), max_size=2, unique=True),
+                "approval": st.sampled_from([None, "a.yaml", "b.yaml"]),
+            }
+        ),
+        "env": st.dictionaries(st.sampled_from(["A", "B"]), st.sampled_from(["1", "2"])),
+    }
+).map(Policy.model_validate)
+
+ORDERED = (
+    ("network", "mode"), ("filesystem", "read_only_root"), ("process", "user"),
+    ("process", "privileged"), ("process", "no_new_privileges"), ("process", "runtime"),
+    ("process", "namespaces"), ("limits",),
+)  # fmt: skip
+
+
+@SETTINGS
+@given(policies_data, policies_data)
+def test_diff_is_a_mirror_and_ordered_fields_go_one_way(a: Policy, b: Policy) -> None:
+    from sandbox._ladder import LIMIT_LABELS, grants
+
+    assert diff_policies(a, b) == tuple(reversed(diff_policies(b, a)))
+    assert diff_policies(a, a) == ([], [])
+    wider, narrower = grants(a, b), grants(b, a)
+    for prefix in ORDERED:
+        depth = len(prefix) + (1 if prefix in (("limits",), ("process", "namespaces")) else 0)
+        one = {g.path[:depth] for g in wider if g.path[: len(prefix)] == prefix}
+        other = {g.path[:depth] for g in narrower if g.path[: len(prefix)] == prefix}
+        assert not one & other, (prefix, one & other)
+    inf = float("inf")
+    for key in LIMIT_LABELS:
+        va, vb = getattr(a.limits, key), getattr(b.limits, key)
+        va, vb = inf if va is None else va, inf if vb is None else vb
+        assert (("limits", key) in {g.path for g in wider}) == (vb > va)
+        assert (("limits", key) in {g.path for g in narrower}) == (va > vb)
