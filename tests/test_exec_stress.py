@@ -438,8 +438,8 @@ def test_provider_output_complete_and_cap_reported_as_truncation(
 
 
 class _Cut:
-    """A started exec whose connection breaks after `after` bytes: `how` = "eof" (the daemon's
-    side closed mid-frame) or "reset" (the connection reset)."""
+    """Starts execs whose connection breaks after exactly `after` bytes of stream (choose a count
+    inside a frame): `how` = "eof" (the far side closed) or "reset" (the connection reset)."""
 
     def __init__(self, after: int, how: str) -> None:
         self.after, self.how = after, how
@@ -447,18 +447,23 @@ class _Cut:
 
     def __call__(self, api: Any, exec_id: str, **kw: Any) -> ExecConnection:
         conn = self.real(api, exec_id, **kw)
-        fill, seen = conn._fill, [0]
+        fill = conn._fill
 
         def cut() -> bool:
-            if seen[0] >= self.after:
+            room = self.after - conn.received - conn.buffered
+            if room <= 0:
                 if self.how == "reset":
                     raise ConnectionResetError(104, "Connection reset by peer")
                 return False
             ok = fill()
-            seen[0] = conn.received + conn.buffered
+            excess = conn.received + conn.buffered - self.after
+            if excess > 0:
+                del conn._buf[-excess:]
             return ok
 
         conn._fill = cut  # type: ignore[method-assign]
+        if conn.received + conn.buffered > self.after:  # already past it with the headers
+            del conn._buf[self.after - conn.received :]
         return conn
 
 
@@ -623,3 +628,39 @@ def test_own_tcp_connection_keeps_output_sent_with_the_headers(
         )
         assert check(case, got) is None, (case, check(case, got))
     assert set(families) == {socket.AF_INET}
+
+
+def test_broken_stream_is_a_tool_error_in_the_transcript(
+    docker_client: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """In an eval: the bash call whose output stream breaks off is a failed tool call in the
+    `.eval` log, with the reason and none of the partial output; the sample goes on."""
+    from _sandbox_helpers import scripted_model, tool_outputs
+    from inspect_ai import Task, eval
+    from inspect_ai.dataset import Sample
+    from inspect_ai.log import read_eval_log
+    from inspect_ai.solver import generate, use_tools
+    from inspect_ai.tool import bash
+
+    ensure_image(docker_client)
+    cut = _Cut(8 + 3, "eof")  # inside the first frame (its payload starts "CUT_ME")
+
+    def start(api: Any, exec_id: str, **kw: Any) -> ExecConnection:
+        args = api.exec_inspect(exec_id).get("ProcessConfig", {}).get("arguments") or []
+        return (cut if any("CUT_ME" in a for a in args) else cut.real)(api, exec_id, **kw)
+
+    monkeypatch.setattr(_exec, "start_exec", start)
+    script = ["echo before", "echo CUT_ME; seq 1 100000", "echo after"]
+    task = Task(
+        dataset=[Sample(id="cut", input="cut")],
+        solver=[use_tools(bash(timeout=30)), generate()],
+        sandbox=("tierlock", POLICY),
+    )
+    logs = eval(task, model=scripted_model({"cut": script}), log_dir=str(tmp_path), display="none")
+    assert logs[0].status == "success", logs[0].error
+    log = read_eval_log(logs[0].location)
+    assert log.samples is not None
+    outputs = tool_outputs(log.samples[0])
+    assert outputs[0] == "before\n" and outputs[2] == "after\n", outputs
+    assert "[error sandbox_unavailable: " in outputs[1] and "could not be read" in outputs[1]
+    assert "CUT_ME" not in outputs[1] and "\n1\n" not in outputs[1], outputs[1][:300]
