@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ from sandbox import (
     lint_policy,
     load_policy_file,
 )
-from sandbox._errors import display_path
+from sandbox._docker import connect
+from sandbox._errors import SandboxError, display_path
+from sandbox._host_check import HostFacts, host_facts, host_problems
 from sandbox._translate import docker_settings
 
 
@@ -47,24 +50,42 @@ def policy() -> None:
 @click.option(
     "--ladder", is_flag=True, help="Also check the files as a tier ladder, in the order given."
 )
+@click.option(
+    "--no-host",
+    is_flag=True,
+    help="Skip the checks against the Docker host (CPU count, runtimes, AppArmor, kernel "
+    "limits support, bind-mount sources); they are skipped with a note when Docker is not "
+    "reachable.",
+)
 @click.pass_context
-def check(ctx: click.Context, paths: tuple[Path, ...], ladder: bool) -> None:
-    """Load and lint policy files (a directory: every *.yaml below it); print every error and
-    warning. Exit 1 if any error."""
+def check(ctx: click.Context, paths: tuple[Path, ...], ladder: bool, no_host: bool) -> None:
+    """Load and lint policy files (a directory: every *.yaml below it), then check them against
+    the Docker host (what Docker would refuse, or run with less than the policy says); print
+    every error and warning. Exit 1 if any error. Errors also go to standard error (once, when
+    both outputs are the same terminal)."""
     files = [f for p in paths for f in (sorted(p.rglob("*.yaml")) if p.is_dir() else [p])]
     if not files:
         raise click.UsageError(f"no *.yaml files in {', '.join(map(str, paths))}")
     problems: list[Problem] = []
+    loaded_files: list[LoadedPolicy] = []
     if ladder:
         problems = check_ladder(files)
-    else:
-        for f in files:
-            try:
-                loaded = load_policy_file(f)
-            except PolicyError as e:
+    for f in files:
+        try:
+            loaded = load_policy_file(f)
+        except PolicyError as e:
+            if not ladder:
                 problems += [p for p in e.problems if p not in problems]  # a shared parent once
-                continue
+            continue
+        loaded_files.append(loaded)
+        if not ladder:
             problems += lint_policy(loaded.policy, source=loaded)
+    facts = None if no_host else _host_facts()
+    if facts is not None:
+        for loaded in loaded_files:
+            problems += [
+                p for p in host_problems(loaded.policy, facts, loaded) if p not in problems
+            ]
     _echo_problems(problems)
     errors = sum(p.severity == "error" for p in problems)
     warnings = len(problems) - errors
@@ -72,7 +93,20 @@ def check(ctx: click.Context, paths: tuple[Path, ...], ladder: bool) -> None:
     what = f"ladder of {len(files)} {noun}" if ladder else f"{len(files)} {noun}"
     verdict = "FAILED" if errors else "ok"
     click.echo(f"{verdict}: {what} checked, {errors} error(s), {warnings} warning(s)")
+    if errors and not (sys.stdout.isatty() and sys.stderr.isatty()):
+        for p in problems:
+            if p.severity == "error":
+                click.echo(f"tierlock: {p}", err=True)
     ctx.exit(1 if has_errors(problems) else 0)
+
+
+def _host_facts() -> HostFacts | None:
+    """The Docker host's facts, or None (with a note on stderr) when Docker is not reachable."""
+    try:
+        return host_facts(connect(timeout=10))
+    except SandboxError as e:
+        click.echo(f"tierlock: note: host checks skipped: {e}", err=True)
+        return None
 
 
 def effective_yaml(policy: Policy) -> str:

@@ -1,4 +1,5 @@
-"""Building the sandboxed tiers' tasks from their JSON data: samples, agent, scorers."""
+"""Building the sandboxed tiers' tasks from their JSON data: samples, agent, scorers, and the
+policy's approval rules applied to every tool call."""
 
 from __future__ import annotations
 
@@ -9,14 +10,18 @@ from typing import Any
 
 from inspect_ai import Task
 from inspect_ai.agent import AgentPrompt, as_solver, react
+from inspect_ai.approval import Approval, ApprovalPolicy, read_approval_policies
 from inspect_ai.dataset import MemoryDataset, Sample
+from inspect_ai.model import ChatMessage
 from inspect_ai.scorer import Scorer
 from inspect_ai.solver import Generate, Solver, TaskState, solver
-from inspect_ai.tool import bash, python
+from inspect_ai.tool import ToolCall, ToolCallView, bash, python
 from inspect_ai.util import sandbox as current_sandbox
 
 from runner._audit import containment
-from sandbox import Location, Policy, PolicyError, Problem, SandboxError, Tier
+from sandbox import Location, Policy, PolicyError, Problem, SandboxError, Tier, load_policy_file
+from sandbox._errors import display_path
+from sandbox._host_check import require_host_fit
 from sandbox._policy import NetworkMode
 
 from ._checks import task_completed, within_bounds
@@ -87,6 +92,59 @@ def build_samples(tier: Tier, tier_dir: str, data_file: str, salt: str) -> list[
     return samples
 
 
+APPROVAL_KEY = ("tools", "approval")
+
+
+def approval_policies(policy_file: Path) -> list[ApprovalPolicy] | None:
+    """The Inspect approval policies a policy file's `tools.approval` names (resolved against
+    the file that set it), or None; `PolicyError` when the file is missing or not valid."""
+    loaded = load_policy_file(policy_file)
+    written = loaded.policy.tools.approval
+    if written is None:
+        return None
+    where = loaded.locate(APPROVAL_KEY)
+    path = loaded.resolve_path(APPROVAL_KEY, written)
+    try:
+        if not path.is_file():
+            raise FileNotFoundError(f"not found (looked for {display_path(path)})")
+        return read_approval_policies(str(path))
+    except Exception as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        problem = Problem(where, f"approval policy {written!r}: {reason}", rule="approval-file")
+        raise PolicyError(str(problem), [problem]) from None
+
+
+def apply_policy_approval(policy_file: Path) -> None:
+    """Make the policy's `tools.approval` decide every tool call of the running sample.
+
+    Applied here, per sample, rather than as the Task's `approval=`: Inspect lets an eval-level
+    approval (`inspect eval --approval`) replace a task's, and a policy is a floor, not a
+    default. The policy's approvers decide first; a call they approve then goes to whatever
+    approver the eval installed (a human, say). A rejected call is recorded by Inspect as an
+    approval event and a tool error in the sample's transcript.
+    """
+    from inspect_ai.approval._apply import _tool_approver
+    from inspect_ai.approval._policy import policy_approver
+
+    policies = approval_policies(policy_file)
+    if not policies:
+        return
+    inner, outer = policy_approver(policies), _tool_approver.get(None)
+    if outer is None:
+        _tool_approver.set(inner)
+        return
+
+    async def both(
+        message: str, call: ToolCall, view: ToolCallView, history: list[ChatMessage]
+    ) -> Approval:
+        first = await inner(message, call, view, history)
+        if first.decision != "approve":
+            return first
+        return await outer(message, call, view, history)
+
+    _tool_approver.set(both)
+
+
 @solver
 def tier_guard(
     task: str,
@@ -118,6 +176,7 @@ def tier_guard(
                 Location(f"policy {env.policy.name}", key=".".join(key)), message, rule=rule
             )
             raise PolicyError(str(problem), [problem])
+        apply_policy_approval(env.policy_file)
         return state
 
     return solve
@@ -182,6 +241,8 @@ def tier_task(
     path, loaded = require_policy(
         f"{tier_dir}_{kind}", tier, policy, tools=TOOLS, network=network, services=services
     )
+    approval_policies(path)  # a missing or invalid approval file fails here, before any sample
+    require_host_fit(path)  # what the Docker host cannot give the policy fails here too
     return sandboxed_task(
         tier=tier,
         kind=kind,
