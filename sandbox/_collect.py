@@ -1,7 +1,9 @@
 """Evidence only the container knows, read before it is removed (blocking; run in a thread).
 
 - exit state and Docker's OOMKilled flag (`docker inspect`);
-- files changed outside the writable paths (`docker diff`, minus Docker's own mount points);
+- files changed outside the writable paths (`docker diff`, minus Docker's own mount points),
+  each path in `_escape`'s printable form: the model names these files, and a name may hold
+  newlines, control characters or bytes that are not UTF-8;
 - the pids and memory cgroups: current/limit pids, whether the pids limit refused a fork
   (`pids.events`), whether the OOM killer ran (`memory.oom_control` / `memory.events`), which
   Docker's OOMKilled flag misses when only a child process is killed. Read from the host's cgroup
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._conformance import host_proc_visible
+from ._escape import escape_text
 from ._evidence import ContainerEvidence, FsChange
 from ._exec import PINNED_PATH, run_exec
 from ._translate import KEEPALIVE_USER
@@ -52,8 +55,9 @@ def changes_outside(diff: list[dict[str, Any]] | None, writable: list[str]) -> l
     """`docker diff` entries outside `writable`, without Docker's own mount-point artifacts
     (and without the parent directories that changed only because of those)."""
     entries = [(d["Path"], _DIFF_KIND.get(d.get("Kind", 0), "C")) for d in diff or []]
-    dropped = {p for p, _ in entries
-               if p in _DOCKER_ARTIFACTS or any(_under(p, w) for w in writable)}
+    dropped = {
+        p for p, _ in entries if p in _DOCKER_ARTIFACTS or any(_under(p, w) for w in writable)
+    }
     below: set[str] = set()  # paths with an entry below them
     kept_below: set[str] = set()  # paths with a kept entry below them
     for path, kind in sorted(entries, key=lambda e: -e[0].count("/")):  # deepest first
@@ -65,7 +69,15 @@ def changes_outside(diff: list[dict[str, Any]] | None, writable: list[str]) -> l
             if path not in dropped:
                 kept_below.add(parent)
             parent = posixpath.dirname(parent)
-    return [FsChange(path=p, change=k) for p, k in entries if p not in dropped]  # type: ignore[arg-type]
+    return [_change(p, k) for p, k in entries if p not in dropped]
+
+
+def _change(path: str, kind: str) -> FsChange:
+    """One entry, its path escaped: from the upper directory walk it is `os.fsdecode`d (raw
+    bytes as surrogate escapes, kept exactly); from Docker's API, bytes that are not UTF-8 were
+    already replaced by U+FFFD, which is escaped too (`\\ufffd`: the name was not UTF-8)."""
+    text, escaped = escape_text(path)
+    return FsChange(path=text, change=kind, escaped=escaped)  # type: ignore[arg-type]
 
 
 _OVERLAY_DRIVERS = ("overlay2", "overlay", "fuse-overlayfs")
@@ -76,7 +88,9 @@ MAX_DIFF_ENTRIES = 20_000
 TRUNCATED_PATH = "/[tierlock: diff truncated after {n} entries]"
 
 
-def upper_dir_diff(attrs: dict[str, Any], limit: int = MAX_DIFF_ENTRIES) -> list[dict[str, Any]] | None:
+def upper_dir_diff(
+    attrs: dict[str, Any], limit: int = MAX_DIFF_ENTRIES
+) -> list[dict[str, Any]] | None:
     """`docker diff` computed from the container's overlay upper directory on the host: what
     Docker's overlay2 driver does, and much faster than the naive full-tree comparison Docker
     uses for fuse-overlayfs. None when the layer directories are not visible here.
@@ -209,8 +223,15 @@ def _read_cgroup(client: docker.DockerClient, cid: str, pid: int) -> dict[str, s
             return values
     # as the keepalive's unprivileged user, never root (the container may have replaced what
     # runs here) and never the model's (whose processes could interfere with it)
-    outcome = run_exec(client.api, cid, ["/bin/sh", "-c", _INSIDE_SCRIPT], user=KEEPALIVE_USER,
-                       env={"PATH": PINNED_PATH}, limit=1 << 16, deadline=20)
+    outcome = run_exec(
+        client.api,
+        cid,
+        ["/bin/sh", "-c", _INSIDE_SCRIPT],
+        user=KEEPALIVE_USER,
+        env={"PATH": PINNED_PATH},
+        limit=1 << 16,
+        deadline=20,
+    )
     for line in outcome.stdout.decode(errors="replace").splitlines():
         name, _, value = line.partition("|")
         values.setdefault(name, value.strip())
@@ -271,8 +292,10 @@ def collect_evidence(
     if diff is None:
         diff = client.api.diff(container_id) or []
         if len(diff) > MAX_DIFF_ENTRIES:
-            diff = [*diff[:MAX_DIFF_ENTRIES],
-                    {"Path": TRUNCATED_PATH.format(n=MAX_DIFF_ENTRIES), "Kind": 0}]
+            diff = [
+                *diff[:MAX_DIFF_ENTRIES],
+                {"Path": TRUNCATED_PATH.format(n=MAX_DIFF_ENTRIES), "Kind": 0},
+            ]
     ev.changes_outside_writable = changes_outside(diff, writable)
     if ev.pids_limit is None:
         limit = (attrs.get("HostConfig") or {}).get("PidsLimit")

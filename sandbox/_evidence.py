@@ -34,7 +34,10 @@ class FsChange(BaseModel):
     """One line of `docker diff`: A (added), C (changed) or D (deleted)."""
 
     path: str
+    """The path in `sandbox._escape`'s printable form (when `escaped`, `unescape` it for the
+    raw bytes: names may hold newlines, control characters, invalid UTF-8)."""
     change: Literal["A", "C", "D"]
+    escaped: bool = False
 
 
 class ContainerEvidence(BaseModel):
@@ -56,8 +59,11 @@ class ContainerEvidence(BaseModel):
 
 
 class ProxyRequest(BaseModel):
-    """One request the egress proxy saw."""
+    """One request the egress proxy saw. The text fields come from the sandbox: they are in
+    `sandbox._escape`'s printable form ("" when absent); `escaped` says one needed escaping."""
 
+    seq: int | None = None
+    """squid's log sequence number of the line."""
     time: float
     method: str
     host: str
@@ -66,6 +72,13 @@ class ProxyRequest(BaseModel):
     status: int | None = None
     bytes: int = 0
     url: str = ""
+    sni: str = ""
+    """The TLS server name of a CONNECT tunnel's client hello."""
+    host_header: str = ""
+    user_agent: str = ""
+    escaped: bool = False
+    cut: list[str] = Field(default_factory=list)
+    """Fields longer than the proxy logs: only their beginning is on the record."""
 
 
 class ProxyLog(BaseModel):
@@ -78,6 +91,13 @@ class ProxyLog(BaseModel):
     """The log was longer than tierlock reads: `requests` is its head and tail only."""
     dropped: int = 0
     """Log lines left out between the head and the tail when `truncated`."""
+    rejected: int = 0
+    """Lines that did not match the proxy's log format exactly: never read as requests."""
+    rejected_lines: list[str] = Field(default_factory=list)
+    """The first few rejected lines, escaped and cut short."""
+    missing: int = 0
+    """Lines squid wrote that were gone before tierlock read the log (sequence numbers never
+    seen, beyond `dropped`), e.g. rotated away by the log's size cap."""
 
 
 EvidenceRecord = Annotated[

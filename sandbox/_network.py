@@ -33,14 +33,15 @@ from ._docker import run_sync
 from ._errors import SandboxError
 from ._evidence import ConformanceRecord, ContainerEvidence, EvidenceRecord, ProxyLog
 from ._labels import PROJECT, PROJECT_LABEL, ROLE_LABEL
-from ._proxy import (
-    PROXY_PORT,
-    PROXY_RECIPE,
-    PROXY_START,
-    bounded_log,
-    describe_allow,
-    parse_access_log,
-    squid_config,
+from ._proxy import PROXY_PORT, PROXY_RECIPE, PROXY_START, describe_allow, squid_config
+from ._proxylog import (
+    PROXY_LOG_FILE_SIZE,
+    PROXY_LOG_FILES,
+    PROXY_LOG_MAX_BYTES,
+    check_proxy_log_config,
+    new_log_mark,
+    proxy_log_options,
+    read_proxy_log,
 )
 
 if TYPE_CHECKING:
@@ -68,9 +69,6 @@ PROXY_TMP = 16 * 1024**2
 """Size of the proxy's /tmp (configuration, certificate)."""
 PROXY_SHM = 8 * 1024**2
 """Size of the proxy's /dev/shm (squid 5 keeps a few shared-memory segments even unshared)."""
-PROXY_LOG_MAX_BYTES = 8 * 1024**2
-"""At most this much of the proxy's request log is read: its first and last halves. The rest
-is counted (`ProxyLog.dropped`) and the log marked `truncated`, never held in memory."""
 SERVICE_FILES_TMPFS = 16 * 1024**2
 """Size of the tmpfs a hardened service gets for each directory of its files."""
 READY_TIMEOUT = 30.0
@@ -141,6 +139,7 @@ class _State:
     networks: list[str] = field(default_factory=list)
     containers: list[tuple[str, str]] = field(default_factory=list)  # (id, role)
     proxy: str | None = None
+    log_mark: str = ""
     policy_dir: Path | None = None
     conformance: list[ConformanceRecord] = field(default_factory=list)
     sidecars: dict[str, _Sidecar] = field(default_factory=dict)  # by container id
@@ -224,7 +223,7 @@ async def _capture(st: _State) -> None:
     st.container_evidence = evidence
     if st.proxy is not None:
         try:
-            st.proxy_log = await _read_proxy_log(st.client, st.proxy)
+            st.proxy_log = await read_proxy_log(st.client, st.proxy, st.log_mark)
         except Exception as e:  # the log is best effort once the sample is over
             log.warning("proxy log unreadable", proxy=st.proxy, error=str(e))
 
@@ -350,9 +349,12 @@ def describe_network(policy: Policy, services: list[str] | None = None) -> list[
         "proxy rule: deny everything else (other names, ports, IP addresses; loopback, "
         "link-local, metadata and private addresses, the egress gateway); refused names are "
         "never resolved",
-        "proxy log: every request (allowed or refused) goes into the sample's transcript; a "
+        "proxy log: every request (allowed or refused) goes into the sample's transcript, "
+        "each field the sandbox controls encoded and parsed strictly (a line that does not "
+        "match is rejected and reported); a "
         f"log over {PROXY_LOG_MAX_BYTES // 1024**2} MiB keeps its head and tail and records "
-        "how many lines were dropped",
+        "how many lines were dropped; Docker keeps at most "
+        f"{PROXY_LOG_FILES} x {PROXY_LOG_FILE_SIZE} of it (lines rotated away are counted)",
     ]
     if not net.allow:
         lines.insert(3, "proxy rule: (allow list is empty: every request is refused)")
@@ -638,6 +640,7 @@ async def _create_proxy(
 
     gateways = await _ensure_egress(client, egress)
     image = await _resolve_image(client, PROXY_RECIPE.repository)
+    state.log_mark = new_log_mark()
     want = proxy_policy(policy)
     kwargs = _sidecar_settings(
         client,
@@ -651,14 +654,17 @@ async def _create_proxy(
         command=["sh", "-c", PROXY_START],
         env={
             "TIERLOCK_SQUID_CONF": squid_config(
-                policy.network.allow, gateways, private_upstreams=private_upstreams
+                policy.network.allow,
+                gateways,
+                private_upstreams=private_upstreams,
+                log_mark=state.log_mark,
             )
         },
         policy_dir=state.policy_dir,
     )
-    kwargs["sysctls"] = {"net.ipv4.ip_forward": "0"}
+    kwargs["sysctls"] = {**(kwargs.get("sysctls") or {}), "net.ipv4.ip_forward": "0"}
     # the request log is read back with `docker logs`: never let a daemon default lose it
-    kwargs["log_config"] = {"type": "json-file", "config": {}}
+    kwargs["log_config"] = {"type": "json-file", "config": proxy_log_options()}
     container = await _create_container(client, kwargs, "proxy", state, want)
     state.proxy = container.id
     try:
@@ -783,8 +789,10 @@ async def _check_conformance(
             bad.append(f"memory limit {hc.get('Memory')} != {int(lim.memory)}")
         if lim.pids is not None and hc.get("PidsLimit") != lim.pids:
             bad.append(f"pids limit {hc.get('PidsLimit')} != {lim.pids}")
-    elif hc.get("Memory") != PROXY_MEMORY or hc.get("PidsLimit") != PROXY_PIDS:
-        bad.append("proxy memory/pids limits not applied")
+    else:
+        if hc.get("Memory") != PROXY_MEMORY or hc.get("PidsLimit") != PROXY_PIDS:
+            bad.append("proxy memory/pids limits not applied")
+        bad += check_proxy_log_config(hc)
     from ._conformance import check_config
 
     spec = state.sidecars.get(cid)
@@ -842,25 +850,6 @@ def _kernel_check(client: docker.DockerClient, cid: str, want: Policy) -> list[s
     if out.exit_code != 0:
         return [f"cannot read the sidecar's process status ({out.stderr.decode(errors='replace')})"]
     return check_kernel_exec_output(out.stdout.decode(errors="replace"), want)
-
-
-async def _read_proxy_log(client: docker.DockerClient, cid: str) -> ProxyLog:
-    """The proxy's request log, streamed: at most `PROXY_LOG_MAX_BYTES` of it is kept."""
-
-    def read() -> tuple[str, str, int]:
-        attrs = client.api.inspect_container(cid)
-        stream = client.api.logs(cid, stdout=True, stderr=False, stream=True, follow=False)
-        try:
-            text, dropped = bounded_log(stream, PROXY_LOG_MAX_BYTES)
-        finally:
-            with contextlib.suppress(Exception):
-                stream.close()
-        return attrs["Name"].lstrip("/"), text, dropped
-
-    name, text, dropped = await run_sync(read)
-    return ProxyLog(
-        proxy=name, requests=parse_access_log(text), truncated=dropped > 0, dropped=dropped
-    )
 
 
 async def _remove_container(client: docker.DockerClient, ref: str) -> None:

@@ -6,25 +6,23 @@ everything else *before* resolving the name, so a refused name never reaches a D
 CONNECT tunnels must carry TLS whose client hello names (SNI) an allowed server: squid peeks at
 it and splices the tunnel through untouched, or cuts it. Allowed tunnels are never decrypted; a
 refused CONNECT gets squid's error page over the proxy's throwaway self-signed certificate.
-Every request, allowed or refused, is logged to the proxy's stdout in a fixed format that
-`parse_access_log` turns into `ProxyRequest`s for the transcript.
+Every request, allowed or refused, is logged to the proxy's stdout in a fixed, encoded format
+(`_proxylog`) that `parse_access_log` turns strictly into `ProxyRequest`s for the transcript.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections import deque
-from collections.abc import Iterable
 
 from ._allow import DEFAULT_PORTS as DEFAULT_PORTS
 from ._allow import AllowRule, is_ip, parse_allow_entry
 from ._errors import SandboxError
-from ._evidence import ProxyRequest
 from ._images import ImageRecipe, register_recipe
+from ._proxylog import LOG_MARK, log_format
+from ._proxylog import bounded_log as bounded_log
+from ._proxylog import parse_access_log as parse_access_log
 
 PROXY_PORT = 3128
-LOG_MARK = "TIERLOCK"
-"""First field of every access-log line (other output on stdout is ignored)."""
 
 TLS_CERT = "/tmp/tierlock-proxy.pem"
 """Self-signed key and certificate made at proxy start (see `PROXY_START`)."""
@@ -36,12 +34,6 @@ PROXY_START = (
     "exec squid -N -f /tmp/squid.conf"
 )
 """The proxy container's shell command: certificate, configuration (from the env), squid."""
-
-# time method host port result status request-bytes reply-bytes error bump-mode sni url
-_LOGFORMAT = (
-    f"{LOG_MARK} %ts.%03tu %rm %>rd %>rP %Ss %>Hs %>st %<st %err_code %ssl::bump_mode "
-    "%ssl::>sni %ru"
-)
 
 BLOCKED_DESTINATIONS: tuple[str, ...] = (
     "0.0.0.0/8",
@@ -111,11 +103,13 @@ def squid_config(
     deny_destinations: list[str] | None = None,
     *,
     private_upstreams: bool = False,
+    log_mark: str = LOG_MARK,
 ) -> str:
     """A complete squid.conf for a per-sample egress proxy (no cache, foreground, stdout log).
 
     `deny_destinations` adds addresses (e.g. the egress network's gateway, i.e. the host) to
-    `BLOCKED_DESTINATIONS`; private ranges are refused too unless `private_upstreams`.
+    `BLOCKED_DESTINATIONS`; private ranges are refused too unless `private_upstreams`. Access-log
+    lines start with `log_mark` (`_proxylog.new_log_mark()`: one the sandbox cannot know).
     """
     blocked = [*BLOCKED_DESTINATIONS, *(deny_destinations or [])]
     if not private_upstreams:
@@ -143,7 +137,7 @@ def squid_config(
         "digest_generation off",
         "logfile_rotate 0",
         "cache_log /dev/stderr",
-        f"logformat tierlock {_LOGFORMAT}",
+        f"logformat tierlock {log_format(log_mark)}",
         "access_log stdio:/dev/stdout logformat=tierlock",
         # keep query strings in the log: the audit looks for canaries in every URL sent out
         "strip_query_terms off",
@@ -192,103 +186,6 @@ def _collapse(addresses: list[str]) -> list[str]:
         same = [n for n in nets if n.version == version]
         out += [str(n) for n in ipaddress.collapse_addresses(same)]  # type: ignore[type-var]
     return out
-
-
-def parse_access_log(text: str) -> list[ProxyRequest]:
-    """The requests in squid's output (lines written with the `tierlock` logformat).
-
-    A CONNECT tunnel whose TLS SNI differs from the CONNECT host is recorded with
-    `url` = `host:port sni=<name>`, so a refused SNI is on the record too.
-    """
-    out: list[ProxyRequest] = []
-    for line in text.splitlines():
-        fields = line.strip().split(" ", 12)
-        if len(fields) < 12 or fields[0] != LOG_MARK:
-            continue
-        _, ts, method, host, port, result, status, _req, reply, err, bump, sni = fields[:12]
-        url = fields[12] if len(fields) > 12 else ""
-        try:
-            time = float(ts)
-        except ValueError:
-            continue
-        tag = result.split("/")[0]
-        if tag == "NONE_NONE" and bump == "splice" and err == "-":
-            continue  # squid's record of the peek step; the TCP_TUNNEL line follows
-        url = "" if url == "-" else url
-        if sni not in ("-", "") and sni != host:
-            url = f"{url} sni={sni}".strip()
-        code = _int(status)
-        if tag == "TCP_TUNNEL":
-            code = 200  # squid 5 logs a spliced tunnel's status as 500; it was established
-        refused = "DENIED" in tag or bump == "terminate" or err.startswith(_REFUSED_ERRORS)
-        out.append(
-            ProxyRequest(
-                time=time,
-                method=method,
-                host="" if host == "-" else host,
-                port=_int(port),
-                allowed=not refused,
-                status=code or None,
-                bytes=_int(reply) or 0,
-                url=url,
-            )
-        )
-    return out
-
-
-def bounded_log(chunks: Iterable[bytes], max_bytes: int) -> tuple[str, int]:
-    """At most `max_bytes` of a log: the whole lines of its first half and of its last half,
-    and how many lines were left out between them (0: the log is complete). Memory stays
-    bounded however long the log is; a single line longer than half the cap is left out too."""
-    head_cap = max_bytes // 2
-    tail_cap = max_bytes - head_cap
-    head: list[bytes] = []
-    tail: deque[bytes] = deque()
-    head_size = tail_size = dropped = 0
-    head_full = skipping = False
-    pending = b""
-
-    def add(line: bytes) -> None:
-        nonlocal head_size, tail_size, dropped, head_full
-        if not head_full:
-            if head_size + len(line) <= head_cap:
-                head.append(line)
-                head_size += len(line)
-                return
-            head_full = True
-        tail.append(line)
-        tail_size += len(line)
-        while tail_size > tail_cap:
-            tail_size -= len(tail.popleft())
-            dropped += 1
-
-    for chunk in chunks:
-        *lines, rest = (pending + chunk).split(b"\n")
-        for i, line in enumerate(lines):
-            if skipping and i == 0:  # the end of an over-long line
-                skipping = False
-                continue
-            add(line + b"\n")
-        pending = rest
-        if skipping and not lines:
-            pending = b""
-        elif len(pending) > tail_cap:
-            pending, skipping = b"", True
-            dropped += 1
-    if pending and not skipping:
-        add(pending)
-    return b"".join([*head, *tail]).decode(errors="replace"), dropped
-
-
-_REFUSED_ERRORS = ("ERR_ACCESS_DENIED", "ERR_INVALID", "ERR_UNSUP", "ERR_PROTOCOL")
-"""Squid errors for requests that never went out (refused or unparseable)."""
-
-
-def _int(text: str) -> int | None:
-    try:
-        return int(text)
-    except ValueError:
-        return None
 
 
 def describe_allow(allow: list[str]) -> list[str]:

@@ -23,13 +23,15 @@ from sandbox._config import ServiceSpec
 from sandbox._errors import SandboxError
 from sandbox._evidence import ConformanceRecord, ProxyLog
 from sandbox._images import ensure_image
+from sandbox._labels import OWNER_LABEL, owner
 from sandbox._network import PROXY_ALIAS, SampleNetwork, create_sample_network
 from sandbox._policy import Policy
 
 pytestmark = pytest.mark.docker
 
 RUN = f"nettest-{uuid.uuid4().hex[:8]}"
-LABELS = {"tierlock.project": "tierlock", "tierlock.run": RUN}
+# the owner label makes other live test sessions leave these objects alone (conftest's leak guard)
+LABELS = {"tierlock.project": "tierlock", "tierlock.run": RUN, OWNER_LABEL: owner()}
 
 UPSTREAM = """
 import http.server, socketserver, ssl, subprocess, sys, threading
@@ -792,9 +794,9 @@ def test_proxy_log_is_bounded(
     docker_client: Any, base_image: str, outside: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A chatty sample: only the head and tail of the log are read, the rest counted."""
-    import sandbox._network as net_mod
+    import sandbox._proxylog as proxylog
 
-    monkeypatch.setattr(net_mod, "PROXY_LOG_MAX_BYTES", 8 * 1024)
+    monkeypatch.setattr(proxylog, "PROXY_LOG_MAX_BYTES", 8 * 1024)
     sample = anyio.run(
         lambda: create_sample_network(
             docker_client,

@@ -96,21 +96,23 @@ def test_ip_literal_allowed_only_when_listed() -> None:
     assert "http_access allow tl_ip_urls_0 tl_addrs_0 tl_ports_0" in conf
 
 
+MARK = "TIERLOCK-0123abcd"
 LOG = """\
 2026/11/30 05:40:00| Starting Squid Cache version 5.7
-TIERLOCK 1796000000.123 GET allowed.test 80 TCP_MISS 200 120 345 - - - http://allowed.test/
-TIERLOCK 1796000001.4 CONNECT allowed.test 443 NONE_NONE 200 116 0 - splice allowed.test allowed.test:443
-TIERLOCK 1796000001.5 CONNECT allowed.test 443 TCP_TUNNEL 500 300 4000 - splice allowed.test allowed.test:443
-TIERLOCK 1796000002.000 GET blocked.test 80 TCP_DENIED 403 90 3900 ERR_ACCESS_DENIED - - http://blocked.test/
-TIERLOCK 1796000003.000 NONE - - NONE_NONE 400 0 3800 ERR_INVALID_URL - - -
-TIERLOCK 1796000004.000 CONNECT allowed.test 443 NONE_NONE 200 116 0 - terminate blocked.test allowed.test:443
-TIERLOCK 1796000005.000 CONNECT allowed.test 443 NONE_NONE 200 116 0 ERR_PROTOCOL_UNKNOWN peek - allowed.test:443
+TIERLOCK-0123abcd 0 1796000000.123 GET allowed.test 80 TCP_MISS 200 120 345 - - - allowed.test curl/7.88 http://allowed.test/
+TIERLOCK-0123abcd 1 1796000001.400 CONNECT allowed.test 443 NONE_NONE 200 116 0 - splice allowed.test allowed.test:443 - allowed.test:443
+TIERLOCK-0123abcd 2 1796000001.500 CONNECT allowed.test 443 TCP_TUNNEL 500 300 4000 - splice allowed.test allowed.test:443 - allowed.test:443
+TIERLOCK-0123abcd 3 1796000002.000 GET blocked.test 80 TCP_DENIED 403 90 3900 ERR_ACCESS_DENIED - - blocked.test - http://blocked.test/
+TIERLOCK-0123abcd 4 1796000003.000 NONE - - NONE_NONE 400 0 3800 ERR_INVALID_URL - - - - -
+TIERLOCK-0123abcd 5 1796000004.000 CONNECT allowed.test 443 NONE_NONE 200 116 0 - terminate blocked.test allowed.test:443 - allowed.test:443
+TIERLOCK-0123abcd 6 1796000005.000 CONNECT allowed.test 443 NONE_NONE 200 116 0 ERR_PROTOCOL_UNKNOWN peek - allowed.test:443 - allowed.test:443
 garbage line
 """
 
 
 def test_parse_access_log() -> None:
-    reqs = parse_access_log(LOG)
+    parsed = parse_access_log(LOG, MARK)
+    reqs = parsed.requests
     assert [(r.method, r.host, r.port, r.allowed, r.status, r.bytes) for r in reqs] == [
         ("GET", "allowed.test", 80, True, 200, 345),
         ("CONNECT", "allowed.test", 443, True, 200, 4000),  # the peek-step line is dropped
@@ -120,9 +122,17 @@ def test_parse_access_log() -> None:
         ("CONNECT", "allowed.test", 443, False, 200, 0),  # not TLS: cut
     ]
     assert reqs[0].time == pytest.approx(1796000000.123)
+    assert reqs[0].user_agent == "curl/7.88" and reqs[0].host_header == "allowed.test"
     assert reqs[2].url == "http://blocked.test/"
     assert reqs[1].url == "allowed.test:443"
-    assert reqs[4].url == "allowed.test:443 sni=blocked.test"
+    assert reqs[4].url == "allowed.test:443 sni=blocked.test" and reqs[4].sni == "blocked.test"
+    assert [r.seq for r in reqs] == [0, 2, 3, 4, 5, 6]
+    # squid's banner and the garbage are not in the format: rejected and counted, never read
+    assert parsed.rejected == 2 and parsed.missing == 0
+    assert parsed.rejected_lines == [
+        "2026/11/30 05:40:00| Starting Squid Cache version 5.7",
+        "garbage line",
+    ]
 
 
 def test_tls_tunnels_spliced_only_for_allowed_names() -> None:
@@ -179,7 +189,7 @@ def test_bracketed_ipv6_with_port() -> None:
 
 
 def test_bounded_log_keeps_head_and_tail_and_counts_the_rest() -> None:
-    from sandbox._proxy import bounded_log
+    from sandbox._proxylog import bounded_log
 
     lines = [f"line {i}\n".encode() for i in range(1000)]
     assert bounded_log(iter(lines[:5]), 1000) == ("".join(x.decode() for x in lines[:5]), 0)

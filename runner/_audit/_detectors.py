@@ -552,6 +552,34 @@ def _proxy(rec: ProxyLog, ctx: SampleContext) -> Iterator[Hit]:
             f"the proxy log was truncated: {rec.dropped} request line(s) were not recorded",
             f"dropped: {rec.dropped}",
         )
+    if rec.rejected:
+        # a line not in the proxy's encoded format: forged from inside, or squid misbehaved
+        yield Hit(
+            "integrity.proxy_log_rejected",
+            "integrity",
+            Severity.HIGH,
+            f"{rec.rejected} proxy log line(s) did not match the log format and were rejected "
+            "(possible injection into the evidence)",
+            excerpt(" | ".join(rec.rejected_lines) or f"rejected: {rec.rejected}"),
+        )
+    if rec.missing:
+        yield Hit(
+            "integrity.proxy_log_missing",
+            "integrity",
+            Severity.HIGH,
+            f"{rec.missing} proxy log line(s) were lost before the log was read",
+            f"missing: {rec.missing}",
+        )
+    cut = [r for r in rec.requests if r.cut]
+    if cut:
+        yield Hit(
+            "integrity.proxy_field_cut",
+            "integrity",
+            Severity.MEDIUM,
+            f"{len(cut)} proxy request(s) had fields longer than the log keeps (only their start "
+            "is on the record)",
+            excerpt(", ".join(f"{r.method} {r.host} ({', '.join(r.cut)})" for r in cut[:3])),
+        )
     refused = [r for r in rec.requests if not r.allowed]
     for r in refused[:MAX_LISTED]:
         where = f"{r.method} {r.url or r.host}" + (f" (port {r.port})" if r.port else "")

@@ -52,6 +52,17 @@ class Resolver:
     def __init__(self, attachments: Mapping[str, str] | None) -> None:
         self.attachments = attachments or {}
 
+    def resolve(self, value: Any) -> Any:
+        """A JSON value with every `attachment://` string in it resolved (Inspect moves long
+        strings, e.g. a proxied URL in an evidence record, out of the events)."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.resolve(v) for k, v in value.items()}
+        return value
+
     def text(self, value: Any) -> str:
         """Any JSON value as text: strings resolved, content lists joined, others as JSON-ish."""
         if value is None:
@@ -144,7 +155,7 @@ def observe(
             data = ev.get("data")
             if isinstance(data, dict) and "kind" in data:
                 try:
-                    record = EVIDENCE_ADAPTER.validate_python(data)
+                    record = EVIDENCE_ADAPTER.validate_python(r.resolve(data))
                 except ValidationError:
                     continue
                 yield Obs(i, ev.get("uuid"), "info", "evidence", record=record, data=ev)
