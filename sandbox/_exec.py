@@ -105,14 +105,14 @@ def run_exec(
     overflow = host_timeout = False
     broken: str | None = None
     try:
-        while (frame := conn.read_frame()) is not None:
-            stream, payload = frame
-            target = out[stream]
-            room = limit - len(target)
-            target += payload[: max(room, 0)]
-            if len(payload) > room:
+        while (head := conn.read_header()) is not None:
+            stream, size = head
+            room = limit - len(out[stream])
+            if size > room:  # read no more than the cap: memory stays bounded by `limit`
+                out[stream] += conn.read_payload(max(room, 0))
                 overflow = True
                 break
+            out[stream] += conn.read_payload(size)
     except TimeoutError:
         host_timeout = True
     except (OSError, ExecStreamError) as e:

@@ -9,7 +9,7 @@ by this module over the daemon's unix (or plain TCP) socket — so every byte af
 kept. For transports tierlock does not dial itself (TLS, ssh, npipe) the stream is read *through*
 the HTTP layer's buffered reader, which hands out what it already holds before reading the socket.
 
-`ExecConnection.read_frame` parses Docker's multiplexed stream strictly: the only clean end is the
+`ExecConnection.read_header`/`read_payload` parse Docker's multiplexed stream strictly: the only clean end is the
 daemon closing the connection between two frames; anything else raises `ExecStreamError`.
 """
 
@@ -93,7 +93,7 @@ class ExecConnection:
         return bool(data)
 
     def _take(self, n: int, what: str) -> bytes | None:
-        """`n` bytes, or None at a clean end (the connection closed before any of them)."""
+        """`n` bytes, or None at a clean end (the connection closed before a frame header)."""
         while len(self._buf) < n:
             if not self._fill():
                 if not self._buf and what == "header":
@@ -107,8 +107,9 @@ class ExecConnection:
         self.received += n
         return out
 
-    def read_frame(self) -> tuple[int, bytes] | None:
-        """The next (stream, payload) frame — 1 stdout, 2 stderr — or None at the clean end."""
+    def read_header(self) -> tuple[int, int] | None:
+        """The next frame's (stream, payload size) — stream 1 stdout, 2 stderr — or None at the
+        clean end. The daemon's own in-band error (stream 3) raises `ExecStreamError`."""
         header = self._take(8, "header")
         if header is None:
             return None
@@ -117,12 +118,19 @@ class ExecConnection:
             raise ExecStreamError(
                 f"malformed frame header {header.hex()} after {self.received - 8} bytes of stream"
             )
-        payload = self._take(size, "payload") if size else b""
-        assert payload is not None
-        if stream == 3:  # the daemon's own error, sent in-band
-            text = payload.decode("utf-8", "backslashreplace")[:500]
+        if stream == 3:
+            text = self.read_payload(min(size, 500)).decode("utf-8", "backslashreplace")
             raise ExecStreamError(f"the daemon reported an error in the stream: {text!r}")
-        return stream, payload
+        return stream, size
+
+    def read_payload(self, n: int) -> bytes:
+        """The next `n` bytes of the current frame's payload."""
+        return self._take(n, "payload") or b""
+
+    def read_frame(self) -> tuple[int, bytes] | None:
+        """The next (stream, payload) frame, or None at the clean end."""
+        head = self.read_header()
+        return None if head is None else (head[0], self.read_payload(head[1]))
 
 
 def start_exec(api: APIClient, exec_id: str, *, own_socket: bool = True) -> ExecConnection:
