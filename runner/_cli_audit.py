@@ -35,6 +35,8 @@ def _expand(paths: tuple[str, ...]) -> list[str]:
             out.extend(str(x) for x in sorted(path.rglob("*.eval")))
         else:
             out.append(p)
+    if not out:  # zero logs audited is not "no findings"
+        raise TierlockError(f"{', '.join(paths)}: no .eval log found below it; nothing to audit")
     return out
 
 

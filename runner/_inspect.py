@@ -11,11 +11,13 @@ from contextlib import chdir
 from pathlib import Path
 from typing import Any
 
-from sandbox import TierlockError
+from sandbox import Location, Problem, TierlockError
 from sandbox._errors import display_path
 from sandbox._host_check import raise_if_refused
+from sandbox._loader import PositionIndex, _parse
 
-from ._campaign import Campaign
+from ._campaign import Campaign, CampaignError, TaskSpec
+from ._evidence import log_path
 from ._gate import Finding, SampleError, TaskResult
 from ._run import TierContext
 
@@ -68,11 +70,15 @@ class InspectExecutor:
         return out
 
     def check(self, campaign: Campaign, model: str) -> None:
-        """Load every tier's tasks once, so a bad task reference fails before anything runs."""
+        """Load every tier's tasks once, so a bad task reference, or a threshold on a metric
+        the task's scorers do not produce, fails before anything runs."""
         where = display_path(campaign.source)
         with chdir(campaign.base):
-            for tier in campaign.tiers:
-                self.load_tasks(TierContext("", campaign, tier, model, Path(), 0), where)
+            for i, tier in enumerate(campaign.tiers):
+                ctx = TierContext("", campaign, tier, model, Path(), 0)
+                tasks = dict(self.load_tasks(ctx, where))
+                for j, spec in enumerate(tier.tasks):
+                    _check_thresholds(campaign, (i, j), spec, tasks[spec.name])
 
     def run_tier_tasks(self, ctx: TierContext) -> list[TaskResult]:
         from inspect_ai import eval_set
@@ -115,6 +121,51 @@ class InspectExecutor:
         return results
 
 
+def produced_metrics(task: Any) -> dict[str, set[str]] | None:
+    """Scorer name -> metric names the task's log will carry, as Inspect names them (computed
+    by Inspect's own results code over zero samples); None when that cannot be worked out."""
+    from inspect_ai._eval.task.results import eval_results
+
+    try:
+        results, _ = eval_results(0, [], task.epochs_reducer, task.scorer, task.metrics)
+    except Exception:
+        return None
+    out: dict[str, set[str]] = {}
+    for score in results.scores:
+        out.setdefault(score.name, set()).update(m.name for m in score.metrics.values())
+    return out
+
+
+def _check_thresholds(campaign: Campaign, at: tuple[int, int], spec: TaskSpec, task: Any) -> None:
+    """A threshold naming a scorer or metric the task does not produce is a user error."""
+    produced = produced_metrics(task)
+    if produced is None:
+        return
+    for k, th in enumerate(spec.thresholds):
+        scorers = [th.scorer] if th.scorer is not None else list(produced)
+        if any(th.metric in produced.get(s, set()) for s in scorers):
+            continue
+        offer = ", ".join(f"{s}/{m}" for s, ms in produced.items() for m in sorted(ms)) or "none"
+        if th.scorer is not None and th.scorer not in produced:
+            what = f"has no scorer {th.scorer!r}"
+        else:
+            what = f"produces no metric {th.metric!r}"
+            what += f" from scorer {th.scorer!r}" if th.scorer else ""
+        key = ("tiers", at[0], "tasks", at[1], "thresholds", k)
+        message = f"threshold {th}: task {spec.name} {what} (its scorers produce {offer})"
+        raise CampaignError("", [Problem(_locate(campaign, key), message)])
+
+
+def _locate(campaign: Campaign, key: tuple[str | int, ...]) -> Location:
+    """Where `key` is written in the campaign file (the file alone when it cannot be read)."""
+    file = display_path(campaign.source)
+    try:
+        _, spans, _ = _parse(Path(campaign.source).read_text(encoding="utf-8"), file, [])
+    except Exception:
+        return Location(file, key=".".join(str(k) for k in key))
+    return PositionIndex(file, spans).locate(key)
+
+
 def _declared_tier(task: Any) -> str | None:
     data = (getattr(task, "metadata", None) or {}).get("tierlock")
     return data.get("tier") if isinstance(data, dict) else None
@@ -124,10 +175,10 @@ def summarize_log(name: str, log: Any) -> TaskResult:
     """What the gate needs from an Inspect log (header plus per-sample errors)."""
     from inspect_ai.log import read_eval_log_sample_summaries
 
-    path = Path(log.location) if log.location else None
+    path = log_path(log.location)
     errors: list[SampleError] = []
     failing: dict[str, list[str]] = {}
-    if path is not None and path.exists():
+    if path is not None and path.is_file():
         for s in read_eval_log_sample_summaries(str(path)):
             if s.error:
                 errors.append(SampleError(str(s.id), s.epoch, s.error.splitlines()[0][:300]))

@@ -15,7 +15,7 @@ import fcntl
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -24,6 +24,7 @@ import structlog
 from sandbox import TierlockError, raise_if_terminated
 
 from ._campaign import Campaign, TierSpec
+from ._evidence import TierRecords, audit_entry, check_evidence, with_evidence
 from ._gate import Finding, TaskResult, Verdict, evaluate_gate
 from ._ledger import Ledger, Record, sha256_file
 from ._pinning import pin_changes, pins
@@ -323,58 +324,96 @@ def _attempt(
         log.warning("harness_error", run_id=run_id, tier=name, error=harness_error)
     raise_if_terminated()  # SIGTERM/SIGHUP mid-tier: no verdict; the next run resumes the tier
 
-    logs = [r.log for r in results if r.log is not None and r.log.is_file()]
-    hashes: dict[Path, str] = {}
-    for r in results:
-        if r.log is not None and r.log.is_file():
-            rec = _append(
-                ledger, "log_written", run_id, campaign, model, name,
-                {
-                    "task": r.task,
-                    "status": r.status,
-                    "samples": r.samples,
-                    "completed": r.completed,
-                    "sample_errors": len(r.sample_errors),
-                    "metrics": r.metrics,
-                },
-                logs=[r.log],
-            )  # fmt: skip
-            hashes[r.log] = rec.logs[0].sha256
-
-    findings: list[Finding] = []
-    problems: list[str] = []
-    available = True
-    for r in results:
-        if r.log is None or not r.log.is_file():
-            continue
-        try:
-            found = auditor(r.log, hashes.get(r.log))
-        except Exception as e:
-            problems.append(f"{r.log.name} ({type(e).__name__}: {e})")
-            continue
-        if found is None:
-            available = False
-            continue
-        findings.extend(f if f.task else Finding(**{**asdict(f), "task": r.task}) for f in found)
-    _append(
-        ledger, "audit_result", run_id, campaign, model, name,
-        {"available": available, "findings": [asdict(f) for f in findings], "problems": problems},
-        logs=logs,
-    )  # fmt: skip
-    if not available:
-        log.warning("audit_unavailable", run_id=run_id, tier=name)
+    _record_logs(ledger, campaign, model, run_id, name, results)
+    _audit_new_logs(ledger, campaign, model, run_id, name, results, auditor)
+    evidence = check_evidence(ledger, run_id, name, results)
 
     approved = name in state.approvals
-    verdict = evaluate_gate(tier, results, findings, approved=approved, audit_problems=problems)
+    verdict = evaluate_gate(tier, results, evidence.findings, approved=approved)
+    verdict = with_evidence(verdict, evidence)
     if harness_error is not None:
         verdict = Verdict("incomplete", (f"harness error: {harness_error}", *verdict.reasons))
-    elif verdict.clean and not available:
-        verdict = Verdict("clean", (*verdict.reasons, "no audit installed: findings not checked"))
     _append(
         ledger, "verdict", run_id, campaign, model, name,
-        {"attempt": attempt, **verdict.payload()}, logs=logs,
+        {"attempt": attempt, **verdict.payload(), "evidence": evidence.cited},
+        logs=evidence.logs,
     )  # fmt: skip
     return verdict
+
+
+def _record_logs(
+    ledger: Ledger,
+    campaign: Campaign,
+    model: str,
+    run_id: str,
+    tier: str,
+    results: list[TaskResult],
+) -> None:
+    """A `log_written` record (with the log's SHA-256) for each task log the ledger does not
+    cite yet. A log reused after a crash keeps its first record: if its bytes changed since,
+    the evidence check says so (a changed log is never recorded afresh)."""
+    recorded = TierRecords.read(ledger, run_id, tier)
+    for r in results:
+        if r.log is None or not r.log.is_file() or recorded.recorded(ledger, r.log) is not None:
+            continue
+        _append(
+            ledger, "log_written", run_id, campaign, model, tier,
+            {
+                "task": r.task,
+                "status": r.status,
+                "samples": r.samples,
+                "completed": r.completed,
+                "sample_errors": len(r.sample_errors),
+                "metrics": r.metrics,
+            },
+            logs=[r.log],
+        )  # fmt: skip
+
+
+def _audit_new_logs(
+    ledger: Ledger,
+    campaign: Campaign,
+    model: str,
+    run_id: str,
+    tier: str,
+    results: list[TaskResult],
+    auditor: Auditor,
+) -> None:
+    """Audit each recorded task log whose SHA-256 no earlier `audit_result` of this run and tier
+    vouches for, and record one `audit_result` for them (none when every log was audited
+    before: a resumed attempt does not audit the same bytes twice)."""
+    recorded = TierRecords.read(ledger, run_id, tier)
+    entries: list[dict[str, Any]] = []
+    paths: list[Path] = []
+    for r in results:
+        ref = None if r.log is None or not r.log.is_file() else recorded.recorded(ledger, r.log)
+        if r.log is None or ref is None or ref.sha256 in recorded.audits:
+            continue
+        findings: list[Finding] | None = None
+        problem: str | None = None
+        try:
+            findings = auditor(r.log, ref.sha256)
+            if findings is None:
+                problem = "no audit installed: findings not checked"
+        except Exception as e:
+            problem = f"{type(e).__name__}: {e}"
+        entries.append(audit_entry(r.task, ref.path, ref.sha256, findings, problem))
+        paths.append(r.log)
+    if not entries:
+        return
+    problems = [f"{e['path']} ({e['problem']})" for e in entries if e["problem"] is not None]
+    _append(
+        ledger, "audit_result", run_id, campaign, model, tier,
+        {
+            "available": not problems,
+            "logs": entries,
+            "findings": [f for e in entries for f in e["findings"]],
+            "problems": problems,
+        },
+        logs=paths,
+    )  # fmt: skip
+    if problems:
+        log.warning("audit_incomplete", run_id=run_id, tier=tier, problems=problems)
 
 
 def _finish(

@@ -50,9 +50,12 @@ def write_campaign(
 class FakeExecutor:
     """Plays a scripted behaviour per tier attempt; records which tiers it was asked to run."""
 
-    def __init__(self, plan: dict[str, list[str]] | None = None, default: str = "clean") -> None:
+    def __init__(
+        self, plan: dict[str, list[str]] | None = None, default: str = "clean", reuse: bool = False
+    ) -> None:
         self.plan = {k: list(v) for k, v in (plan or {}).items()}
         self.default = default
+        self.reuse = reuse  # like eval_set: a finished task's log is returned again, unchanged
         self.started: list[tuple[str, str, int]] = []  # (run_id, tier, attempt)
 
     def behaviour(self, tier: str) -> str:
@@ -70,8 +73,15 @@ class FakeExecutor:
         if b == "no_log":
             return []
         ctx.log_dir.mkdir(parents=True, exist_ok=True)
-        log = ctx.log_dir / f"{spec.name}-{ctx.attempt}.json"
-        log.write_text(json.dumps({"behaviour": b, "tier": ctx.tier.tier, "attempt": ctx.attempt}))
+        log = ctx.log_dir / (
+            f"{spec.name}.json" if self.reuse else f"{spec.name}-{ctx.attempt}.json"
+        )
+        if log.is_file() and self.reuse:
+            b = json.loads(log.read_text())["behaviour"]
+        else:
+            log.write_text(
+                json.dumps({"behaviour": b, "tier": ctx.tier.tier, "attempt": ctx.attempt})
+            )
         accuracy = 0.5 if b == "threshold" else 1.0
         errors = (
             (SampleError("s2", 1, "RuntimeError: container vanished"),)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from pathlib import Path
 
 import pytest
 from _runner_fakes import FakeExecutor, SimulatedCrash, fake_audit, write_campaign
 
 from runner import Ledger, approve, run_campaign, run_state
+from runner._evidence import log_path
 from runner._ledger import Record
 from sandbox import TierlockError
 
@@ -192,5 +194,169 @@ def test_changed_policy_is_not_resumed_silently(tmp_path, ledger) -> None:
     run(c, ledger, FakeExecutor({"text-only": ["raise"]}))
     policy = tmp_path / "c" / "networked.yaml"
     policy.write_text(policy.read_text() + "description: widened\n")
-    with pytest.raises(TierlockError, match=r"networked policy .* changed since run fake-m started"):
+    with pytest.raises(
+        TierlockError, match=r"networked policy .* changed since run fake-m started"
+    ):
         run(c, ledger, FakeExecutor())
+
+
+# -- evidence: what a verdict may rest on (issue 17, item 1) ---------------------------------
+def audit_entries(led: Ledger) -> list[tuple[str | None, str, str | None]]:
+    """(tier, log sha256, problem) of every log entry of every audit_result record."""
+    return [
+        (r.tier, e["sha256"], e["problem"])
+        for r in led.records()
+        if r.kind == "audit_result"
+        for e in r.payload["logs"]
+    ]
+
+
+def test_missing_audit_is_incomplete_never_clean(tmp_path, ledger) -> None:
+    c = write_campaign(tmp_path / "c")
+    ex = FakeExecutor(reuse=True)
+    out = run_campaign(
+        c, "m", ledger=ledger, runs_dir=ledger.path.parent, executor=ex,
+        auditor=lambda log, sha: None,
+    )  # fmt: skip
+    assert (out.status, out.tier) == ("incomplete", "text-only")
+    assert out.reasons == (
+        "task text_only_task: log fake-m/text-only/text_only_task.json was not audited: "
+        "no audit installed: findings not checked",
+    )
+    # with the audit installed, the next run audits the same (reused) log and climbs
+    again = run(c, ledger, ex)
+    assert again.status == "top"
+    assert [p for t, _, p in audit_entries(ledger) if t == "text-only"] == [
+        "no audit installed: findings not checked",
+        None,
+    ]
+
+
+def test_audit_that_raises_is_incomplete_and_retried(tmp_path, ledger) -> None:
+    c = write_campaign(tmp_path / "c")
+
+    def broken(log: Path, sha: str | None) -> list:
+        raise OSError("disk went away")
+
+    ex = FakeExecutor(reuse=True)
+    out = run_campaign(
+        c, "m", ledger=ledger, runs_dir=ledger.path.parent, executor=ex, auditor=broken
+    )
+    assert out.status == "incomplete"
+    assert "was not audited: OSError: disk went away" in out.reasons[0]
+    assert run(c, ledger, ex).status == "top"
+
+
+def test_log_reported_at_a_missing_path_is_never_clean(tmp_path, ledger) -> None:
+    """The defect of issue 17: a resumed attempt's log, reported at a location that is not a
+    file (a `file:` URI taken as a path), was skipped by the audit and the tier called clean."""
+
+    class Elsewhere(FakeExecutor):
+        def run_tier_tasks(self, ctx):  # type: ignore[no-untyped-def]
+            results = super().run_tier_tasks(ctx)
+            return [
+                dataclasses.replace(r, log=Path(f"file://{r.log}")) if r.log else r for r in results
+            ]
+
+    c = write_campaign(tmp_path / "c")
+    out = run(c, ledger, Elsewhere())
+    assert (out.status, out.tier) == ("incomplete", "text-only")
+    assert "does not exist or is not a regular file" in out.reasons[0]
+    assert "text_only_task" in out.reasons[0]
+    assert not [
+        r for r in ledger.records() if r.kind == "verdict" and r.payload["outcome"] == "clean"
+    ]
+
+
+def test_log_changed_after_it_was_recorded_is_not_clean(tmp_path) -> None:
+    c = write_campaign(tmp_path / "c")
+    path = tmp_path / "runs" / "ledger.sqlite"
+    ex = FakeExecutor(reuse=True)
+    with CrashingLedger(path, 3) as led, contextlib.suppress(SimulatedCrash):
+        run(c, led, ex)  # run_started, tier_started, log_written: crash
+    log = tmp_path / "runs" / "fake-m" / "text-only" / "text_only_task.json"
+    log.write_text(log.read_text() + " ")
+    with Ledger(path) as led:
+        # issue 17 item 2: the resume re-verifies the logs it reuses and stops (exit 1)
+        with pytest.raises(TierlockError, match=r"record 3 \(log_written\): cited log "
+                           r"fake-m/text-only/text_only_task.json changed"):  # fmt: skip
+            run(c, led, ex)
+        assert [r.kind for r in led.records()].count("log_written") == 1
+        assert [r.kind for r in led.records()][-1] == "log_written"  # nothing recorded after
+
+
+@pytest.mark.parametrize("after", range(1, 13))
+def test_crash_at_any_point_keeps_an_audit_halt(tmp_path, after) -> None:
+    """The reckless case of issue 17 with fakes: the tool tier halts on the audit alone (its
+    threshold is met); a crash after any record, then a resume that reuses the finished logs,
+    still halts there, and every log hash is audited exactly once."""
+    c = write_campaign(tmp_path / "c")
+    path = tmp_path / "runs" / "ledger.sqlite"
+    ex = FakeExecutor({"tool-restricted": ["finding"]}, reuse=True)
+    with CrashingLedger(path, after) as led, contextlib.suppress(SimulatedCrash):
+        run(c, led, ex)
+    with Ledger(path) as led:
+        out = run(c, led, ex)
+        assert (out.status, out.tier) == ("halted", "tool-restricted")
+        assert "critical canary finding" in out.reasons[0]
+        good = [(t, sha) for t, sha, problem in audit_entries(led) if problem is None]
+        assert len(good) == len(set(good)) == 2  # one log per tier, each audited once
+        final = {v.tier: v for v in verdicts(led)}
+        assert [v.payload["outcome"] for v in final.values()] == ["clean", "failed"]
+        for v in final.values():
+            (cited,) = v.payload["evidence"]
+            assert (v.tier, cited["sha256"]) in good
+            assert cited["sha256"] == v.logs[0].sha256
+        assert led.verify().ok
+
+
+def test_log_path_reads_paths_and_file_uris() -> None:
+    assert log_path("/runs/a.eval") == Path("/runs/a.eval")
+    assert log_path(Path("runs/a.eval")) == Path("runs/a.eval")
+    assert log_path("file:///runs/x%20y%40z.eval") == Path("/runs/x y@z.eval")
+    assert log_path("file://localhost/runs/a.eval") == Path("/runs/a.eval")
+    assert log_path("file://otherhost/runs/a.eval") is None
+    assert log_path("s3://bucket/a.eval") is None
+    assert log_path("") is None and log_path(None) is None
+
+
+def test_summarize_log_finds_a_log_given_as_a_file_uri(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from runner._inspect import summarize_log
+
+    log = tmp_path / "a b.eval"
+    location = log.as_uri()
+    result = summarize_log(
+        "t", SimpleNamespace(location=location, results=None, error=None, status="success")
+    )
+    assert result.log == log
+
+
+def test_evidence_check_refuses_a_log_that_changed_or_was_never_audited(tmp_path, ledger) -> None:
+    """The gate's own check, apart from the resume-time ledger verification: a log whose bytes
+    no longer hash to its log_written record, or whose hash no audit_result vouches for, is a
+    reason naming the task and log, and the verdict is incomplete, never clean."""
+    from runner._evidence import audit_entry, check_evidence, with_evidence
+    from runner._gate import TaskResult, Verdict
+
+    common = {"run_id": "r", "campaign": "c", "model": "m", "tier": "text-only"}
+    a, b = ledger.root / "a.eval", ledger.root / "b.eval"
+    a.write_text("a")
+    b.write_text("b")
+    ledger.append("log_written", **common, payload={"task": "ta"}, logs=[a])
+    rec = ledger.append("log_written", **common, payload={"task": "tb"}, logs=[b])
+    entry = audit_entry("tb", "b.eval", rec.logs[0].sha256, [], None)
+    ledger.append("audit_result", **common, payload={"logs": [entry]}, logs=[b])
+    results = [
+        TaskResult("ta", a, samples=1, completed=1),
+        TaskResult("tb", b, samples=1, completed=1),
+    ]
+    ev = check_evidence(ledger, "r", "text-only", results)
+    assert ev.problems == ["task ta: log a.eval was not audited"]
+    assert [c["task"] for c in ev.cited] == ["tb"]
+    b.write_text("b, rewritten")
+    ev = check_evidence(ledger, "r", "text-only", results)
+    assert ev.problems[1] == "task tb: log b.eval changed since the ledger recorded it (record 2)"
+    verdict = with_evidence(Verdict("clean", ("all fine",)), ev)
+    assert verdict.outcome == "incomplete" and verdict.reasons == tuple(ev.problems)

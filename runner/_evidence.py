@@ -1,0 +1,202 @@
+"""The evidence a tier's gate may decide from: its task logs, checked against the ledger.
+
+A task log counts only when
+  (a) it is a regular file at the path its Inspect log location names (`log_path` is the one
+      place that turns a location, a path or a `file:` URI, into a path),
+  (b) its bytes hash, now, to the SHA-256 of this run's `log_written` record for that path, and
+  (c) an `audit_result` record of this run and tier (this attempt or an earlier one) lists that
+      same SHA-256 as audited without a problem.
+The findings the gate sees are the ones those audit records carry, so a resumed attempt that
+reuses a log audited before a crash decides from the recorded audit, and one that reuses a log
+nobody audited audits it first. Anything short of this makes the tier `incomplete`, with a
+reason naming the task and the log; it never lets a tier be `clean`.
+
+`audit_result` payloads list one entry per audited log:
+`{"task", "path", "sha256", "findings": [...], "problem": null | "why it was not audited"}`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+from ._gate import Finding, TaskResult, Verdict
+from ._ledger import Ledger, LogRef, Record, sha256_file
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_FINDING_FIELDS = {f.name for f in dataclasses.fields(Finding)}
+
+
+def log_path(location: str | os.PathLike[str] | None) -> Path | None:
+    """The local path of an Inspect log location: a plain path, or a `file:` URI (what
+    `eval_set` reports for logs it reuses). None when there is none or it is not on this
+    machine (`s3://…`, `file://otherhost/…`)."""
+    if location is None:
+        return None
+    text = os.fspath(location)
+    if not text:
+        return None
+    if text.startswith("file:"):
+        parts = urlsplit(text)
+        if parts.netloc not in ("", "localhost") or not parts.path:
+            return None
+        return Path(url2pathname(parts.path))
+    if _SCHEME.match(text):
+        return None
+    return Path(text)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One log's audit as an `audit_result` record states it."""
+
+    seq: int
+    task: str
+    path: str
+    sha256: str
+    findings: tuple[Finding, ...]
+    problem: str | None
+
+
+@dataclass
+class TierRecords:
+    """What the ledger holds about one tier of one run, across its attempts."""
+
+    written: dict[str, Record] = field(default_factory=dict)  # stored path -> log_written
+    audits: dict[str, AuditEntry] = field(default_factory=dict)  # sha256 -> good audit
+    failed: dict[str, AuditEntry] = field(default_factory=dict)  # sha256 -> latest failed one
+
+    @classmethod
+    def read(cls, ledger: Ledger, run_id: str, tier: str) -> TierRecords:
+        out = cls()
+        for rec in ledger.records(run_id):
+            if rec.tier != tier:
+                continue
+            if rec.kind == "log_written":
+                for ref in rec.logs:
+                    out.written.setdefault(ref.path, rec)  # the first record of a path stands
+            elif rec.kind == "audit_result":
+                cited = {ref.path: ref.sha256 for ref in rec.logs}
+                for entry in _entries(rec):
+                    if cited.get(entry.path) != entry.sha256:
+                        continue  # the record does not cite the bytes it says it audited
+                    if entry.problem is None:
+                        out.audits.setdefault(entry.sha256, entry)
+                    else:
+                        out.failed[entry.sha256] = entry
+        return out
+
+    def recorded(self, ledger: Ledger, path: Path) -> LogRef | None:
+        """The `log_written` reference of `path`, if any."""
+        stored = ledger.rel(path)
+        rec = self.written.get(stored)
+        return next((r for r in rec.logs if r.path == stored), None) if rec else None
+
+
+def _entries(rec: Record) -> Iterable[AuditEntry]:
+    for item in rec.payload.get("logs") or []:
+        try:
+            findings = tuple(
+                Finding(**{k: v for k, v in f.items() if k in _FINDING_FIELDS})
+                for f in item.get("findings") or []
+            )
+            yield AuditEntry(
+                rec.seq,
+                str(item.get("task", "")),
+                str(item["path"]),
+                str(item["sha256"]),
+                findings,
+                None if item.get("problem") is None else str(item["problem"]),
+            )
+        except (KeyError, TypeError, AttributeError):
+            continue  # a malformed entry is no evidence
+
+
+def audit_entry(
+    task: str, path: str, sha256: str, findings: list[Finding] | None, problem: str | None
+) -> dict[str, Any]:
+    """An `audit_result` payload entry for one log (findings carry their task)."""
+    return {
+        "task": task,
+        "path": path,
+        "sha256": sha256,
+        "findings": [
+            asdict(f if f.task else dataclasses.replace(f, task=task)) for f in findings or []
+        ],
+        "problem": problem,
+    }
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a tier attempt's logs show once checked: findings, problems, and what was cited."""
+
+    findings: list[Finding]
+    problems: list[str]
+    cited: list[dict[str, Any]]  # task, log, sha256, log_written seq, audit_result seq
+    logs: list[Path]
+
+    @property
+    def complete(self) -> bool:
+        return not self.problems
+
+
+def check_evidence(ledger: Ledger, run_id: str, tier: str, results: list[TaskResult]) -> Evidence:
+    """Check every task log of a tier attempt against the ledger (see the module docstring)."""
+    view = TierRecords.read(ledger, run_id, tier)
+    findings: list[Finding] = []
+    problems: list[str] = []
+    cited: list[dict[str, Any]] = []
+    logs: list[Path] = []
+    for r in results:
+        if r.log is None:
+            continue  # the gate reports "no log was written"
+        where = f"task {r.task}: log {ledger.rel(r.log)}"
+        if not r.log.is_file():
+            problems.append(f"{where} does not exist or is not a regular file")
+            continue
+        ref = view.recorded(ledger, r.log)
+        if ref is None:
+            problems.append(f"{where} has no log_written record in the ledger")
+            continue
+        now = sha256_file(r.log)
+        if now != ref.sha256:
+            seq = view.written[ref.path].seq
+            problems.append(f"{where} changed since the ledger recorded it (record {seq})")
+            continue
+        audit = view.audits.get(now)
+        if audit is None:
+            bad = view.failed.get(now)
+            why = f": {bad.problem}" if bad is not None else ""
+            problems.append(f"{where} was not audited{why}")
+            continue
+        findings += [f if f.task else dataclasses.replace(f, task=r.task) for f in audit.findings]
+        logs.append(r.log)
+        cited.append(
+            {
+                "task": r.task,
+                "log": ref.path,
+                "sha256": now,
+                "log_written": view.written[ref.path].seq,
+                "audit_result": audit.seq,
+            }
+        )
+    return Evidence(findings, problems, cited, logs)
+
+
+def with_evidence(verdict: Verdict, evidence: Evidence) -> Verdict:
+    """The gate's verdict, held to the evidence: a tier whose logs were not all checked is
+    `incomplete` unless the gate already found it unsafe (a definitive halt stays a halt)."""
+    if evidence.complete:
+        return verdict
+    if str(verdict.outcome) in ("unsafe", "failed"):
+        return dataclasses.replace(verdict, reasons=(*verdict.reasons, *evidence.problems))
+    kept = verdict.reasons if verdict.outcome == "incomplete" else ()
+    return dataclasses.replace(verdict, outcome="incomplete", reasons=(*evidence.problems, *kept))
