@@ -328,7 +328,8 @@ def verify_command(
     if expected is not None:
         summary += f"; holds the expected head {expected}"
     if res.macs_unchecked:
-        click.echo(f"{summary}; but {UNCHECKED_MACS}", err=True)
+        unchecked = summary.replace("ledger intact", "ledger NOT verified: chain unbroken", 1)
+        click.echo(f"{unchecked}; {UNCHECKED_MACS}", err=True)
         return 3
     click.echo(summary, err=show_head)
     if show_head:

@@ -128,8 +128,8 @@ def verify_chain(
 
 
 UNCHECKED_MACS = (
-    "the ledger is keyed but no key was given: its macs could not be checked "
-    "(--key-file, TIERLOCK_LEDGER_KEY_FILE or TIERLOCK_LEDGER_KEY)"
+    "the ledger is keyed and no key was given, so its macs could not be checked "
+    "(give --key-file, TIERLOCK_LEDGER_KEY_FILE or TIERLOCK_LEDGER_KEY)"
 )
 
 

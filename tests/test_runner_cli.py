@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -236,3 +237,41 @@ def test_a_task_that_cannot_load_fails_before_anything_runs(tmp_path: Path) -> N
     )
     assert not lines(tmp_path / "first.txt")  # the first tier did not run either
     assert not (tmp_path / "runs" / "ledger.sqlite").exists()
+
+
+def test_run_prints_its_head_and_a_finished_run_is_pinned(tmp_path: Path) -> None:
+    """Issue 17 items 3-4 through the CLI: the head printed by `run` is what `verify
+    --expect-head` checks; a changed task file refuses the finished run (exit 1); --new runs."""
+    camp = campaign(tmp_path, {})
+    res = run(tmp_path, camp)
+    assert res.returncode == 0, res.stdout + res.stderr
+    head = re.search(r"ledger head: (\d+:[0-9a-f]{64})", res.stdout)
+    assert head is not None
+    assert tierlock(tmp_path, "verify", "--expect-head", head.group(1)).returncode == 0
+    (tmp_path / "tasks.py").write_text(TASKS + "\n# changed after the run\n")
+    res = run(tmp_path, camp)
+    assert res.returncode == 1
+    assert re.search(r"task file \S*tasks\.py \(task probe, tier text-only\) changed", res.stderr)
+    assert "since run demo-mockllm_model (top) started; run with --new" in res.stderr
+    assert "Traceback" not in res.stderr
+    res = run(tmp_path, camp, "--new")
+    assert res.returncode == 0 and "started run demo-mockllm_model-2" in res.stdout
+
+
+def test_resume_refuses_a_log_changed_since_it_was_recorded(tmp_path: Path) -> None:
+    """Issue 17 item 2: the resume re-hashes the logs of the run it continues; a changed one
+    stops it (exit 1) naming the record and the file, and nothing more is recorded."""
+    camp = campaign(tmp_path, {}, approval=True)
+    assert run(tmp_path, camp).returncode == 4
+    ok = tierlock(tmp_path, "approve", "demo-mockllm_model", "--tier", "tool-restricted",
+                  "--by", "Ada", "--note", "read the text-only transcripts")  # fmt: skip
+    assert ok.returncode == 0 and "ledger head: " in ok.stdout
+    log = next((tmp_path / "runs" / "demo-mockllm_model" / "text-only").glob("*.eval"))
+    log.write_bytes(log.read_bytes() + b"\0")
+    before = len(records(tmp_path))
+    res = run(tmp_path, camp)
+    assert res.returncode == 1
+    assert re.search(r"ledger broken at record \d+ \(log_written\): cited log "
+                     r"demo-mockllm_model/text-only/\S+\.eval changed", res.stderr)  # fmt: skip
+    assert len(records(tmp_path)) == before
+    assert not lines(tmp_path / "second.txt")
