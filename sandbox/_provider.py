@@ -661,6 +661,25 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
             raise RuntimeError(f"read_file {file} failed (exit {out.exit_code}): {message}")
         return out.stdout.decode("utf-8") if text else out.stdout
 
+    async def evidence_now(self) -> ContainerEvidence:
+        """The container's evidence as it stands (OOM kills and pids-limit hits from its cgroups,
+        command timeouts, files changed outside the writable paths), neither recorded nor
+        pausing the container: what the in-log `containment` scorer audits, before teardown
+        records the final `ContainerEvidence`."""
+        box = self._box
+        policy = box.loaded.policy
+        return await run_sync(
+            collect_evidence,
+            box.client,
+            box.container_id,
+            role="default",
+            policy_hash=policy.digest(),
+            writable=[w.path for w in policy.filesystem.writable]
+            + [m.target for m in policy.filesystem.mounts if m.mode == "rw"],
+            timeouts=box.counters.timeouts,
+            output_limit_hits=box.counters.output_limit_hits,
+        )
+
     async def connection(self, *, user: str | None = None) -> SandboxConnection:
         self._check_user(user)
         return SandboxConnection(
