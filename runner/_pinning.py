@@ -66,7 +66,7 @@ def policy_pin(path: Path) -> dict[str, Any]:
         if seccomp.lower() in ("default", "unconfined")
         else loaded.resolve_path(("process", "seccomp"), seccomp)
     )
-    approval = policy.tools.approval
+    approval = (policy.tools.approval or "").strip()
     approval_path = loaded.resolve_path(("tools", "approval"), approval) if approval else None
     return {
         "file": str(path),

@@ -20,20 +20,27 @@ SECCOMP = (
 )
 
 
+APPROVAL = 'approvers:\n  - name: auto\n    tools: "*"\n    decision: approve\n'
+
+
 def write(root: Path, approval: bool = False) -> Path:
     """Two tiers; the tool tier's policy extends a parent and names a seccomp profile; both
     tasks live in one task file with a data folder beside it."""
     pol, tasks = root / "policies", root / "tasks"
     (tasks / "data").mkdir(parents=True)
     pol.mkdir()
-    (pol / "text.policy.yaml").write_text("name: text\ntier: text-only\n")
+    (pol / "text.policy.yaml").write_text(  # the ladder wants the same approval all the way up
+        "name: text\ntier: text-only\ntools: {approval: approve.yaml}\n"
+    )
     (pol / "base.policy.yaml").write_text(
         "name: base\ntier: tool-restricted\ntools: {allow: [bash]}\nlimits: {pids: 64}\n"
     )
     (pol / "tool.policy.yaml").write_text(
         "extends: base.policy.yaml\nname: tool\nprocess: {seccomp: profile.json}\n"
+        "tools: {allow: [bash], approval: approve.yaml}\n"
     )
     (pol / "profile.json").write_text(SECCOMP)
+    (pol / "approve.yaml").write_text(APPROVAL)
     (tasks / "probe.py").write_text("# the tasks (the fake executor does not load them)\n")
     (tasks / "data" / "items.json").write_text('["one", "two"]\n')
     path = root / "campaign.yaml"
@@ -86,6 +93,11 @@ CHANGES = {
         lambda r: _edit(r / "policies/profile.json", '"read", ', '"read", "mkdir", '),
         r"the tool-restricted policy policies/tool\.policy\.yaml: its seccomp profile "
         r"policies/profile\.json changed",
+    ),
+    "approval": (
+        lambda r: _edit(r / "policies/approve.yaml", "decision: approve", "decision: reject"),
+        r"the tool-restricted policy policies/tool\.policy\.yaml: its approval file "
+        r"policies/approve\.yaml changed",
     ),
     "task-file": (
         lambda r: _edit(r / "tasks/probe.py", "# the tasks", "# the changed tasks"),
