@@ -144,6 +144,7 @@ def run_command(
     executor = _Interruptible(inspect_executor)
     with _ledger(runs_dir, key_file=key_file) as ledger:
         ledger.check_key()  # a keyed ledger needs its key before anything runs
+        start = ledger_head(ledger)
         try:
             outcome = run_campaign(
                 camp,
@@ -159,6 +160,10 @@ def run_command(
             code = _interrupted(ledger, camp.name, model)
             _print_head(ledger, err=True)
             return code
+        except TierlockError:
+            if ledger_head(ledger) != start:  # records were written before the error
+                _print_head(ledger, err=True)
+            raise
         head = ledger_head(ledger)
     words = {
         "top": f"[green]reached the top tier ({outcome.tier}) clean[/green]",

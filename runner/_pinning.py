@@ -22,13 +22,20 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from sandbox import load_policy_file
+from sandbox import TierlockError, load_policy_file
 from sandbox._errors import display_path
 
 from ._campaign import Campaign, TierSpec
 from ._ledger import canonical_json, sha256_file
 
 PINS_VERSION = 1
+
+
+def _sha256(path: Path) -> str:
+    try:
+        return sha256_file(path)
+    except OSError as e:
+        raise TierlockError(f"{display_path(path)}: cannot read ({e.strerror or e})") from None
 
 
 def _digest(data: Any) -> str:
@@ -38,19 +45,23 @@ def _digest(data: Any) -> str:
 def _file_pin(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
-    return {"file": str(path), "sha256": sha256_file(path) if path.is_file() else None}
+    return {"file": str(path), "sha256": _sha256(path) if path.is_file() else None}
 
 
 def _tree_digest(folder: Path) -> str:
     """SHA-256 over the names and contents of every regular file below `folder` (sorted;
     caches and hidden files left out)."""
     h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
+    try:
+        entries = sorted(folder.rglob("*"))
+    except OSError as e:
+        raise TierlockError(f"{display_path(folder)}: cannot list ({e.strerror or e})") from None
+    for p in entries:
         rel = p.relative_to(folder)
         if any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
             continue
         if p.is_file() and not p.is_symlink():
-            h.update(f"{rel.as_posix()}\0{sha256_file(p)}\n".encode())
+            h.update(f"{rel.as_posix()}\0{_sha256(p)}\n".encode())
         elif p.is_symlink():
             h.update(f"{rel.as_posix()}\0-> {p.readlink()}\n".encode())
     return h.hexdigest()
@@ -71,7 +82,7 @@ def policy_pin(path: Path) -> dict[str, Any]:
     return {
         "file": str(path),
         "effective": _digest(policy.model_dump(mode="json")),
-        "files": {str(f.resolve()): sha256_file(f) for f in loaded.files},
+        "files": {str(f.resolve()): _sha256(f) for f in loaded.files},
         "seccomp": _file_pin(seccomp_path),
         "approval": _file_pin(approval_path),
     }
@@ -88,7 +99,7 @@ def _task_pins(campaign: Campaign, tier: TierSpec) -> dict[str, Any]:
         data = path.parent / "data"
         out[task.name] = {
             "file": str(path),
-            "sha256": sha256_file(path) if path.is_file() else None,
+            "sha256": _sha256(path) if path.is_file() else None,
             "data": _tree_digest(data) if data.is_dir() else None,
         }
     return out
@@ -184,7 +195,7 @@ def _legacy_changes(recorded: dict[str, Any], campaign: Campaign) -> list[str]:
     out = []
     for t in campaign.tiers:
         path = campaign.policy_path(t)
-        digest = sha256_file(path) if path.is_file() else None
+        digest = _sha256(path) if path.is_file() else None
         if old.get(t.tier) != digest:
             out.append(f"the {t.tier} policy {display_path(path)} changed")
     return out
