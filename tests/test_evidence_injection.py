@@ -447,3 +447,33 @@ def test_rotated_proxy_log_lines_are_counted(
     assert log.requests[-1].url.endswith(f"?i={n - 1}")
     audit = audit_events([evidence(log)], sample_metadata=contract("networked"))
     assert "integrity.proxy_log_missing" in {f.rule for f in audit.findings}
+
+
+@pytest.mark.docker
+def test_proxy_without_tierlocks_log_cap_does_not_conform(
+    docker_client: Any,
+    outside: dict[str, Any],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A proxy created with the daemon's log defaults (no cap, possibly non-blocking) is refused
+    by the sidecar conformance check, and nothing is left behind."""
+    import sandbox._network as net_mod
+    from sandbox._errors import SandboxError
+
+    monkeypatch.setattr(net_mod, "proxy_log_options", lambda: {})
+    # (this daemon's own defaults, merged in by Docker, are max-size 10m, max-file 3)
+    want = r"does not conform: log option max-size is .*, want '16m'.*log option mode is None"
+    with pytest.raises(SandboxError, match=want):
+        anyio.run(
+            lambda: net_mod.create_sample_network(
+                docker_client,
+                _policy("allowlist", ["allowed.test"]),
+                {},
+                {**LABELS, "tierlock.sample": f"nocap-{uuid.uuid4().hex[:6]}"},
+                egress_network=outside["network"],
+            )
+        )
+    left = docker_client.containers.list(
+        all=True, filters={"label": f"tierlock.run={LABELS['tierlock.run']}"}
+    )
+    assert not [c.name for c in left if c.name.startswith("tierlock-proxy-")]
