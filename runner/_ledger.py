@@ -184,9 +184,9 @@ class Ledger:
             self._db = self._open_readonly() if readonly else self._open_writable()
         except sqlite3.Error as e:
             raise self._error(e) from None
-        except OSError as e:
+        except (OSError, RuntimeError) as e:  # RuntimeError: a symlink loop (Path.resolve)
             raise LedgerError(
-                f"{self.display}: cannot open the ledger ({e.strerror or e})"
+                f"{self.display}: cannot open the ledger ({getattr(e, 'strerror', None) or e})"
             ) from None
 
     def _error(self, e: sqlite3.Error) -> LedgerError:
