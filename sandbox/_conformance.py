@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from ._policy import Policy
-from ._translate import HOSTNAME, KEEPALIVE_USER, normalize_capability, seccomp_profile, user_ids
+from ._translate import (
+    HOSTNAME,
+    IPC_SYSCTLS,
+    KEEPALIVE_USER,
+    MASKED_PATHS,
+    normalize_capability,
+    seccomp_profile,
+    user_ids,
+)
 
 CAPABILITIES: tuple[str, ...] = (
     "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
@@ -77,9 +85,7 @@ def expected_env(
 
 
 _KNOWN_SECURITY_OPTS = ("no-new-privileges", "seccomp=", "seccomp:", "apparmor=")
-_MASKED_PATHS = frozenset(
-    {"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/sys/firmware"}
-)
+_MASKED_PATHS = frozenset(MASKED_PATHS)
 _READONLY_PATHS = frozenset({"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"})
 _NEVER_SET = (
     "GroupAdd",
@@ -99,7 +105,7 @@ _NEVER_SET = (
 """HostConfig keys tierlock never sets: a value means the container is not what the policy says
 (supplementary groups such as root's, device access, DNS or host-name overrides, another parent
 cgroup, published ports)."""
-_SAFE_SYSCTLS = {"net.ipv4.ip_forward": "0"}
+_SAFE_SYSCTLS = {"net.ipv4.ip_forward": "0", **IPC_SYSCTLS}
 """Kernel parameters that only take something away (the egress proxy turns forwarding off)."""
 
 
@@ -184,13 +190,7 @@ def check_config(
         for o in sec
         if o.startswith(("seccomp=", "seccomp:"))
     ]
-    if proc.seccomp == "default":
-        if seccomp:
-            bad.append(
-                "HostConfig.SecurityOpt sets a seccomp profile, policy process.seccomp wants "
-                "Docker's default"
-            )
-    elif proc.seccomp == "unconfined":
+    if proc.seccomp == "unconfined":
         if seccomp != ["unconfined"]:
             bad.append(
                 "HostConfig.SecurityOpt has no seccomp=unconfined, policy process.seccomp "
@@ -219,7 +219,7 @@ def check_config(
         readonly = set(hc.get("ReadonlyPaths") or [])
         if not (masked >= _MASKED_PATHS and readonly >= _READONLY_PATHS):
             bad.append(
-                "HostConfig.MaskedPaths/ReadonlyPaths lack Docker's defaults "
+                "HostConfig.MaskedPaths/ReadonlyPaths lack paths tierlock masks "
                 f"(masked {sorted(_MASKED_PATHS - masked)}, read-only "
                 f"{sorted(_READONLY_PATHS - readonly)})"
             )
@@ -274,6 +274,14 @@ def check_config(
                 f"HostConfig.{key} is {hc.get(key)!r}, policy process.namespaces.{field} "
                 f"wants {mode}"
             )
+    got_sysctls = hc.get("Sysctls") or {}
+    if ns.ipc != "host" and any(got_sysctls.get(k) != v for k, v in IPC_SYSCTLS.items()):
+        bad.append(
+            f"HostConfig.Sysctls is {hc.get('Sysctls')!r}, want {IPC_SYSCTLS!r} (no SysV or "
+            "POSIX IPC storage beyond the writable paths)"
+        )
+    if hc.get("CgroupnsMode") != "private":
+        bad.append(f"HostConfig.CgroupnsMode is {hc.get('CgroupnsMode')!r}, want 'private'")
     if ns.ipc != "host" and hc.get("IpcMode") != "none":  # no /dev/shm beyond the writable paths
         bad.append(
             f"HostConfig.IpcMode is {hc.get('IpcMode')!r}, want 'none' (private, no "

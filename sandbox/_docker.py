@@ -92,3 +92,19 @@ async def run_sync(fn: Callable[..., T], *args: Any, abandon_on_cancel: bool = F
 async def get_client_async() -> docker.DockerClient:
     """`get_client` off the event loop (the first call pings the daemon)."""
     return await run_sync(get_client)
+
+
+def create_container(client: docker.DockerClient, settings: dict[str, Any]) -> Any:
+    """`client.containers.create(**settings)`, plus what docker-py cannot say: `masked_paths`
+    becomes `HostConfig.MaskedPaths` (which replaces the daemon's defaults)."""
+    from docker.models.containers import _create_container_args
+
+    kwargs = dict(settings)
+    masked = kwargs.pop("masked_paths", None)
+    if masked is None:
+        return client.containers.create(**kwargs)
+    kwargs["version"] = client.api._version
+    args = _create_container_args(kwargs)
+    args["host_config"]["MaskedPaths"] = list(masked)
+    created = client.api.create_container(**args)
+    return client.containers.get(created["Id"])

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from ._docker import run_sync
+from ._docker import create_container, run_sync
 from ._errors import SandboxError
 from ._evidence import ConformanceRecord, ContainerEvidence, EvidenceRecord, ProxyLog
 from ._labels import PROJECT, PROJECT_LABEL, ROLE_LABEL
@@ -615,7 +615,7 @@ async def _create_container(
 ) -> Container:
     name = kwargs["name"]
     state.containers.append((name, role))  # by name until created: cleanup must find it
-    container = await run_sync(lambda: client.containers.create(**kwargs))
+    container = await run_sync(create_container, client, kwargs)
     state.containers[-1] = (container.id, role)
     state.sidecars[container.id] = _Sidecar(
         want=want,

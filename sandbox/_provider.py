@@ -71,7 +71,7 @@ from ._conformance import (
     check_status,
     host_proc_visible,
 )
-from ._docker import get_client, get_client_async, run_sync
+from ._docker import create_container, get_client, get_client_async, run_sync
 from ._effective import (
     CGROUP_FILES,
     SELF_PROBE,
@@ -86,8 +86,10 @@ from ._exec import PINNED_PATH, ContainerGone, ExecOutcome, kill_exec, run_exec
 from ._host_check import engine_refusal, require_host_fit
 from ._images import ensure_image_async
 from ._policy import Policy
+from ._reaper import INSIDE_COMMAND, kill_from_host
 from ._signals import install_termination_handler
 from ._translate import KEEPALIVE_USER, container_settings, user_ids
+from ._uids import UidLease, lease_uid
 
 if TYPE_CHECKING:
     import docker
@@ -251,6 +253,7 @@ def _sample_key() -> str:
 class _Counters:
     timeouts: int = 0
     output_limit_hits: int = 0
+    survivors_killed: int = 0
 
 
 @dataclass
@@ -261,9 +264,16 @@ class _Sandbox:
     container_id: str
     name: str
     loaded: LoadedSandboxPolicy
+    policy: Policy
+    """The policy as this sandbox runs it: `loaded.policy` with the leased uid/gid as its user."""
+    lease: UidLease
     network: SampleNetwork | None = None
     counters: _Counters = field(default_factory=_Counters)
     removed: bool = False
+    running: int = 0
+    """Commands in flight; when the last returns, the model's leftover processes are killed."""
+    init_pid: int = 0
+    """Host pid of the container's PID 1 (0 when unknown)."""
 
 
 @sandboxenv(name="tierlock")
@@ -297,17 +307,18 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
     ) -> dict[str, SandboxEnvironment]:
         cfg = sandbox_config(config)
         loaded = await run_sync(load_sandbox_policy, cfg.policy)
-        policy = loaded.policy
         client = await get_client_async()
-        image = await ensure_image_async(client, policy.image)
+        image = await ensure_image_async(client, loaded.policy.image)
         sample = _sample_key()
         labels = _labels.object_labels(
             role="default",
             task=task_name,
             sample=sample,
-            policy_hash=policy.digest(),
-            policy_name=policy.name,
+            policy_hash=loaded.policy.digest(),
+            policy_name=loaded.policy.name,
         )
+        lease = _lease(loaded.policy)
+        policy = _as_user(loaded.policy, lease)
         name = f"tierlock-{_labels.run_id()}-{_labels.sanitize(sample, 40)}-{uuid.uuid4().hex[:6]}"
         box: _Sandbox | None = None
         network: SampleNetwork | None = None
@@ -329,18 +340,20 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
                 sandbox=True,
             )
             try:
-                container = await run_sync(client.containers.create, **settings)
+                container = await run_sync(create_container, client, settings)
             except Exception as e:
                 raise engine_refusal(e, loaded.path, "create") or e from None
             _track(container.id, True)
-            box = _Sandbox(client, container.id, name, loaded, network)
+            box = _Sandbox(client, container.id, name, loaded, policy, lease, network)
             await cls._conform(box, image, container.attrs)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 if box is not None:
                     await _remove(box)
-                elif network is not None:
-                    await network.teardown()
+                else:
+                    lease.release()
+                    if network is not None:
+                        await network.teardown()
             raise
         return {"default": cls(box)}
 
@@ -348,7 +361,7 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
     async def _conform(cls, box: _Sandbox, image: str, attrs: dict[str, Any]) -> None:
         """Check the created container against its policy, start it, check the kernel's view,
         and record the outcome; raise `SandboxError` on any mismatch."""
-        policy, client = box.loaded.policy, box.client
+        policy, client = box.policy, box.client
         image_env = (await _image_config(client, image)).get("Env")
         net = box.network
         mismatches = check_config(
@@ -366,13 +379,15 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
             except Exception as e:
                 raise engine_refusal(e, box.loaded.path, "start") or e from None
             mismatches = await run_sync(_kernel_check, client, box.container_id, policy)
+            state = (await run_sync(client.api.inspect_container, box.container_id))["State"]
+            box.init_pid = int(state.get("Pid") or 0)
         unsafe = policy.unsafe
         _record(
             ConformanceRecord(
                 container=box.name,
                 role="default",
                 policy_name=policy.name,
-                policy_hash=policy.digest(),
+                policy_hash=box.loaded.policy.digest(),
                 policy_path=str(box.loaded.path),
                 ok=not mismatches,
                 mismatches=mismatches,
@@ -433,7 +448,8 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
         self._box = box
         policy = box.loaded.policy
         self._workdir = PurePosixPath(policy.filesystem.workdir)
-        self._users = _allowed_users(policy.process.user)
+        # the policy's own spellings of its user, and the leased uid it runs as
+        self._users = _allowed_users(policy.process.user) | _allowed_users(box.policy.process.user)
 
     @property
     def container_id(self) -> str:
@@ -441,7 +457,7 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
 
     @property
     def policy(self) -> Policy:
-        return self._box.loaded.policy
+        return self._box.policy
 
     @property
     def policy_file(self) -> Path:
@@ -505,21 +521,28 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
     async def _run(self, argv: list[str], **kwargs: Any) -> ExecOutcome:
         """`run_exec` in a worker thread; a cancelled call (Ctrl-C, a time limit) returns at
         once and its command is killed."""
-        api, cid = self._box.client.api, self._box.container_id
+        box = self._box
+        api, cid = box.client.api, box.container_id
         exec_ids: list[str] = []
+        box.running += 1
         try:
             return await run_sync(
                 run_exec, api, cid, argv, started=exec_ids.append, abandon_on_cancel=True, **kwargs
             )
         except ContainerGone as e:
             raise SandboxUnavailableError(
-                f"the sandbox container {self._box.name} is not running ({e})"
+                f"the sandbox container {box.name} is not running ({e})"
             ) from None
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True), anyio.move_on_after(10):
                 for exec_id in exec_ids:
                     await run_sync(kill_exec, api, exec_id, cid)
             raise
+        finally:
+            box.running -= 1
+            if box.running == 0:  # the last command returned: nothing it started survives it
+                with anyio.CancelScope(shield=True), anyio.move_on_after(15):
+                    await _reap(box)
 
     async def exec(
         self,
@@ -689,6 +712,38 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
         )
 
 
+def _lease(policy: Policy) -> UidLease:
+    """This sandbox's uid slot, counted from the policy's user (see `_uids`)."""
+    ids = user_ids(policy.process.user)
+    if ids is None:
+        raise SandboxError(f"process.user {policy.process.user!r} is not a known user or uid")
+    return lease_uid(*ids)
+
+
+def _as_user(policy: Policy, lease: UidLease) -> Policy:
+    """`policy` running as the leased uid/gid (everything else unchanged)."""
+    if lease.user == policy.process.user:
+        return policy
+    process = policy.process.model_copy(update={"user": lease.user})
+    return policy.model_copy(update={"process": process})
+
+
+async def _reap(box: _Sandbox) -> None:
+    """Kill every process of the model's uid left in the sandbox (see `_reaper`)."""
+    ids = user_ids(box.policy.process.user)
+    if ids is None or box.removed:
+        return
+    killed = await run_sync(kill_from_host, box.init_pid, ids[0]) if box.init_pid else None
+    if killed is None:  # the host cannot see the container's processes: from inside instead
+        with contextlib.suppress(Exception):
+            await run_sync(
+                run_exec, box.client.api, box.container_id, INSIDE_COMMAND,
+                user=box.policy.process.user, limit=4096, deadline=15,
+            )  # fmt: skip
+    elif killed:
+        box.counters.survivors_killed += killed
+
+
 def _allowed_users(user: str) -> set[str]:
     """Spellings of the policy's user that `exec(user=...)` accepts."""
     allowed = {user}
@@ -800,6 +855,8 @@ async def _remove(box: _Sandbox) -> None:
             else:
                 _retry.add(box.container_id)
                 log.warning("could not remove sandbox", container=box.name, error=str(e))
+        if box.container_id not in _retry:
+            box.lease.release()
         if box.network is not None:
             try:
                 await box.network.teardown()

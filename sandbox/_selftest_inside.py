@@ -17,6 +17,7 @@ import platform
 import socket
 import sys
 from collections.abc import Callable
+from functools import partial
 
 FACTS = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
 LIBC = ctypes.CDLL(None, use_errno=True)
@@ -184,6 +185,10 @@ def unreadable(path: str) -> tuple[bool, str]:
     except OSError as e:
         return True, f"{path}: {errno.errorcode.get(e.errno or 0, e.errno)}"
     return (not data, f"{path}: {len(data)} bytes readable")
+
+
+def absent(path: str) -> tuple[bool, str]:
+    return (not os.path.exists(path), f"{path} {'exists' if os.path.exists(path) else 'absent'}")
 
 
 def unwritable(path: str) -> tuple[bool, str]:
@@ -668,23 +673,20 @@ def main() -> None:
     probe("namespace.unshare-mount", lambda: in_child(lambda: syscall("unshare", 0x00020000)))
     probe("namespace.unshare-net", lambda: in_child(lambda: syscall("unshare", 0x40000000)))
     for name, args in SYSCALLS:
-        probe(f"syscall.{name}", lambda name=name, args=args: syscall(name, *args))
+        probe(f"syscall.{name}", partial(syscall, name, *args))
     for name, fam in SOCKET_FAMILIES:
-        probe(f"socket.af-{name}", lambda fam=fam: socket_refused(fam))
+        probe(f"socket.af-{name}", partial(socket_refused, fam))
     probe("socket.raw-inet", lambda: socket_refused(socket.AF_INET, socket.SOCK_RAW, 1))
     probe("socket.packet-dgram", lambda: socket_refused(17, socket.SOCK_DGRAM, 0))
     for path in MASKED:
-        probe(f"kernel.masked{path.replace('/', '.')}", lambda path=path: unreadable(path))
+        probe(f"kernel.masked{path.replace('/', '.')}", partial(unreadable, path))
     for path in DEVICES_ABSENT:
         probe(
             f"kernel.no-device{path.replace('/', '.')}",
-            lambda path=path: (
-                not os.path.exists(path),
-                f"{path} {'exists' if os.path.exists(path) else 'absent'}",
-            ),
+            partial(absent, path),
         )
     for path in READ_ONLY:
-        probe(f"kernel.read-only{path.replace('/', '.')}", lambda path=path: unwritable(path))
+        probe(f"kernel.read-only{path.replace('/', '.')}", partial(unwritable, path))
     probe("kernel.kallsyms-addresses", kallsyms_hidden)
     probe("syscall.adjtimex-set", lambda: adjtime_set("adjtimex"))
     probe("syscall.clock_adjtime-set", lambda: adjtime_set("clock_adjtime"))
@@ -693,7 +695,7 @@ def main() -> None:
     for path in ("/etc", "/usr/bin", "/", "/var/tmp", "/home", "/opt", "/root", "/dev"):
         probe(
             f"filesystem.read-only{path.replace('/', '.') if path != '/' else '.root'}",
-            lambda path=path: cannot_create(os.path.join(path, ".tierlock-selftest")),
+            partial(cannot_create, os.path.join(path, ".tierlock-selftest")),
         )
     if "/dev/shm" not in writable:
         probe("ipc.dev-shm", lambda: cannot_create("/dev/shm/.tierlock-selftest"))
@@ -706,7 +708,7 @@ def main() -> None:
     for path, size in writable.items():
         probe(
             f"filesystem.capped{path.replace('/', '.')}",
-            lambda path=path, size=size: writable_is_capped(path, size),
+            partial(writable_is_capped, path, size),
         )
     probe("resources.memory-limit", memory_capped)
     probe("resources.pids-limit", pids_capped)

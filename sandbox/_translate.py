@@ -28,6 +28,27 @@ KEEPALIVE_USER = "65534:65534"
 policy's user. The model's commands are exec'd as the policy's user, which cannot signal another
 uid, so they cannot stop the container (and take its cgroup evidence with it)."""
 
+DOCKER_MASKED_PATHS = (
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+)  # fmt: skip
+"""Docker's own masked paths (setting `MaskedPaths` replaces them, so they are listed again)."""
+
+EXTRA_MASKED_PATHS = ("/proc/cmdline", "/proc/config.gz", "/sys/devices/virtual/powercap")
+"""What tierlock masks beyond Docker: the host kernel's command line and build configuration,
+and the RAPL energy counters (a power side channel)."""
+
+MASKED_PATHS = DOCKER_MASKED_PATHS + EXTRA_MASKED_PATHS
+
+IPC_SYSCTLS = {
+    "kernel.shmmni": "0",
+    "kernel.msgmni": "0",
+    "kernel.sem": "0 0 0 0",
+    "fs.mqueue.queues_max": "0",
+}
+"""IPC-namespaced limits set to zero: no SysV shared memory, message queues or semaphores and no
+POSIX message queues, so the writable paths stay the only storage a sandbox has."""
+
 KNOWN_USERS: dict[str, tuple[int, int]] = {"root": (0, 0), "agent": (1000, 1000)}
 """Users of the project's images, for owning the writable tmpfs mounts."""
 
@@ -67,9 +88,14 @@ def tmpfs_options(policy: Policy) -> dict[str, str]:
 
 
 def seccomp_profile(policy: Policy, policy_dir: Path | None = None) -> str | None:
-    """The seccomp profile JSON (compact) for a profile file; None for `default`/`unconfined`."""
+    """The seccomp profile JSON (compact): tierlock's own for `default` (`_seccomp`), the named
+    file's otherwise; None for `unconfined`."""
     value = policy.process.seccomp
-    if value in ("default", "unconfined"):
+    if value == "default":
+        from ._seccomp import default_profile_json
+
+        return default_profile_json()
+    if value == "unconfined":
         return None
     path = Path(value)
     if not path.is_absolute() and policy_dir is not None:
@@ -185,6 +211,11 @@ def container_settings(
         # a private IPC namespace without Docker's writable 64m /dev/shm ("none"); a policy that
         # wants one lists /dev/shm among its writable paths (a size-capped tmpfs like the others)
         "ipc_mode": "host" if ns.ipc == "host" else "none",
+        "sysctls": dict(IPC_SYSCTLS) if ns.ipc != "host" else None,
+        # the container sees its own cgroup as `/`, not the host's path naming its id
+        "cgroupns": "private",
+        # applied by `_docker.create_container` (docker-py has no argument for it)
+        "masked_paths": None if proc.privileged else list(MASKED_PATHS),
         "uts_mode": "host" if ns.uts == "host" else None,
         "userns_mode": "host" if ns.userns == "host" else None,
         # resources (memory+swap equal: no swap)

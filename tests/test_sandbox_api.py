@@ -72,8 +72,12 @@ def test_exec_output_exit_code_stdin_cwd_env(box: TierlockSandboxEnvironment) ->
 
 
 def test_exec_user_is_the_policy_user_only(box: TierlockSandboxEnvironment) -> None:
-    assert run(lambda: box.exec(["id", "-u"], user="1000")).stdout.strip() == "1000"
-    assert run(lambda: box.exec(["id", "-u"], user="agent")).stdout.strip() == "1000"
+    # the policy's user (1000, agent) names this sandbox's leased uid: 1000 + its slot
+    uid = box.policy.process.user.split(":")[0]
+    assert 1000 <= int(uid) < 1000 + 512
+    assert run(lambda: box.exec(["id", "-u"], user="1000")).stdout.strip() == uid
+    assert run(lambda: box.exec(["id", "-u"], user="agent")).stdout.strip() == uid
+    assert run(lambda: box.exec(["id", "-u"])).stdout.strip() == uid
     with pytest.raises(SandboxUserUnsupportedError):
         run(lambda: box.exec(["id", "-u"], user="root"))
 

@@ -22,7 +22,14 @@ from sandbox._evidence import ConformanceRecord
 from sandbox._images import ensure_image
 from sandbox._labels import RUN_LABEL, run_id
 from sandbox._policy import Policy
-from sandbox._translate import KEEPALIVE_USER, container_settings, docker_settings, tmpfs_options
+from sandbox._seccomp import default_profile_json
+from sandbox._translate import (
+    IPC_SYSCTLS,
+    KEEPALIVE_USER,
+    container_settings,
+    docker_settings,
+    tmpfs_options,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "policies" / "tool-restricted.yaml"
@@ -40,7 +47,10 @@ def test_translation_applies_every_setting() -> None:
     s = container_settings(p, image="img:1", labels={"tierlock.project": "tierlock"}, name="n")
     assert s["network_mode"] == "none" and s["read_only"] is True
     assert s["user"] == "1000:1000" and s["cap_drop"] == ["ALL"] and s["cap_add"] == []
-    assert s["security_opt"] == ["no-new-privileges:true"]
+    # tierlock's own seccomp profile (sandbox/seccomp/tierlock-default.json), not Docker's
+    assert s["security_opt"] == ["no-new-privileges:true", f"seccomp={default_profile_json()}"]
+    assert s["cgroupns"] == "private" and s["sysctls"] == IPC_SYSCTLS
+    assert set(s["masked_paths"]) >= {"/proc/cmdline", "/proc/kcore", "/sys/firmware"}
     assert s["mem_limit"] == s["memswap_limit"] == 512 * 1024**2
     assert s["nano_cpus"] == 10**9 and s["pids_limit"] == 256 and s["init"] is True
     assert s["environment"] == {"LANG": "C.UTF-8", "HOME": "/workspace"}
@@ -81,8 +91,8 @@ def _attrs_from_settings(s: dict[str, Any], image_env: list[str]) -> dict[str, A
                        "NanoCpus": s["nano_cpus"], "PidsLimit": s["pids_limit"],
                        "NetworkMode": s["network_mode"], "IpcMode": s["ipc_mode"], "PidMode": "",
                        "UTSMode": "", "UsernsMode": "", "Tmpfs": s["tmpfs"], "Mounts": None,
-                       "MaskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list",
-                                       "/proc/sched_debug", "/sys/firmware"],
+                       "MaskedPaths": s["masked_paths"], "Sysctls": s["sysctls"],
+                       "CgroupnsMode": s["cgroupns"],
                        "ReadonlyPaths": ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq",
                                          "/proc/bus"]},
         "Mounts": [],
@@ -99,6 +109,7 @@ def test_check_config_catches_each_weakened_setting() -> None:
         "mem_limit": None, "pids_limit": None, "network_mode": "bridge", "user": "0:0",
         "privileged": True, "init": False, "nano_cpus": None, "ipc_mode": "private",
         "tmpfs": {"/workspace": "size=1g"}, "environment": {**good["environment"], "API_KEY": "x"},
+        "masked_paths": ["/proc/kcore"], "sysctls": None, "cgroupns": "host",
     }
     for key, value in weakened.items():
         attrs = _attrs_from_settings({**good, key: value}, image_env)

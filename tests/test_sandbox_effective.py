@@ -16,6 +16,7 @@ from inspect_ai.tool import bash
 
 import sandbox._provider as provider
 from sandbox import load_policy
+from sandbox._docker import create_container
 from sandbox._effective import (
     MOUNTINFO,
     STATUS,
@@ -152,7 +153,7 @@ def _loose_container(client: Any, p: Policy, **loose: Any) -> Any:
     settings = container_settings(
         p, image=ensure_image(client), labels=object_labels(role="test"), sandbox=True
     )
-    return client.containers.create(**{**settings, **loose})
+    return create_container(client, {**settings, **loose})
 
 
 @pytest.mark.docker

@@ -15,6 +15,7 @@ import pytest
 from sandbox import load_policy
 from sandbox._collect import MAX_DIFF_ENTRIES, TRUNCATED_PATH, changes_outside, upper_dir_diff
 from sandbox._conformance import check_config, check_daemon, check_status
+from sandbox._docker import create_container
 from sandbox._images import ensure_image
 from sandbox._labels import object_labels
 from sandbox._lint import is_root_user, lint_policy
@@ -154,7 +155,7 @@ def test_plus_zero_user_is_root_on_the_real_daemon(docker_client: Any) -> None:
     assert any(x.rule == "root-user" and x.severity == "error" for x in lint_policy(p))
     settings = container_settings(p, image=ensure_image(docker_client),
                                   labels=object_labels(role="test"), sandbox=True)
-    c = docker_client.containers.create(**settings)
+    c = create_container(docker_client, settings)
     try:
         c.start()
         assert c.exec_run(["id", "-u"], user=p.process.user).output.strip() == b"0"
@@ -162,7 +163,7 @@ def test_plus_zero_user_is_root_on_the_real_daemon(docker_client: Any) -> None:
     finally:
         c.remove(force=True)
     # a container whose PID 1 runs as the policy's root (not the keepalive user) is refused
-    c = docker_client.containers.create(**{**settings, "user": p.process.user})
+    c = create_container(docker_client, {**settings, "user": p.process.user})
     try:
         c.start()
         assert any(m.startswith("PID 1:") and "uid" in m
@@ -177,7 +178,7 @@ def test_plus_zero_user_is_root_on_the_real_daemon(docker_client: Any) -> None:
 def _good_attrs(docker_client: Any, p: Policy, **extra: Any) -> dict[str, Any]:
     settings = container_settings(p, image=ensure_image(docker_client),
                                   labels=object_labels(role="test"))
-    c = docker_client.containers.create(**{**settings, **extra})
+    c = create_container(docker_client, {**settings, **extra})
     try:
         return docker_client.api.inspect_container(c.id)  # type: ignore[no-any-return]
     finally:
@@ -338,7 +339,7 @@ def test_model_cannot_erase_pids_evidence_by_stopping_the_container(docker_clien
     settings = container_settings(p, image=ensure_image(docker_client),
                                   labels=object_labels(role="test"), sandbox=True)
     assert settings["user"] == KEEPALIVE_USER != p.process.user
-    c = docker_client.containers.create(**settings)
+    c = create_container(docker_client, settings)
     try:
         c.start()
         assert _kernel_check(docker_client, c.id, p) == []
@@ -411,7 +412,7 @@ def test_docker_client_proxy_config_never_enters_the_sandbox(
     client = docker.from_env()
     p = strict()
     image = ensure_image(client)
-    c = client.containers.create(**container_settings(p, image=image,
+    c = create_container(client, container_settings(p, image=image,
                                                       labels=object_labels(role="test")))
     try:
         attrs = client.api.inspect_container(c.id)

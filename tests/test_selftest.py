@@ -1,0 +1,71 @@
+"""`tierlock selftest` against the real daemon: the shipped tool-restricted sandbox holds every
+probe, and a deliberately weakened policy fails exactly where it was weakened."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from sandbox._selftest import CATEGORIES, parse_probe_lines, run_selftest
+
+ROOT = Path(__file__).resolve().parents[1]
+WEAKENED = ROOT / "tests" / "data" / "selftest" / "weakened.yaml"
+
+
+def test_probe_output_is_parsed_strictly() -> None:
+    good = json.dumps({"id": "syscall.mount", "held": True, "detail": "EPERM"})
+    fake = '{"id": "x", "held": "yes", "detail": ""}'  # truthy but not True: not held
+    out = parse_probe_lines("\n".join([good, "garbage\x1b[2J", fake]))
+    assert [(p.id, p.held) for p in out] == [
+        ("syscall.mount", True),
+        ("selftest.output-line-2", False),
+        ("x", False),
+    ]
+
+
+@pytest.mark.docker
+def test_shipped_tool_restricted_policy_holds_every_probe(docker_client: Any) -> None:
+    report = anyio.run(run_selftest, str(ROOT / "policies" / "tool-restricted.yaml"))
+    assert len(report.probes) >= 80
+    assert {p.category for p in report.probes} <= set(CATEGORIES) | {"selftest"}
+    assert not report.failed, [(p.id, p.detail) for p in report.failed]
+    ids = {p.id for p in report.probes}
+    for probe in (
+        "syscall.io_uring_setup",
+        "socket.af-vsock",
+        "ipc.sysv-shm",
+        "ipc.posix-mq",
+        "ipc.dev-mqueue",
+        "kernel.masked.proc.cmdline",
+        "cgroup.path-private",
+        "namespace.cgroup-private",
+        "process.no-survivor-setsid",
+        "process.no-survivor-wrapper-killed",
+        "samples.distinct-uid",
+        "samples.inotify-not-shared",
+    ):
+        assert probe in ids
+
+
+@pytest.mark.docker
+def test_selftest_fails_on_a_weakened_policy(docker_client: Any, tmp_path: Path) -> None:
+    tierlock = shutil.which("tierlock")
+    assert tierlock
+    proc = subprocess.run(
+        [tierlock, "selftest", "--json", str(WEAKENED)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.splitlines()[-1])
+    failed = {p["id"] for p in report["probes"] if not p["held"]}
+    assert {"syscall.io_uring_setup", "socket.af-vsock"} <= failed
+    assert "Traceback" not in proc.stderr
