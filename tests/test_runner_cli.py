@@ -275,3 +275,18 @@ def test_resume_refuses_a_log_changed_since_it_was_recorded(tmp_path: Path) -> N
                      r"demo-mockllm_model/text-only/\S+\.eval changed", res.stderr)  # fmt: skip
     assert len(records(tmp_path)) == before
     assert not lines(tmp_path / "second.txt")
+
+
+def test_a_keyed_run_needs_its_key_to_continue(tmp_path: Path) -> None:
+    """Issue 17 item 3: with TIERLOCK_LEDGER_KEY every record of the run carries a mac; the run
+    cannot be resumed without the key, and verify without it is not "intact" (exit 3)."""
+    camp = campaign(tmp_path, {}, approval=True)
+    key = {"TIERLOCK_LEDGER_KEY": "a key kept far from the runs directory"}
+    with patch.dict(os.environ, key):
+        assert run(tmp_path, camp).returncode == 4
+        assert tierlock(tmp_path, "verify").returncode == 0
+    assert all(r.mac for r in records(tmp_path))
+    res = run(tmp_path, camp)  # no key: refused before anything runs or is recorded
+    assert res.returncode == 1 and "the ledger is keyed (HMAC); give its key" in res.stderr
+    res = tierlock(tmp_path, "verify")
+    assert res.returncode == 3 and "macs could not be checked" in res.stderr
