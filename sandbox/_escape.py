@@ -72,3 +72,24 @@ def unescape(text: str) -> bytes:
         pos = m.end()
     out += text[pos:].encode("utf-8", "surrogatepass")
     return bytes(out)
+
+
+def printable(text: str) -> str:
+    """Diagnostic text (e.g. a conformance mismatch quoting what a container reported) on one
+    printable line: every character `escape_text` would escape except the backslash is, so
+    applying it twice changes nothing (not reversible; for values that need their bytes back,
+    use `escape_text`)."""
+    if _SAFE.fullmatch(text) or text.isprintable():
+        return text
+    out: list[str] = []
+    for ch in text:
+        o = ord(ch)
+        if o < 0x20 or o == 0x7F:
+            out.append(f"\\x{o:02x}")
+        elif 0xDC80 <= o <= 0xDCFF:
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif not ch.isprintable():
+            out.append(f"\\u{o:04x}" if o <= 0xFFFF else f"\\U{o:08x}")
+        else:
+            out.append(ch)
+    return "".join(out)

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, Field, TypeAdapter
+
+from ._escape import printable
+
+Printable = Annotated[str, AfterValidator(printable)]
+"""Text that may quote what a container reported: kept on one printable line."""
 
 EVIDENCE_SOURCE = "tierlock"
 """`InfoEvent.source` of every tierlock evidence record."""
@@ -25,7 +30,7 @@ class ConformanceRecord(BaseModel):
     policy_hash: str
     policy_path: str | None = None
     ok: bool
-    mismatches: list[str] = Field(default_factory=list)
+    mismatches: list[Printable] = Field(default_factory=list)
     unsafe_reason: str | None = None
     unsafe_rules: list[str] = Field(default_factory=list)
 

@@ -73,6 +73,20 @@ def test_escape_examples() -> None:
     assert unescape("\\x61ttachment://0123") == b"attachment://0123"
 
 
+def test_conformance_mismatches_stay_on_one_printable_line() -> None:
+    """A mismatch may quote what a container reported: never a control character, and reading
+    the record back (the audit validates it again) changes nothing."""
+    from sandbox._evidence import ConformanceRecord
+
+    quoted = "Name is 'sleep\nok: true' \x1b[2J \\x41 \udcff \u202e"
+    rec = ConformanceRecord(
+        container="c", policy_name="p", policy_hash="h", ok=False, mismatches=[quoted]
+    )
+    assert rec.mismatches == ["Name is 'sleep\\x0aok: true' \\x1b[2J \\x41 \\xff \\u202e"]
+    again = ConformanceRecord.model_validate(rec.model_dump(mode="json"))
+    assert again.mismatches == rec.mismatches
+
+
 # --- the proxy log: strict parsing -------------------------------------------------------------
 
 

@@ -231,7 +231,9 @@ def test_sidecar_policies_floor_the_hardening() -> None:
     s = container_settings(h, image="i", labels={}, network="n")
     assert s["read_only"] and not s["privileged"] and s["cap_drop"] == ["ALL"] and not s["cap_add"]
     assert "no-new-privileges:true" in s["security_opt"]
-    assert not any(o.startswith("seccomp=") for o in s["security_opt"])  # Docker's default
+    # an unconfined policy's sidecars get the default profile (tierlock's own, inline)
+    assert h.process.seccomp == "default" and "seccomp=unconfined" not in s["security_opt"]
+    assert any(o.startswith("seccomp={") for o in s["security_opt"])
     assert s["pid_mode"] is None and s["devices"] == [] and s["mounts"] == []
     assert s["environment"] == {}
     # what the policy sets and the floor does not override stays the policy's
