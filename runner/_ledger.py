@@ -55,6 +55,7 @@ KINDS = (
 """Record kinds, roughly in the order a run writes them."""
 
 _COLUMNS = "seq, time, kind, run_id, campaign, model, tier, payload, logs, prev_hash, hash"
+_PLACES = ",".join("?" * 12)
 _MAC_DOMAIN = b"tierlock-ledger-mac-v1\n"
 
 _SCHEMA = f"""
@@ -309,23 +310,12 @@ class Ledger:
             digest = rec.computed_hash()
             mac = record_mac(self.key, digest) if self.key is not None else None
             rec = Record(**{**rec.__dict__, "hash": digest, "mac": mac})
-            db.execute(
-                f"INSERT INTO records ({_COLUMNS}, mac) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    rec.seq,
-                    rec.time,
-                    rec.kind,
-                    rec.run_id,
-                    rec.campaign,
-                    rec.model,
-                    rec.tier,
-                    canonical_json(rec.payload),
-                    canonical_json(rec.body()["logs"]),
-                    rec.prev_hash,
-                    rec.hash,
-                    rec.mac,
-                ),
-            )
+            values = (
+                rec.seq, rec.time, rec.kind, rec.run_id, rec.campaign, rec.model, rec.tier,
+                canonical_json(rec.payload), canonical_json(rec.body()["logs"]),
+                rec.prev_hash, rec.hash, rec.mac,
+            )  # fmt: skip
+            db.execute(f"INSERT INTO records ({_COLUMNS}, mac) VALUES ({_PLACES})", values)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -335,9 +325,8 @@ class Ledger:
 
     def keyed(self) -> bool | None:
         """Whether the ledger's records carry macs (None: no records yet)."""
-        if not self._has_mac:
-            return False if self._db.execute("SELECT 1 FROM records LIMIT 1").fetchone() else None
-        row = self._db.execute("SELECT mac FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+        mac = "mac" if self._has_mac else "NULL"
+        row = self._one(f"SELECT {mac} FROM records ORDER BY seq DESC LIMIT 1")
         return None if row is None else row[0] is not None
 
     def check_key(self) -> None:
@@ -384,35 +373,29 @@ class Ledger:
         """The `run_started` record of every run, oldest first."""
         return [r for r in self.records() if r.kind == "run_started"]
 
-    def head(self) -> tuple[int, str]:
-        """(seq, hash) of the last record; (0, GENESIS) for an empty ledger."""
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
         try:
-            row = self._db.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1")
-            last = row.fetchone()
+            row: tuple[Any, ...] | None = self._db.execute(sql, args).fetchone()
         except sqlite3.Error as e:
             raise self._error(e) from None
+        return row
+
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the last record; (0, GENESIS) for an empty ledger."""
+        last = self._one("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1")
         return (int(last[0]), str(last[1])) if last else (0, GENESIS)
 
     def hash_at(self, seq: int) -> str | None:
         """The hash recorded at `seq` (GENESIS for 0), or None when there is no such record."""
-        if seq == 0:
-            return GENESIS
-        try:
-            row = self._db.execute("SELECT hash FROM records WHERE seq = ?", (seq,)).fetchone()
-        except sqlite3.Error as e:
-            raise self._error(e) from None
+        row = self._one("SELECT hash FROM records WHERE seq = ?", (seq,)) if seq else (GENESIS,)
         return None if row is None else str(row[0])
 
     def seq_of(self, record_hash: str) -> int | None:
         """The seq of the record carrying `record_hash` (0 for GENESIS), or None."""
         if record_hash == GENESIS:
             return 0
-        try:
-            row = self._db.execute("SELECT seq FROM records WHERE hash = ?", (record_hash,))
-            found = row.fetchone()
-        except sqlite3.Error as e:
-            raise self._error(e) from None
-        return None if found is None else int(found[0])
+        row = self._one("SELECT seq FROM records WHERE hash = ?", (record_hash,))
+        return None if row is None else int(row[0])
 
     # verification ------------------------------------------------------------------------
     def verify(self, check_logs: bool = True, *, logs_of: str | None = None) -> VerifyResult:
