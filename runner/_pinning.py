@@ -11,7 +11,8 @@ A run records, in its `run_started` record, the `pins` of its campaign:
 
 `pin_changes` compares a recorded run with the campaign as it is now and names every difference
 that changes what runs: a comment in a policy changes no pin (the effective policy is the same);
-the chain's file hashes are recorded only to name the parent that changed.
+the chain's file hashes are recorded only to name the parent that changed. Files are compared by
+content, not by path, so a checkout moved elsewhere keeps its runs.
 Runs recorded before pins existed fall back to the old check: the campaign digest and each tier's
 policy file bytes.
 """
@@ -180,10 +181,11 @@ def _policy_changes(tier: str, was: dict[str, Any], now: dict[str, Any]) -> list
         out.append(f"{label} (effective policy, {why}) changed")
     for role, what in (("seccomp", "seccomp profile"), ("approval", "approval file")):
         old_pin, new_pin = was.get(role), now[role]
-        if old_pin != new_pin and new_pin is not None:
+        if (old_pin is None) != (new_pin is None):  # named now and not then, or the reverse
+            named = f" {display_path(new_pin['file'])}" if new_pin else " (no longer named)"
+            out.append(f"{label}: its {what}{named} changed")
+        elif old_pin is not None and new_pin is not None and old_pin["sha256"] != new_pin["sha256"]:
             out.append(f"{label}: its {what} {display_path(new_pin['file'])} changed")
-        elif old_pin != new_pin:
-            out.append(f"{label}: its {what} (no longer named) changed")
     return out
 
 

@@ -174,3 +174,14 @@ def test_a_run_recorded_before_pins_falls_back_to_the_old_check(tmp_path: Path) 
             f.write("# the old check compares the policy file's bytes\n")
         with pytest.raises(TierlockError, match=r"the text-only policy .* changed since run"):
             climb(camp_path, ledger)
+
+
+def test_a_moved_checkout_keeps_its_runs(tmp_path: Path) -> None:
+    """Pins compare content, not paths: the same files elsewhere are the same run."""
+    camp = write(tmp_path / "a")
+    with Ledger(tmp_path / "a" / "runs" / "ledger.sqlite") as ledger:
+        first = climb(camp, ledger)
+    (tmp_path / "a").rename(tmp_path / "b")
+    with Ledger(tmp_path / "b" / "runs" / "ledger.sqlite") as ledger:
+        assert ledger.verify().verified  # log paths are stored relative to the ledger
+        assert climb(tmp_path / "b" / "campaign.yaml", ledger) == first
