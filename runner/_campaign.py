@@ -40,6 +40,7 @@ from sandbox._errors import display_path
 from sandbox._loader import PositionIndex, _parse, _Problems
 from sandbox._loader import _message as _policy_message
 from sandbox._units import parse_duration
+from sandbox._userfile import UserFileError, read_text
 
 SEVERITIES = ("low", "medium", "high", "critical")
 """Audit severities, least severe first. A gate's `max_severity` is the worst it tolerates."""
@@ -290,10 +291,10 @@ def load_campaign(
     """
     p = Path(path) if path is not None else DEFAULT_CAMPAIGN
     file = display_path(p)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise CampaignError(f"{file}: cannot read campaign file ({e})") from None
+    try:  # a regular file only, never blocking (FIFO), bounded (/dev/zero)
+        text = read_text(p, "campaign file", max_bytes=1 << 20)
+    except UserFileError as e:
+        raise CampaignError(str(e)) from None
     if not text.strip():
         raise CampaignError("", [Problem(Location(file, 1, 1), "the campaign file is empty")])
     soft: list[Problem] = []

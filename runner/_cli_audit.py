@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import sys
 from pathlib import Path
 
 import click
+import yaml
 from pydantic import ValidationError
 
 from sandbox import TierlockError
+from sandbox._userfile import check_output_path, kind_of, os_reason, read_text, short
 
 from ._audit import (
     DETECTORS,
@@ -28,16 +32,44 @@ EXIT_UNREADABLE = 3
 
 
 def _expand(paths: tuple[str, ...]) -> list[str]:
+    """The log files named: files as given, directories searched for `*.eval`. A path that
+    cannot be a log (missing, a FIFO, a device, a symlink loop, a name too long) is one line."""
     out: list[str] = []
     for p in paths:
-        path = Path(p)
-        if path.is_dir():
-            out.extend(str(x) for x in sorted(path.rglob("*.eval")))
+        try:
+            mode = os.stat(p).st_mode
+        except OSError as e:
+            raise TierlockError(f"{short(p)}: cannot read log: {os_reason(e)}") from None
+        if stat.S_ISDIR(mode):
+            out.extend(_logs_below(p))
+        elif (kind := kind_of(mode)) is not None:
+            raise TierlockError(f"{short(p)}: cannot read log: it is {kind}, not a file")
         else:
             out.append(p)
     if not out:  # zero logs audited is not "no findings"
         raise TierlockError(f"{', '.join(paths)}: no .eval log found below it; nothing to audit")
     return out
+
+
+def _logs_below(top: str) -> list[str]:
+    """Regular `*.eval` files below `top`, sorted; symlinked directories are not followed."""
+    found: list[str] = []
+
+    def fail(e: OSError) -> None:
+        raise TierlockError(f"{short(e.filename)}: cannot read directory: {os_reason(e)}")
+
+    for root, dirs, files in os.walk(top, onerror=fail, followlinks=False):
+        dirs.sort()
+        for name in files:
+            path = os.path.join(root, name)
+            if name.endswith(".eval") and os.path.isfile(path):
+                found.append(path)
+    return sorted(found)
+
+
+def _key(path: str) -> str:
+    """The absolute, resolved form of a path (symlink loops left as they are, never raising)."""
+    return os.path.realpath(path)
 
 
 def _ledger_hashes(ledger_path: str) -> dict[str, str]:
@@ -54,7 +86,7 @@ def _ledger_hashes(ledger_path: str) -> dict[str, str]:
             require_intact(ledger, check_logs=False, warn=warn)  # a broken chain: exit 1
             for record in ledger.records():
                 for ref in record.logs:
-                    out[str(ledger.abs(ref.path).resolve())] = ref.sha256
+                    out[_key(str(ledger.abs(ref.path)))] = ref.sha256
     except sqlite3.Error as e:
         raise TierlockError(f"{ledger_path}: not a readable tierlock ledger ({e})") from e
     return out
@@ -66,7 +98,7 @@ def _expected(pairs: tuple[str, ...]) -> dict[str, str]:
         path, sep, digest = pair.rpartition("=")
         if not sep or not path or len(digest) != 64:
             raise TierlockError(f"--expect {pair}: expected PATH=SHA256 (64 hex digits)")
-        out[str(Path(path).resolve())] = digest.lower()
+        out[_key(path)] = digest.lower()
     return out
 
 
@@ -134,25 +166,47 @@ def audit_command(
          the other logs are still audited and reported
     """
     detectors = DETECTORS
+    if out:
+        check_output_path(out, "the report")
     if rules_file:
         try:
+            read_text(rules_file, "rules file", max_bytes=1 << 20)  # a file, small, UTF-8
             detectors = (*DETECTORS, rules_detector(load_rules(rules_file)))
-        except (ValueError, ValidationError, OSError) as e:
-            first = str(e).splitlines()[0]
-            raise TierlockError(f"{rules_file}: invalid rules file ({first})") from e
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark
+            where = f"{short(rules_file)}:{mark.line + 1}:{mark.column + 1}" if mark else rules_file
+            raise TierlockError(f"{where}: invalid rules file: YAML {e.problem}") from None
+        except (ValueError, ValidationError, OSError, yaml.YAMLError) as e:
+            first = " ".join(str(e).split())[:300]
+            raise TierlockError(f"{short(rules_file)}: invalid rules file ({first})") from None
     expected = _ledger_hashes(ledger_path) if ledger_path else {}
     expected.update(_expected(expect))
     result = AuditResult(
         logs=[
-            audit_log(
-                p, expected.get(str(Path(p).resolve())), detectors=detectors, timeline=fmt == "html"
-            )
+            audit_log(p, expected.get(_key(p)), detectors=detectors, timeline=fmt == "html")
             for p in _expand(logs)
         ]
     )
-    if out or fmt != "table":  # the table on stdout already shows them
-        for log in result.errors:
-            click.echo(f"tierlock audit: {log.path}: {log.error}", err=True)
+    for log in result.errors:  # one line each on stderr, whatever the format
+        click.echo(f"tierlock audit: {short(log.path)}: {log.error}", err=True)
+    try:
+        _write_report(result, fmt, out)
+    except OSError as e:
+        raise TierlockError(
+            f"{short(out or '-')}: cannot write the report: {os_reason(e)}"
+        ) from None
+    if out:
+        click.echo(f"tierlock audit: wrote {out} ({len(result.findings())} findings)", err=True)
+    code = 0
+    worst = result.worst()
+    if result.errors:
+        code = EXIT_UNREADABLE
+    elif fail_on != "none" and worst is not None and worst.at_least(fail_on):
+        code = EXIT_FINDINGS
+    click.get_current_context().exit(code)
+
+
+def _write_report(result: AuditResult, fmt: str, out: str | None) -> None:
     if fmt == "table":
         if out:
             with open(out, "w", encoding="utf-8") as f:
@@ -165,12 +219,3 @@ def audit_command(
             Path(out).write_text(text, encoding="utf-8")
         else:
             sys.stdout.write(text + "\n")
-    if out:
-        click.echo(f"tierlock audit: wrote {out} ({len(result.findings())} findings)", err=True)
-    code = 0
-    worst = result.worst()
-    if result.errors:
-        code = EXIT_UNREADABLE
-    elif fail_on != "none" and worst is not None and worst.at_least(fail_on):
-        code = EXIT_FINDINGS
-    click.get_current_context().exit(code)

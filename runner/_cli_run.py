@@ -30,6 +30,7 @@ from sandbox import (
     raise_if_terminated,
     received_signal,
 )
+from sandbox._userfile import check_dir
 
 from ._anchor import check_head, ledger_head, ledger_key, parse_head
 from ._campaign import load_campaign
@@ -91,6 +92,7 @@ def _ledger(
     readonly: bool = False,
     key_file: Path | None = None,
 ) -> Ledger:
+    check_dir(runs_dir, "runs directory")  # not a file, a device (/dev/null), a symlink loop
     path = runs_dir / LEDGER_FILE
     if (must_exist or readonly) and not path.exists():
         raise TierlockError(f"no ledger at {path} (nothing has run yet)")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
+import traceback
+from typing import NoReturn
 
 import click
 
@@ -12,6 +16,7 @@ from runner._cli_run import RUNNER_COMMANDS
 from runner._cli_sandbox import cleanup_command, images
 from runner._cli_selftest import selftest_command
 from sandbox import TierlockError
+from sandbox._userfile import os_reason, short
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,19 +36,72 @@ cli.add_command(selftest_command)
 
 
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit code 1."""
+    """Console entry point: user errors become one line on stderr and exit code 1.
+
+    A path the user named that the system refuses (`OSError` with a file name) is a user error
+    too. Anything else unexpected is a bug: one line saying so, and the traceback written to a
+    file (never to the terminal, where it would hide the one line that matters).
+    """
     try:
         rv = cli.main(standalone_mode=False)
     except TierlockError as e:
         for line in e.lines():
             click.echo(f"tierlock: {line}", err=True)
         sys.exit(1)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("tierlock: aborted", err=True)
         sys.exit(130)
+    except click.BadParameter as e:  # a value the user gave: one line, like any user error
+        click.echo(f"{_where(e)}: {e.format_message()}", err=True)
+        sys.exit(1)
+    except click.UsageError as e:  # the command line itself: one line and where to look
+        where = _where(e)
+        click.echo(f"{where}: {e.format_message()} (see '{where} -h')", err=True)
+        sys.exit(e.exit_code)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except BrokenPipeError:  # stdout closed early (`| head`): nothing left to say
+        _silence_stdout()
+        sys.exit(141)
+    except OSError as e:
+        if e.filename is None:
+            _bug(e)
+        click.echo(f"tierlock: {short(e.filename)}: {os_reason(e)}", err=True)
+        sys.exit(1)
+    except Exception as e:
+        _bug(e)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _where(e: click.UsageError) -> str:
+    return e.ctx.command_path if e.ctx is not None else "tierlock"
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+def _bug(e: BaseException) -> NoReturn:
+    """An unexpected exception: one line naming it as a bug and where its traceback is."""
+    text = "".join(traceback.format_exception(e))
+    try:
+        fd, path = tempfile.mkstemp(prefix="tierlock-crash-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(f"tierlock {' '.join(sys.argv[1:])}\n{text}")
+        where = f"traceback written to {path}"
+    except OSError as write_error:
+        where = f"traceback could not be written ({os_reason(write_error)})"
+    first = " ".join(str(e).split())[:300]
+    click.echo(
+        f"tierlock: internal error (a bug in tierlock, please report it): "
+        f"{type(e).__name__}: {first}; {where}",
+        err=True,
+    )
+    sys.exit(1)

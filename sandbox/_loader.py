@@ -24,6 +24,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ._errors import Location, PolicyError, Problem, display_path
 from ._policy import Policy
 from ._units import ERROR_RULES, FILE_CONTEXT, short
+from ._userfile import kind_of
 
 KeyPath = tuple[str | int, ...]
 """A path of keys and list indexes into a policy document, e.g. `("network", "allow", 0)`."""
@@ -344,6 +345,9 @@ class _Raw:
 
 def _read(path: Path, file: str) -> str:
     try:
+        kind = kind_of(path.stat().st_mode)  # a FIFO would block, /dev/zero never end
+        if kind is not None and kind != "a directory":
+            raise _Problems([Problem(Location(file), f"it is {kind}, not a policy file")])
         raw = path.read_bytes()
     except FileNotFoundError:
         raise _Problems([Problem(Location(file), "no such file")]) from None

@@ -2,8 +2,10 @@
 
 `.eval` logs are ZIP archives (zstd members): the header is read first, then each
 `samples/<id>_epoch_<n>.json` member one at a time, so memory holds one sample, never the log.
-`.json` logs are streamed with ijson. Anything that is not a readable Inspect log raises
-`LogReadError` with one line saying why.
+The archive is checked and its members decompressed with caps (`_safezip`: no zip bomb), and
+the file is opened only when it is a regular file (`_userfile`: a FIFO or `/dev/zero` cannot
+block or flood the reader). `.json` logs are streamed with ijson. Anything that is not a
+readable Inspect log raises `LogReadError` with one line saying why.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import json
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-import inspect_ai._util.zipfile  # noqa: F401  (installs zstd support into zipfile)
+from sandbox._userfile import UserFileError, open_regular
+
+from ._jsonstream import JsonRefused, array_items, top_values
+from ._safezip import SafeZip, ZipRefused
 
 CHUNK = 1 << 20
 
@@ -25,12 +30,22 @@ class LogReadError(Exception):
 
 
 def sha256_file(path: str | Path) -> str:
-    """The file's SHA-256 (hex), read in chunks."""
+    """The file's SHA-256 (hex), read in chunks (regular files only: `UserFileError` else)."""
+    with open_regular(path, "log") as f:
+        return _sha256(f)
+
+
+def _sha256(f: BinaryIO) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
+    while chunk := f.read(CHUNK):
+        h.update(chunk)
+    f.seek(0)
     return h.hexdigest()
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= 300 else text[:300] + "…"
 
 
 class LogReader:
@@ -38,26 +53,36 @@ class LogReader:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if not self.path.exists():
-            raise LogReadError("file not found")
-        if self.path.is_dir():
-            raise LogReadError("is a directory, not a log file")
-        self.sha256 = sha256_file(self.path)
-        self._zip: zipfile.ZipFile | None = None
-        self.header: dict[str, Any] = (
-            self._json_header() if self.path.suffix == ".json" else self._eval_header()
-        )
-        ev = self.header.get("eval")
-        if not isinstance(ev, dict) or "task" not in ev:
-            raise LogReadError("not an Inspect log (its header has no eval/task)")
+        try:
+            self._file = open_regular(self.path, "log")
+        except UserFileError as e:
+            raise LogReadError(str(e).partition(": cannot read log: ")[2] or str(e)) from None
+        self._zip: SafeZip | None = None
+        try:
+            self.sha256 = _sha256(self._file)
+            if self._file.seek(0, 2) == 0:
+                raise LogReadError("empty file, not an Inspect log")
+            self._file.seek(0)
+            self.header: dict[str, Any] = (
+                self._json_header() if self.path.suffix == ".json" else self._eval_header()
+            )
+            ev = self.header.get("eval")
+            if not isinstance(ev, dict) or "task" not in ev:
+                raise LogReadError("not an Inspect log (its header has no eval/task)")
+        except BaseException:
+            self.close()
+            raise
 
     # --- .eval (zip) ---------------------------------------------------------------------------
 
     def _eval_header(self) -> dict[str, Any]:
         try:
-            self._zip = zipfile.ZipFile(self.path)
-        except zipfile.BadZipFile as e:
-            raise LogReadError(f"not a readable .eval log (truncated or corrupt: {e})") from e
+            self._zip = SafeZip(self._file)
+        except ZipRefused as e:
+            raise LogReadError(f"refused .eval archive: {e}") from None
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as e:
+            msg = f"not a readable .eval log (truncated or corrupt: {_one_line(e)})"
+            raise LogReadError(msg) from None
         names = set(self._zip.namelist())
         for member in ("header.json", "_journal/start.json"):
             if member in names:
@@ -67,10 +92,13 @@ class LogReader:
     def _member(self, name: str) -> dict[str, Any]:
         assert self._zip is not None
         try:
-            with self._zip.open(name) as f:
-                data = json.load(f)
-        except Exception as e:  # zlib/zstd/CRC/JSON errors all mean "corrupt"
-            raise LogReadError(f"{name}: corrupt member ({type(e).__name__}: {e})") from e
+            data = json.loads(self._zip.read(name))
+        except ZipRefused as e:
+            raise LogReadError(f"refused .eval archive: {e}") from None
+        except (ValueError, RecursionError, KeyError, OSError, zipfile.BadZipFile) as e:
+            # JSON/UTF-8 errors are ValueErrors: all mean "corrupt"
+            msg = f"{name[:200]}: corrupt member ({type(e).__name__}: {_one_line(e)})"
+            raise LogReadError(msg) from None
         if not isinstance(data, dict):
             raise LogReadError(f"{name}: not a JSON object")
         return data
@@ -101,32 +129,25 @@ class LogReader:
     # --- .json -----------------------------------------------------------------------------------
 
     def _json_header(self) -> dict[str, Any]:
-        import ijson
-
-        out: dict[str, Any] = {}
         try:
-            with open(self.path, "rb") as f:
-                for key, value in ijson.kvitems(f, "", use_float=True):
-                    if key in ("version", "status", "eval"):
-                        out[key] = value
-                    if len(out) == 3 or key == "samples":
-                        break
-        except Exception as e:
-            raise LogReadError(f"not a readable JSON log ({type(e).__name__}: {e})") from e
+            out = top_values(self._file, {"version", "status", "eval"}, stop_at="samples")
+        except JsonRefused as e:
+            raise LogReadError(f"not a readable JSON log ({e})") from None
+        self._file.seek(0)
         return out
 
     def _json_samples(self) -> Iterator[dict[str, Any]]:
-        import ijson
-
+        self._file.seek(0)
         try:
-            with open(self.path, "rb") as f:
-                yield from ijson.items(f, "samples.item", use_float=True)
-        except ijson.JSONError as e:
-            raise LogReadError(f"corrupt JSON log ({e})") from e
+            yield from array_items(self._file, "samples")
+        except JsonRefused as e:
+            raise LogReadError(f"corrupt JSON log ({e})") from None
 
     def close(self) -> None:
         if self._zip is not None:
             self._zip.close()
+        if getattr(self, "_file", None) is not None:
+            self._file.close()
 
     def __enter__(self) -> LogReader:
         return self
