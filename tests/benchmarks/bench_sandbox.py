@@ -5,7 +5,7 @@ side, interleaved round by round (so load from other work hits all three alike):
 
 - provider: `sample_init` (policy load, create, conformance read-back, start, kernel check,
   transcript record), N × `exec`, `sample_cleanup` (evidence, remove);
-- docker-py: `containers.create(**same settings)` + `start`, N × `exec_run`, `remove(force=True)`;
+- docker-py: `create_container(same settings)` + `start`, N × `exec_run`, `remove(force=True)`;
 - docker CLI: `docker run -d`, N × `docker exec`, `docker rm -f`, one subprocess per call;
 - compose-pattern: the calls Inspect's compose-based sandbox makes per sample (image check,
   up, two ps, exec pwd, root probe, N × exec under `timeout`, down) as plain docker CLI calls, a
@@ -26,7 +26,7 @@ from pathlib import Path
 import anyio
 
 from sandbox import load_policy
-from sandbox._docker import get_client
+from sandbox._docker import create_container, get_client
 from sandbox._images import ensure_image
 from sandbox._labels import object_labels
 from sandbox._provider import TierlockSandboxEnvironment
@@ -47,7 +47,7 @@ async def provider_sample(execs: int) -> None:
 
 def raw_sample(execs: int, settings: dict) -> None:
     client = get_client()
-    c = client.containers.create(**settings)
+    c = create_container(client, settings)
     c.start()
     for _ in range(execs):
         r = c.exec_run(CMD)
@@ -63,7 +63,7 @@ def cli_sample(execs: int, image: str) -> None:
              "--security-opt", "no-new-privileges:true", "--user", "1000:1000",
              "--memory", "512m", "--memory-swap", "512m", "--pids-limit", "256", "--cpus", "1",
              "--tmpfs", "/workspace:size=64m,uid=1000,gid=1000", "--tmpfs", "/tmp:size=64m",
-             "--label", "tierlock.project=tierlock", image, "sleep", "infinity").strip()
+             "--label", "tierlock.bench=1", image, "sleep", "infinity").strip()
     for _ in range(execs):
         assert sh("exec", cid, *CMD) == "hello\n"
     sh("rm", "-f", cid)
@@ -82,7 +82,7 @@ def compose_pattern_sample(execs: int, image: str) -> None:
              "--security-opt", "no-new-privileges:true", "--user", "1000:1000",
              "--memory", "512m", "--memory-swap", "512m", "--pids-limit", "256", "--cpus", "1",
              "--tmpfs", "/workspace:size=64m,uid=1000,gid=1000", "--tmpfs", "/tmp:size=64m",
-             "--label", "tierlock.project=tierlock", image, "sleep", "infinity").strip()
+             "--label", "tierlock.bench=1", image, "sleep", "infinity").strip()
     for _ in range(2):
         sh("ps", "--filter", f"id={cid}", "--format", "{{.ID}} {{.Status}}")
     sh("exec", cid, "pwd")
