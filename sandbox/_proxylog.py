@@ -69,9 +69,10 @@ MAX_REJECTED_KEPT = 10
 """Rejected lines kept verbatim (escaped) in the evidence; the rest are only counted."""
 MAX_REJECTED_CHARS = 400
 
-# squid's %# output: printable ASCII, no space, %XX; a field cut at its width may end in a
-# partial escape ("%" or "%4")
-_ENC = r"(?:[!-$&-~]|%[0-9A-Fa-f]{2})+(?:%[0-9A-Fa-f]?)?"
+# squid's %# output: printable ASCII without space in the line pattern, and every "%" starts
+# an escape %XX (`_ESCAPES`); a field cut at its width may end in a partial escape ("%", "%4")
+_ENC = r"[!-~]+"
+_ESCAPES = re.compile(r"(?:[^%]|%[0-9A-Fa-f]{2})*")
 _PARTIAL = re.compile(r"%[0-9A-Fa-f]?\Z")
 _NUM = r"\d+|-"
 _LINE = re.compile(
@@ -128,15 +129,22 @@ def _decode(value: str) -> tuple[str, bool]:
     """A `%#` field as escaped text ("" for squid's `-`, i.e. no value)."""
     if value == "-":
         return "", False
+    if "%" not in value:
+        return escape_text(value)
     return escape_bytes(unquote_to_bytes(_PARTIAL.sub("", value)))
 
 
 def _well_formed(m: re.Match[str]) -> bool:
-    """A partial escape only where squid cut the field at its width."""
-    return all(
-        len(m[name]) == width or not _PARTIAL.search(m[name])
-        for name, width in FIELD_WIDTHS.items()
-    )
+    """Every "%" starts a whole escape, but where squid cut the field at its width."""
+    for name, width in FIELD_WIDTHS.items():
+        value = m[name]
+        if "%" not in value:
+            continue
+        if len(value) == width:
+            value = _PARTIAL.sub("", value)
+        if not _ESCAPES.fullmatch(value):
+            return False
+    return True
 
 
 def _int(text: str) -> int | None:
@@ -256,9 +264,10 @@ def bounded_log(chunks: Iterable[bytes], max_bytes: int) -> tuple[str, int]:
 
 async def read_proxy_log(client: docker.DockerClient, cid: str, mark: str) -> ProxyLog:
     """The proxy's request log, streamed: at most `PROXY_LOG_MAX_BYTES` of it is kept, and
-    parsed strictly (lines not in the format, marked `mark`, are rejected and counted)."""
+    parsed strictly (lines not in the format, marked `mark`, are rejected and counted). Read
+    and parsed in a worker thread (a full log takes seconds to parse)."""
 
-    def read() -> tuple[str, str, int]:
+    def read() -> ProxyLog:
         attrs = client.api.inspect_container(cid)
         stream = client.api.logs(cid, stdout=True, stderr=False, stream=True, follow=False)
         try:
@@ -266,16 +275,15 @@ async def read_proxy_log(client: docker.DockerClient, cid: str, mark: str) -> Pr
         finally:
             with contextlib.suppress(Exception):
                 stream.close()
-        return attrs["Name"].lstrip("/"), text, dropped
+        parsed = parse_access_log(text, mark, dropped=dropped)
+        return ProxyLog(
+            proxy=attrs["Name"].lstrip("/"),
+            requests=parsed.requests,
+            truncated=dropped > 0,
+            dropped=dropped,
+            rejected=parsed.rejected,
+            rejected_lines=parsed.rejected_lines,
+            missing=parsed.missing,
+        )
 
-    name, text, dropped = await run_sync(read)
-    parsed = parse_access_log(text, mark, dropped=dropped)
-    return ProxyLog(
-        proxy=name,
-        requests=parsed.requests,
-        truncated=dropped > 0,
-        dropped=dropped,
-        rejected=parsed.rejected,
-        rejected_lines=parsed.rejected_lines,
-        missing=parsed.missing,
-    )
+    return await run_sync(read)
