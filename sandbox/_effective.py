@@ -36,32 +36,25 @@ V2_CPU = "/sys/fs/cgroup/cpu.max"
 CGROUP_FILES = (V1_MEMORY, V1_MEMSW, V1_PIDS, V1_CPU_QUOTA, V1_CPU_PERIOD,
                 V2_MEMORY, V2_SWAP, V2_PIDS, V2_CPU)  # fmt: skip
 
-MARK = "==> "
-_SCRIPT = 'for f in "$@"; do if [ -r "$f" ]; then echo "==> $f"; cat -- "$f"; echo; fi; done'
-SELF_PROBE = ["/bin/sh", "-c", _SCRIPT, "sh", STATUS, MOUNTINFO, *CGROUP_FILES]
-"""One command, run as the policy's user: its own `/proc/self/status` (read by `cat`, a process
-started the way the model's are), the mount table and the cgroup limit files, each after a
-`==> path` line. Files that do not exist (the other cgroup version) are left out."""
+PROBE_FILES = (STATUS, MOUNTINFO, *CGROUP_FILES)
+SELF_PROBE = ["/bin/grep", "-s", "-H", "", *PROBE_FILES]
+"""One process, run as the policy's user: `grep` prints every line of its own `/proc/self/status`
+(the kernel's view of a process started the way the model's are), the mount table and the cgroup
+limit files, each line prefixed `path:`. Files that do not exist (the other cgroup version) are
+left out (grep then exits 2). A single process: this exec is part of every sample's start."""
 
 UNLIMITED_FLOOR = 1 << 62
 """cgroup v1 writes "no limit" as a page-rounded LONG_MAX (9223372036854771712)."""
 
 
 def parse_probe(text: str) -> dict[str, str]:
-    """The files of `SELF_PROBE`'s output: path → contents."""
-    files: dict[str, str] = {}
-    current: str | None = None
-    lines: list[str] = []
+    """The files of `SELF_PROBE`'s output: path → contents (lines without the `path:` prefix)."""
+    lines: dict[str, list[str]] = {}
     for line in text.splitlines():
-        if line.startswith(MARK) and line[len(MARK) :] in (STATUS, MOUNTINFO, *CGROUP_FILES):
-            if current is not None:
-                files[current] = "\n".join(lines).strip("\n")
-            current, lines = line[len(MARK) :], []
-        elif current is not None:
-            lines.append(line)
-    if current is not None:
-        files[current] = "\n".join(lines).strip("\n")
-    return files
+        path, sep, rest = line.partition(":")
+        if sep and path in PROBE_FILES:
+            lines.setdefault(path, []).append(rest)
+    return {path: "\n".join(v) for path, v in lines.items()}
 
 
 _MISSING = object()

@@ -141,9 +141,16 @@ def test_mountinfo_escapes_and_probe_framing() -> None:
     (m,) = parse_mountinfo("1 2 0:1 / /a\\040b rw,nosuid - tmpfs tmpfs rw,size=16k")
     assert (m.point, m.fstype, m.super_options["size"]) == ("/a b", "tmpfs", "16k")
     assert tmpfs_bytes("16384k") == 16 << 20 and tmpfs_bytes("x") is None
-    text = f"==> {STATUS}\nUid: 1\n\n==> {V1_PIDS}\n32\n\n==> /etc/passwd\nroot\n"
-    # only the probe's own files start a section: a stray marker line stays in the previous one
-    assert parse_probe(text) == {STATUS: "Uid: 1", V1_PIDS: "32\n\n==> /etc/passwd\nroot"}
+    text = (
+        f"{STATUS}:Uid:\t1\n{MOUNTINFO}:1 2 0:1 / /a rw - tmpfs tmpfs rw\n{V1_PIDS}:32\n"
+        f"/etc/passwd:root:x:0:0\n{STATUS}:Gid:\t1\n"
+    )
+    # only the probe's own files count; everything after the first colon is the line
+    assert parse_probe(text) == {
+        STATUS: "Uid:\t1\nGid:\t1",
+        V1_PIDS: "32",
+        MOUNTINFO: "1 2 0:1 / /a rw - tmpfs tmpfs rw",
+    }
 
 
 # --- real daemon ---------------------------------------------------------------------------------
