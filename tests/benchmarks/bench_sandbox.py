@@ -63,7 +63,7 @@ def cli_sample(execs: int, image: str) -> None:
              "--security-opt", "no-new-privileges:true", "--user", "1000:1000",
              "--memory", "512m", "--memory-swap", "512m", "--pids-limit", "256", "--cpus", "1",
              "--tmpfs", "/workspace:size=64m,uid=1000,gid=1000", "--tmpfs", "/tmp:size=64m",
-             "--label", "tierlock.bench=1", image, "sleep", "infinity").strip()
+             "--label", "tierlock.project=bench", image, "sleep", "infinity").strip()
     for _ in range(execs):
         assert sh("exec", cid, *CMD) == "hello\n"
     sh("rm", "-f", cid)
@@ -82,7 +82,7 @@ def compose_pattern_sample(execs: int, image: str) -> None:
              "--security-opt", "no-new-privileges:true", "--user", "1000:1000",
              "--memory", "512m", "--memory-swap", "512m", "--pids-limit", "256", "--cpus", "1",
              "--tmpfs", "/workspace:size=64m,uid=1000,gid=1000", "--tmpfs", "/tmp:size=64m",
-             "--label", "tierlock.bench=1", image, "sleep", "infinity").strip()
+             "--label", "tierlock.project=bench", image, "sleep", "infinity").strip()
     for _ in range(2):
         sh("ps", "--filter", f"id={cid}", "--format", "{{.ID}} {{.Status}}")
     sh("exec", cid, "pwd")
