@@ -120,13 +120,14 @@ def test_an_injected_line_is_rejected_and_counted() -> None:
             _line(2, url="allowed.test:443%0"),  # a partial escape where no width was reached
             _line(3) + " extra",
             _line(4),
+            _line(5, url="allowed.test:443%zz"),  # "%" that starts no escape
             "",
         ]
     )
     parsed = parse_access_log(log, MARK)
     assert [r.seq for r in parsed.requests] == [0, 1, 4]
     assert {r.host for r in parsed.requests} == {"allowed.test"}
-    assert parsed.rejected == 5 and len(parsed.rejected_lines) == 5
+    assert parsed.rejected == 6 and len(parsed.rejected_lines) == 6
     assert parsed.rejected_lines[0] == forged_old
     assert parsed.missing == 0  # seq 2 and 3 are the rejected lines, counted once
 
@@ -174,6 +175,21 @@ def test_audit_reports_rejected_missing_and_cut_lines() -> None:
         sample_metadata=contract("networked"),
     )
     assert clean.findings == []
+
+
+def test_canary_in_a_header_or_the_sni_is_found() -> None:
+    """The new fields carry data out as well as the URL does: the audit looks in them too."""
+    canary = "c4n4ry-5eed"
+    for field in ("sni", "user_agent", "host_header"):
+        req = ProxyRequest(
+            time=1.0, method="CONNECT", host="allowed.test", allowed=False, **{field: canary}
+        )
+        audit = audit_events(
+            [evidence(ProxyLog(proxy="p", requests=[req]))],
+            sample_metadata=contract("networked", canaries=[canary]),
+        )
+        hits = [f for f in audit.findings if f.rule == "canary.proxy"]
+        assert len(hits) == 1 and canary in hits[0].excerpt, field
 
 
 def test_proxy_log_config_check() -> None:
