@@ -166,8 +166,12 @@ def read_approval_policy(path: Path) -> Any:
     from pydantic import ValidationError
 
     def at(loc: tuple[Any, ...]) -> tuple[int, int]:
-        s = spans.get(tuple(p for p in loc if isinstance(p, str | int)))
-        return (s.line, s.column) if s else (0, 0)
+        path = tuple(p for p in loc if isinstance(p, str | int))
+        for n in range(len(path), -1, -1):  # the key, or its nearest written ancestor
+            s = spans.get(path[:n])
+            if s is not None:
+                return s.line, s.column
+        return 0, 0
 
     try:
         config = ApprovalPolicyConfig.model_validate(data)

@@ -146,9 +146,10 @@ def test_check_a_directory(monkeypatch, capsys, tmp_path: Path) -> None:
     assert code == 2 and "no *.yaml files" in err
 
 
-def test_missing_argument_is_a_usage_error(monkeypatch, capsys) -> None:
+def test_missing_argument_is_one_line(monkeypatch, capsys) -> None:
     code, _, err = run(monkeypatch, capsys, "policy", "check")
-    assert code == 2 and "Missing argument" in err
+    # click's MissingParameter is a BadParameter: runner/cli.py makes that a user error (exit 1)
+    assert code == 1 and "Missing argument" in err and len(err.strip().splitlines()) == 1
 
 
 def test_console_script_end_to_end() -> None:
