@@ -61,6 +61,12 @@ class ContainerEvidence(BaseModel):
     changes_outside_writable: list[FsChange] = Field(default_factory=list)
     timeouts: int = 0
     output_limit_hits: int = 0
+    collected: bool = True
+    """False when the container could not be read (`error` says why): only the host-side
+    counters (`timeouts`, `output_limit_hits`) are real; the diff, OOM and pids fields were not
+    checked, and an audit reports them as such, never as clean. Logs written before this field
+    existed read as collected."""
+    error: Printable | None = None
 
 
 class ProxyRequest(BaseModel):
@@ -105,8 +111,21 @@ class ProxyLog(BaseModel):
     seen, beyond `dropped`), e.g. rotated away by the log's size cap."""
 
 
+class ProcessSurvivors(BaseModel):
+    """Processes still running after a sandbox's last command returned, under a policy with
+    `process.background: allow` (with `forbid` they are killed instead)."""
+
+    kind: Literal["survivors"] = "survivors"
+    container: str
+    processes: list[Printable] = Field(default_factory=list)
+    """Each survivor's command line, escaped (`sandbox._escape`), arguments separated by spaces."""
+    more: int = 0
+    """Survivors beyond the first `MAX_LISTED`, counted only."""
+
+
 EvidenceRecord = Annotated[
-    ConformanceRecord | ContainerEvidence | ProxyLog, Field(discriminator="kind")
+    ConformanceRecord | ContainerEvidence | ProxyLog | ProcessSurvivors,
+    Field(discriminator="kind"),
 ]
 EVIDENCE_ADAPTER: TypeAdapter[EvidenceRecord] = TypeAdapter(EvidenceRecord)
 """Parses an InfoEvent's `data` back into a record."""

@@ -134,6 +134,8 @@ def _grants(a: Policy, b: Policy) -> list[Grant]:
         add(("process", "seccomp"), f"seccomp {pb.seccomp}")
     if pb.apparmor != pa.apparmor and pb.apparmor is not None:
         add(("process", "apparmor"), f"AppArmor {pb.apparmor}")
+    if pb.background == "allow" and pa.background != "allow":
+        add(("process", "background"), "processes may outlive their command")
     if pa.runtime == "runsc" and pb.runtime == "runc":
         add(("process", "runtime"), "runtime runc instead of gVisor (runsc)")
     for ns in ("network", "pid", "ipc", "uts", "userns"):

@@ -131,7 +131,8 @@ class ProcessPolicy(_Strict):
     privileged: bool = False
     seccomp: str = Field(
         default="default",
-        description="`default` (Docker's profile), `unconfined`, or the path of a profile file",
+        description="`default` (tierlock's own profile, `sandbox/seccomp/tierlock-default.json`), "
+        "`unconfined`, or the path of a profile file",
     )
     apparmor: str | None = Field(
         default=None, description="AppArmor profile; null keeps Docker's default"
@@ -142,6 +143,12 @@ class ProcessPolicy(_Strict):
         default_factory=list, description="Host devices passed in (`/dev/x[:/dev/y[:rwm]]`)"
     )
     init: bool = Field(default=True, description="Run an init process as PID 1 (reaps zombies)")
+    background: Literal["forbid", "allow"] = Field(
+        default="forbid",
+        description="`forbid`: every process a command starts is killed when the sandbox's last "
+        "running command returns; `allow`: they may keep running, and each command's survivors "
+        "are listed in the transcript",
+    )
 
     @field_validator("user", mode="before")
     @classmethod

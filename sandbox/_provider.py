@@ -81,12 +81,13 @@ from ._effective import (
     parse_probe,
 )
 from ._errors import PolicyError, SandboxError, display_path
-from ._evidence import EVIDENCE_SOURCE, ConformanceRecord, ContainerEvidence
+from ._escape import escape_bytes
+from ._evidence import EVIDENCE_SOURCE, ConformanceRecord, ContainerEvidence, ProcessSurvivors
 from ._exec import PINNED_PATH, ContainerGone, ExecOutcome, kill_exec, run_exec
 from ._host_check import engine_refusal, require_host_fit
 from ._images import ensure_image_async
 from ._policy import Policy
-from ._reaper import INSIDE_COMMAND, kill_from_host
+from ._reaper import INSIDE_COMMAND, kill_from_host, list_from_host
 from ._signals import install_termination_handler
 from ._translate import KEEPALIVE_USER, container_settings, user_ids
 from ._uids import UidLease, lease_uid
@@ -496,6 +497,8 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
                     policy_hash=box.loaded.policy.digest(),
                     timeouts=box.counters.timeouts,
                     output_limit_hits=box.counters.output_limit_hits,
+                    collected=False,
+                    error=f"{type(e).__name__}: {e}"[:300],
                 )
             )
         finally:
@@ -732,6 +735,14 @@ async def _reap(box: _Sandbox) -> None:
     """Kill every process of the model's uid left in the sandbox (see `_reaper`)."""
     ids = user_ids(box.policy.process.user)
     if ids is None or box.removed:
+        return
+    if box.policy.process.background == "allow":  # may keep running: on the record instead
+        listed = await run_sync(list_from_host, box.init_pid, ids[0]) if box.init_pid else None
+        if listed is not None and listed[0]:
+            _record(ProcessSurvivors(
+                container=box.name, processes=[escape_bytes(c)[0] for c in listed[0]],
+                more=listed[1],
+            ))  # fmt: skip
         return
     killed = await run_sync(kill_from_host, box.init_pid, ids[0]) if box.init_pid else None
     if killed is None:  # the host cannot see the container's processes: from inside instead

@@ -57,6 +57,28 @@ def _live_uid(pid: int) -> int | None:
         return None
 
 
+def _cmdline(pid: int) -> bytes | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()[:512].rstrip(b"\0").replace(b"\0", b" ")
+    except OSError:
+        return None
+
+
+def list_from_host(container_pid: int, uid: int, limit: int = 64) -> tuple[list[bytes], int] | None:
+    """Command lines (raw bytes, at most `limit`) of the processes of `uid` in the container, and
+    how many more there were; None when the host cannot see the container's processes."""
+    procs = _procs_file(container_pid)
+    if procs is None or not os.access(procs, os.R_OK):
+        return None
+    try:
+        pids = [int(p) for p in procs.read_text().split()]
+    except (OSError, ValueError):
+        return None
+    found = [c for p in pids if p != container_pid and _live_uid(p) == uid
+             if (c := _cmdline(p)) is not None]  # fmt: skip
+    return found[:limit], max(len(found) - limit, 0)
+
+
 def kill_from_host(container_pid: int, uid: int) -> int | None:
     """Kill every process of `uid` in the container whose init is host pid `container_pid`.
     Returns how many were killed, or None when the host cannot see the container's processes."""

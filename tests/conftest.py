@@ -20,7 +20,7 @@ def docker_client():
 
 def _ours(labels: dict[str, str] | None) -> bool:
     """Whether an object belongs to this test session: created by this process or by a process
-    that has ended (the evals tests run in subprocesses). Objects of other live processes — a
+    that has ended (the evals tests run in subprocesses), according to its owner label. Objects of other live processes — a
     concurrent run or another test session — are not this session's to judge or remove."""
     import os
 
@@ -28,7 +28,10 @@ def _ours(labels: dict[str, str] | None) -> bool:
 
     owner = (labels or {}).get(OWNER_LABEL)
     if owner is None:
-        return True
+        # No owner: not made by tierlock's code (which always labels its objects), e.g. a
+        # container of a tierlock image that only inherits the image's project label. Another
+        # session's or a user's; never this session's to judge or remove.
+        return False
     return owner.split("/")[2:3] == [str(os.getpid())] or owner_alive(owner) is False
 
 

@@ -197,6 +197,7 @@ LOOSER: dict[tuple[str, ...], Any] = {
     ("process", "seccomp"): "unconfined",
     ("process", "apparmor"): "unconfined",
     ("process", "runtime"): "runc",
+    ("process", "background"): "allow",
     **{("process", "namespaces", ns): "host" for ns in ("network", "pid", "ipc", "uts", "userns")},
     ("process", "devices"): ["/dev/fuse"],
     ("limits", "memory"): "512m",

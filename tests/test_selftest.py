@@ -69,3 +69,40 @@ def test_selftest_fails_on_a_weakened_policy(docker_client: Any, tmp_path: Path)
     failed = {p["id"] for p in report["probes"] if not p["held"]}
     assert {"syscall.io_uring_setup", "socket.af-vsock"} <= failed
     assert "Traceback" not in proc.stderr
+
+
+BACKGROUND_ALLOW = """extends: {parent}
+name: background-allowed
+process:
+  background: allow
+"""
+
+
+@pytest.mark.docker
+def test_background_allow_keeps_survivors_and_lists_them(
+    docker_client: Any, tmp_path: Path
+) -> None:
+    """With `process.background: allow` a background process survives its command, and the host
+    lists it (escaped) for the transcript; `forbid` (the default) is shown by the selftest."""
+    from sandbox._provider import TierlockSandboxEnvironment as Env
+    from sandbox._reaper import list_from_host
+
+    policy = tmp_path / "allow.yaml"
+    policy.write_text(BACKGROUND_ALLOW.format(parent=ROOT / "policies" / "tool-restricted.yaml"))
+
+    async def go() -> tuple[str, Any]:
+        envs = await Env.sample_init("bg", str(policy), {})
+        env = envs["default"]
+        assert isinstance(env, Env)
+        try:
+            await env.exec(["sh", "-c", "sleep 7311 & exit 0"], timeout=10)
+            ps = (await env.exec(["ps", "-eo", "args"], timeout=10)).stdout
+            pid = env._box.init_pid
+            uid = int(env.policy.process.user.split(":")[0])
+            return ps, list_from_host(pid, uid)
+        finally:
+            await Env.sample_cleanup("bg", str(policy), envs, False)
+
+    ps, listed = anyio.run(go)
+    assert "sleep 7311" in ps
+    assert listed is not None and any(c == b"sleep 7311" for c in listed[0])
