@@ -23,6 +23,7 @@ from sandbox import Location, Policy, PolicyError, Problem, SandboxError, Tier, 
 from sandbox._errors import display_path
 from sandbox._host_check import require_host_fit
 from sandbox._policy import NetworkMode
+from sandbox._policy_files import read_approval_policy
 
 from ._checks import task_completed, within_bounds
 from ._contract import Kind, SampleContract, TaskInfo
@@ -107,6 +108,7 @@ def approval_policies(policy_file: Path) -> list[ApprovalPolicy] | None:
     try:
         if not path.is_file():
             raise FileNotFoundError(f"not found (looked for {display_path(path)})")
+        read_approval_policy(path)  # first: its errors never quote the file (Inspect's do)
         return read_approval_policies(str(path))
     except Exception as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__

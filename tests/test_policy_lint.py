@@ -737,3 +737,18 @@ def test_every_limit_field_has_bounds() -> None:
     from sandbox._policy import Limits
 
     assert {f"limits.{k}" for k in Limits.model_fields} <= set(BOUNDS)
+
+
+def test_task_build_does_not_echo_a_foreign_approval_file(tmp_path: Path) -> None:
+    """The tier tasks read the approval file with Inspect, whose errors quote the whole file;
+    the policy layer's reader runs first, so the error names the file only."""
+    from tasks._sandboxed import approval_policies
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:hunter2-not-for-printing:/root:/bin/bash\n")
+    p = tmp_path / "p.yaml"
+    p.write_text(yaml.safe_dump(merge(BASE, {"tools": {"approval": str(secret)}})))
+    with pytest.raises(PolicyError) as e:
+        approval_policies(p)
+    (line,) = e.value.lines()
+    assert "is not an approval policy" in line and "hunter2" not in line and "root:x" not in line
