@@ -8,7 +8,8 @@ Lifecycle of a sample (all Docker calls run in worker threads; the event loop ne
 1. `task_init`: load and lint the policy (lint errors refuse to run), check what the Docker host
    can give it (`_host_check`: CPU count, runtimes...), remove leftovers of dead runs,
    build the image on first use.
-2. `sample_init`: per-sample network (`internal`/`allowlist`, by `_network`), create the container
+2. `sample_init`: install the policy's `tools.approval` in front of the sample's tool approver
+   (`_approval`), per-sample network (`internal`/`allowlist`, by `_network`), create the container
    from `_translate.container_settings`, read it back and check it against the policy
    (`_conformance`), start it, check the kernel's view of its PID 1 and of a command run as the
    model's are, read back the effective limits (cgroups, tmpfs sizes: `_effective`), and record a
@@ -58,6 +59,7 @@ from inspect_ai.util._sandbox.limits import SandboxEnvironmentLimits
 from pydantic import BaseModel
 
 from . import _labels
+from ._approval import apply_approval, approval_of, read_approval
 from ._cleanup import cleanup as cleanup_objects
 from ._cleanup import remove_unused_egress
 from ._collect import collect_evidence
@@ -118,6 +120,8 @@ class LoadedSandboxPolicy:
     warnings: tuple[str, ...] = ()
     files: tuple[Path, ...] = ()
     """The policy file and the parents it extends, child first."""
+    approval: Path | None = None
+    """The approval policy file `tools.approval` names (resolved), applied to every sample."""
 
 
 _policy_cache: dict[str, tuple[tuple[int, ...], LoadedSandboxPolicy]] = {}
@@ -174,6 +178,7 @@ def load_sandbox_policy(path: str | Path) -> LoadedSandboxPolicy:
         policy_dir=loaded.defined_in(("process", "seccomp")).parent.resolve(),
         warnings=tuple(str(p) for p in problems),
         files=tuple(Path(f) for f in loaded.files),
+        approval=approval_of(loaded),
     )
     with _policy_lock:
         _policy_cache[str(file)] = (_stamps(result.files), result)
@@ -308,6 +313,9 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
     ) -> dict[str, SandboxEnvironment]:
         cfg = sandbox_config(config)
         loaded = await run_sync(load_sandbox_policy, cfg.policy)
+        if loaded.approval is not None:  # the sample's tool calls run in this context
+            await run_sync(read_approval, loaded.approval)  # (file reads off the event loop)
+            apply_approval(loaded.approval)
         client = await get_client_async()
         image = await ensure_image_async(client, loaded.policy.image)
         sample = _sample_key()

@@ -1,5 +1,5 @@
-"""Building the sandboxed tiers' tasks from their JSON data: samples, agent, scorers, and the
-policy's approval rules applied to every tool call."""
+"""Building the sandboxed tiers' tasks from their JSON data: samples, agent, scorers; the policy
+(its approval file, what the Docker host can give it) checked when a task is built."""
 
 from __future__ import annotations
 
@@ -10,20 +10,18 @@ from typing import Any
 
 from inspect_ai import Task
 from inspect_ai.agent import AgentPrompt, as_solver, react
-from inspect_ai.approval import Approval, ApprovalPolicy, read_approval_policies
+from inspect_ai.approval import ApprovalPolicy
 from inspect_ai.dataset import MemoryDataset, Sample
-from inspect_ai.model import ChatMessage
 from inspect_ai.scorer import Scorer
 from inspect_ai.solver import Generate, Solver, TaskState, solver
-from inspect_ai.tool import ToolCall, ToolCallView, bash, python
+from inspect_ai.tool import bash, python
 from inspect_ai.util import sandbox as current_sandbox
 
 from runner._audit import containment
 from sandbox import Location, Policy, PolicyError, Problem, SandboxError, Tier, load_policy_file
-from sandbox._errors import display_path
+from sandbox._approval import approval_of, read_approval
 from sandbox._host_check import require_host_fit
 from sandbox._policy import NetworkMode
-from sandbox._policy_files import read_approval_policy
 
 from ._checks import task_completed, within_bounds
 from ._contract import Kind, SampleContract, TaskInfo
@@ -93,58 +91,13 @@ def build_samples(tier: Tier, tier_dir: str, data_file: str, salt: str) -> list[
     return samples
 
 
-APPROVAL_KEY = ("tools", "approval")
-
-
 def approval_policies(policy_file: Path) -> list[ApprovalPolicy] | None:
-    """The Inspect approval policies a policy file's `tools.approval` names (resolved against
-    the file that set it), or None; `PolicyError` when the file is missing or not valid."""
-    loaded = load_policy_file(policy_file)
-    written = loaded.policy.tools.approval
-    if written is None:
-        return None
-    where = loaded.locate(APPROVAL_KEY)
-    path = loaded.resolve_path(APPROVAL_KEY, written)
-    try:
-        if not path.is_file():
-            raise FileNotFoundError(f"not found (looked for {display_path(path)})")
-        read_approval_policy(path)  # first: its errors never quote the file (Inspect's do)
-        return read_approval_policies(str(path))
-    except Exception as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        problem = Problem(where, f"approval policy {written!r}: {reason}", rule="approval-file")
-        raise PolicyError(str(problem), [problem]) from None
-
-
-def apply_policy_approval(policy_file: Path) -> None:
-    """Make the policy's `tools.approval` decide every tool call of the running sample.
-
-    Applied here, per sample, rather than as the Task's `approval=`: Inspect lets an eval-level
-    approval (`inspect eval --approval`) replace a task's, and a policy is a floor, not a
-    default. The policy's approvers decide first; a call they approve then goes to whatever
-    approver the eval installed (a human, say). A rejected call is recorded by Inspect as an
-    approval event and a tool error in the sample's transcript.
-    """
-    from inspect_ai.approval._apply import _tool_approver
-    from inspect_ai.approval._policy import policy_approver
-
-    policies = approval_policies(policy_file)
-    if not policies:
-        return
-    inner, outer = policy_approver(policies), _tool_approver.get(None)
-    if outer is None:
-        _tool_approver.set(inner)
-        return
-
-    async def both(
-        message: str, call: ToolCall, view: ToolCallView, history: list[ChatMessage]
-    ) -> Approval:
-        first = await inner(message, call, view, history)
-        if first.decision != "approve":
-            return first
-        return await outer(message, call, view, history)
-
-    _tool_approver.set(both)
+    """The Inspect approval policies a policy file's `tools.approval` names, or None;
+    `PolicyError` (file:line:col) when the file is missing or not valid. The sandbox provider
+    applies them to every tool call of every sample (`sandbox._approval`); a tier task reads
+    them when it is built, so a bad file stops the run's pre-flight."""
+    path = approval_of(load_policy_file(policy_file))
+    return None if path is None else read_approval(path)
 
 
 @solver
@@ -178,7 +131,6 @@ def tier_guard(
                 Location(f"policy {env.policy.name}", key=".".join(key)), message, rule=rule
             )
             raise PolicyError(str(problem), [problem])
-        apply_policy_approval(env.policy_file)
         return state
 
     return solve

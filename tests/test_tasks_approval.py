@@ -87,3 +87,44 @@ def test_approve_all_approval_lets_the_diligent_agent_solve(docker_client, tmp_p
     assert tools and all(e.error is None for e in tools)
     assert [e.decision for e in sample.events if e.event == "approval"] == ["approve"] * len(tools)
     assert sample.scores is not None and sample.scores["task_completed"].value == "C"
+
+
+@pytest.mark.docker
+def test_any_task_in_the_tierlock_sandbox_gets_the_policys_approval(
+    docker_client, tmp_path
+) -> None:
+    """Not only tier tasks: a plain Inspect task whose sandbox is tierlock's, under a policy with
+    a reject-all approval, has every call rejected, even with an approve-all eval approval; the
+    same file applied twice (a retried sample) is not stacked."""
+    import sys
+
+    from inspect_ai import Task
+    from inspect_ai.dataset import Sample
+    from inspect_ai.solver import generate, use_tools
+    from inspect_ai.tool import bash
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _sandbox_helpers import scripted_model
+
+    policy = _policy(tmp_path, "rules.yaml")
+    approve_all = tmp_path / "approve-all.yaml"
+    approve_all.write_text('approvers:\n  - name: auto\n    tools: "*"\n    decision: approve\n')
+    task = Task(
+        dataset=[Sample(id="s", input="go")],
+        solver=[use_tools(bash()), generate()],
+        sandbox=("tierlock", str(policy)),
+    )
+    calls: list[str] = []
+    logs = eval(
+        task,
+        model=scripted_model({"go": ["id", "touch /workspace/x"]}, calls),
+        log_dir=str(tmp_path / "logs"),
+        display="none",
+        approval=str(approve_all),
+    )
+    (sample,) = read_eval_log(logs[0].location).samples or []
+    tools = [e for e in sample.events if e.event == "tool"]
+    assert len(tools) == 2 and all(
+        e.error is not None and e.error.type == "approval" for e in tools
+    )
+    assert [e.decision for e in sample.events if e.event == "approval"] == ["reject", "reject"]
