@@ -282,3 +282,34 @@ def test_policy_check_and_run_preflight_report_host_misfits(
     )
     assert r.returncode == 1 and "limits.cpus: 1000 CPUs is more than" in r.stderr, r.stderr
     assert "started run" not in r.stdout  # refused before anything ran
+
+
+@pytest.mark.docker
+def test_inspect_eval_with_a_misfit_policy_stops_at_task_init(
+    docker_client: Any, tmp_path: Path
+) -> None:
+    """Used straight from Inspect (no tierlock task, no runner), the provider's `task_init`
+    refuses a policy the host cannot run before any sample starts."""
+    from _sandbox_helpers import run_containers, scripted_model
+    from inspect_ai import Task, eval
+    from inspect_ai.dataset import Sample
+    from inspect_ai.solver import generate, use_tools
+    from inspect_ai.tool import bash
+
+    from sandbox import PolicyError
+
+    p = _policy(tmp_path, "process:\n  runtime: runsc\n")
+    task = Task(
+        dataset=[Sample(id="s", input="go")],
+        solver=[use_tools(bash()), generate()],
+        sandbox=("tierlock", str(p)),
+    )
+    calls: list[str] = []
+    with pytest.raises(PolicyError, match=r"process\.runtime: runtime 'runsc' is not installed"):
+        eval(
+            task,
+            model=scripted_model({"go": ["id"]}, calls),
+            log_dir=str(tmp_path / "logs"),
+            display="none",
+        )
+    assert calls == [] and run_containers(docker_client) == []
