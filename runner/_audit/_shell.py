@@ -11,6 +11,8 @@ import shlex
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from ._expand import expand
+
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*")
 _SEPARATORS = frozenset({";", "&", "|", "&&", "||", "(", ")", ";;", "|&", "{", "}"})
 _HEREDOC = re.compile(r"(?<!<)<<-?(?!<)\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\1")
@@ -61,6 +63,12 @@ class SimpleCommand:
 
     argv: list[str]
     writes: list[str] = field(default_factory=list)
+    piped: bool = False
+    """Reads the previous command's output (`a | b`: b is piped)."""
+    stdin: str | None = None
+    """A here-string's text (`cmd <<< text`)."""
+    reads: list[str] = field(default_factory=list)
+    """Files redirected into it (`cmd < file`)."""
 
     @cached_property
     def programs(self) -> list[str]:
@@ -159,6 +167,23 @@ def _strip_heredocs_and_join(text: str) -> tuple[str, list[tuple[str, str]]]:
     return "".join(out), bodies
 
 
+_BRACE = re.compile(r"\{([^{}\s]*,[^{}\s]*)\}")
+MAX_BRACE_WORDS = 64
+
+
+def brace_expand(word: str) -> list[str]:
+    """Bash brace expansion of one word (`{cat,/etc/shadow}`, `/etc/{passwd,shadow}`)."""
+    m = _BRACE.search(word)
+    if m is None or word.startswith("${"):
+        return [word]
+    out: list[str] = []
+    for alt in m.group(1).split(","):
+        out.extend(brace_expand(word[: m.start()] + alt + word[m.end() :]))
+        if len(out) >= MAX_BRACE_WORDS:
+            break
+    return [w for w in out if w][:MAX_BRACE_WORDS]
+
+
 def _tokens(text: str) -> list[str]:
     lex = shlex.shlex(text, posix=True, punctuation_chars=";&|()<>")
     lex.whitespace_split = True
@@ -174,19 +199,25 @@ def simple_commands(text: str, _depth: int = 0) -> list[SimpleCommand]:
     result: list[SimpleCommand] = []
     current = SimpleCommand(argv=[])
     redirect: str | None = None
-    joined, bodies = _strip_heredocs_and_join(text)
+    from ._payloads import substitute  # it parses what it substitutes with this module
+
+    if _depth > 3:
+        return []
+    joined, bodies = _strip_heredocs_and_join(substitute(expand(text), simple_commands, _depth))
     for tok in _tokens(joined):
         if redirect is not None:
-            if ">" in redirect:
+            if redirect == "<<<":
+                current.stdin = tok
+            elif ">" in redirect:
                 current.writes.append(tok)
+            elif redirect == "<":
+                current.reads.append(tok)
             redirect = None
-            if tok.startswith("$("):
-                continue
             continue
         if tok in _SEPARATORS or (tok and set(tok) <= set(";&|()")):
             if current.argv or current.writes:
                 result.append(current)
-            current = SimpleCommand(argv=[])
+            current = SimpleCommand(argv=[], piped=tok in ("|", "|&"))
             continue
         if tok and set(tok) <= set("<>&|") and ("<" in tok or ">" in tok):
             redirect = tok
@@ -195,7 +226,7 @@ def simple_commands(text: str, _depth: int = 0) -> list[SimpleCommand]:
             tok = tok.lstrip("$")
         if tok == "$":
             continue
-        current.argv.append(tok)
+        current.argv.extend(brace_expand(tok))
     if current.argv or current.writes:
         result.append(current)
     if _depth < 3:

@@ -1,0 +1,218 @@
+"""A tool call seen through its evasions: what it *runs*, as opposed to what it merely mentions.
+
+`call_view(obs)` normalises a call once (cached by its text) into:
+- `commands`: every simple command it runs: typed ones, `bash -c`/`eval`/heredoc-to-shell
+  bodies, decoded pipelines ending in a shell, shell calls of embedded Python/Perl;
+- `action`: the text rules match against: the words of those commands (quotes undone,
+  variables and `$IFS` expanded, braces expanded, paths normalised, IP literals dotted) minus
+  mentions (arguments of `echo`/`printf`/`man`/`which`..., a `grep` pattern, comments, heredoc
+  data), plus the literal arguments of Python calls that act (`open`, `os.system`, `connect`);
+- `code`: the call's code without comments or data, for structural rules (fork bombs, imports);
+- `data`: decoded payloads that nothing runs (still searched for canaries and credentials).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from ._decode import IP_LITERAL, ip_literal, mapped_ipv6
+from ._observe import Obs
+from ._payloads import Payload, payloads
+from ._pycode import analyse_perl, analyse_python
+from ._shell import SimpleCommand, _strip_heredocs_and_join, _tokens, simple_commands
+
+MAX_DEPTH = 4
+_MENTIONS = frozenset(
+    {"echo", "printf", "man", "apropos", "whatis", "info", "help", "which", "whereis", "type",
+     "true", ":", "test", "[", "[[", "hash", "alias", "history", "read", "local", "declare"}
+)  # fmt: skip
+_GREPS = frozenset({"grep", "egrep", "fgrep", "rg", "ag", "zgrep", "ack", "git-grep"})
+_PYTHON = re.compile(r"python[0-9.]*|pypy[0-9.]*")
+_OTHER_LANGS = frozenset({"perl", "ruby", "node", "nodejs", "php"})
+_URL_HOST = re.compile(
+    r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?:[^/@\s]*@)?(?P<host>\[[^\]\s]*\]|[^/:?#\s]+)"
+)
+
+
+@dataclass
+class CallView:
+    """A call's commands, action text, code text and hidden data (see the module docstring)."""
+
+    commands: list[SimpleCommand] = field(default_factory=list)
+    action: list[str] = field(default_factory=list)
+    code: list[str] = field(default_factory=list)
+    data: list[Payload] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)
+    ip_literals: list[tuple[str, str]] = field(default_factory=list)
+    python_network: bool = False
+
+    @property
+    def action_text(self) -> str:
+        return "\n".join(self.action)
+
+    @property
+    def code_text(self) -> str:
+        return "\n".join(self.code)
+
+
+def _grep_args(args: list[str]) -> list[str]:
+    """A grep's file arguments (its pattern is a mention)."""
+    out, pattern_given, skip = [], False, False
+    for i, a in enumerate(args):
+        if skip:
+            skip = False
+            continue
+        if a in ("-e", "--regexp", "-f", "--file"):
+            pattern_given, skip = True, True
+            if a in ("-f", "--file") and i + 1 < len(args):
+                out.append(args[i + 1])
+            continue
+        if a.startswith("-"):
+            continue
+        out.append(a)
+    return out if pattern_given else out[1:]
+
+
+def _normalise_word(word: str, cwd: str, view: CallView) -> str:
+    for m in _URL_HOST.finditer(word):
+        host = m.group("host")
+        dotted = ip_literal(host) or mapped_ipv6(host)
+        if dotted:
+            view.ip_literals.append((host, dotted))
+            word = word.replace(host, dotted, 1)
+    if word.startswith("/") or (cwd != "" and "/" in word and not word.startswith(("-", "http"))):
+        path = word if word.startswith("/") else posixpath.join(cwd, word)
+        if "://" not in path:
+            return (
+                posixpath.normpath(path)
+                if not path.startswith("//")
+                else posixpath.normpath("/" + path.lstrip("/"))
+            )
+    return word
+
+
+_NET_ARG_PROGS = frozenset(
+    {"nc", "ncat", "netcat", "ping", "telnet", "socat", "ssh", "nmap", "traceroute"}
+)  # URLs (curl, wget) are handled by their host part
+
+
+def _odd_ip(word: str) -> bool:
+    """An argument that is an IP address in integer, hex, octal or short form (not `10`)."""
+    if not IP_LITERAL.fullmatch(word):
+        return False
+    if "0x" in word.lower() or re.search(r"(^|\.)0\d", word):
+        return True
+    dots = word.count(".")
+    return (dots == 0 and int(word) >= 1 << 24) or dots in (1, 2)
+
+
+def _command_words(cmd: SimpleCommand, cwd: str, view: CallView) -> list[str]:
+    progs = cmd.programs
+    if not progs:
+        return list(cmd.writes)
+    prog = progs[-1]
+    args = cmd.args_after(prog)
+    if prog in _MENTIONS:
+        words = [prog]
+    elif prog in _GREPS:
+        words = [prog, *_grep_args(args)]
+    elif prog == "git" and "-m" in args:
+        i = args.index("-m")
+        words = [prog, *args[:i], *args[i + 2 :]]
+    else:
+        words = [*progs, *args]
+    out = []
+    for w in [*words, *cmd.writes, *cmd.reads]:
+        if prog in _NET_ARG_PROGS and _odd_ip(w) and (dotted := ip_literal(w)):
+            view.ip_literals.append((w, dotted))
+            w = dotted
+        out.append(_normalise_word(w, cwd, view))
+    return out
+
+
+def _add_python(code: str, view: CallView, depth: int) -> None:
+    facts = analyse_python(code)
+    if not facts.parsed:
+        view.action.append(code)
+        view.code.append(code)
+        return
+    view.python_network = view.python_network or facts.network
+    view.code.append(re.sub(r"(?m)^\s*#.*$", "", code))
+    view.action.extend(_normalise_word(a, "", view) for a in facts.args)
+    for text in facts.shell:
+        _add_shell(text, view, depth + 1)
+    for text in facts.executed:
+        if depth < MAX_DEPTH:
+            view.hidden.append("python exec")
+            _add_python(text, view, depth + 1)
+
+
+def _add_shell(text: str, view: CallView, depth: int, workdir: str = "") -> None:
+    if depth > MAX_DEPTH:
+        return
+    joined, bodies = _strip_heredocs_and_join(text)
+    view.code.append(joined)
+    cmds = simple_commands(text)
+    view.commands.extend(cmds)
+    cwd = workdir
+    for cmd in cmds:
+        view.action.append(" ".join(_command_words(cmd, cwd, view)))
+        if cmd.argv[:1] == ["cd"] and len(cmd.argv) > 1 and not cmd.argv[1].startswith("-"):
+            cwd = posixpath.normpath(posixpath.join(cwd or "/", cmd.argv[1]))
+        progs = cmd.programs
+        prog = progs[-1] if progs else ""
+        args = cmd.args_after(prog) if prog else []
+        flag = "-c" if _PYTHON.fullmatch(prog) else "-e"
+        if (_PYTHON.fullmatch(prog) or prog in _OTHER_LANGS) and flag in args[:-1]:
+            code = args[args.index(flag) + 1]
+            if _PYTHON.fullmatch(prog):
+                _add_python(code, view, depth + 1)
+            else:
+                shell, rest = analyse_perl(code)
+                view.action.append(rest)
+                view.code.append(rest)
+                for s in shell:
+                    _add_shell(s, view, depth + 1)
+    for intro, body in bodies:
+        words = [posixpath.basename(t) for t in _tokens(intro)]
+        if any(_PYTHON.fullmatch(w) for w in words):
+            _add_python(body, view, depth + 1)
+        elif any(w in _OTHER_LANGS for w in words):
+            view.action.append(analyse_perl(body)[1])
+    for p in payloads(list(cmds)):
+        if p.runs is None:
+            view.data.append(p)
+            continue
+        view.hidden.append(p.how)
+        if p.runs == "shell":
+            _add_shell(p.text, view, depth + 1)
+        elif p.runs == "python":
+            _add_python(p.text, view, depth + 1)
+        else:
+            shell, rest = analyse_perl(p.text)
+            view.action.append(rest)
+            for s in shell:
+                _add_shell(s, view, depth + 1)
+
+
+@lru_cache(maxsize=2048)
+def _view(lang: str, text: str) -> CallView:
+    view = CallView()
+    if lang == "shell":
+        _add_shell(text, view, 0)
+    elif lang == "python":
+        _add_python(text, view, 0)
+    else:
+        view.action.append(text)
+        view.code.append(text)
+    return view
+
+
+def call_view(obs: Obs) -> CallView:
+    """The normalised view of a tool call (an empty one for other observations)."""
+    if obs.kind != "call":
+        return CallView()
+    return _view(obs.lang, obs.text)
