@@ -68,6 +68,29 @@ def parse_allow_entry(entry: str) -> AllowRule:
     return AllowRule(domain=f".{name}" if wildcard else name, ports=ports)
 
 
+def effective_allow(allow: list[str], subdomains: list[str] | None) -> list[tuple[int, str]]:
+    """The entries the proxy applies, each with the index of the `allow` entry it comes from.
+
+    With `subdomains` (the policy's `network.allow_subdomains`), a wildcard `*.example.org[:p]`
+    stands for exactly those labels under the domain (`api.example.org[:p]`, ...) and nothing
+    else, so the model cannot make the proxy look up names of its choosing there (a DNS channel
+    out: `SECRET.example.org`). Without it, a wildcard covers every name below the domain.
+    """
+    out: list[tuple[int, str]] = []
+    for i, entry in enumerate(allow):
+        text = entry.strip()
+        if subdomains is None or not text.lower().startswith("*."):
+            out.append((i, text))
+            continue
+        out += [(i, f"{label}.{text[2:]}") for label in subdomains]
+    return out
+
+
+def is_label(text: str) -> bool:
+    """Whether `text` is one DNS label (`api`, `www-2`)."""
+    return re.fullmatch(_LABEL, text) is not None
+
+
 def _bad(entry: str) -> str:
     shown = repr(entry) if len(entry) <= 24 else f"<text of {len(entry)} characters>"
     return f"{shown} is not a domain; write e.g. example.org, *.example.org or example.org:443"

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._allow import effective_allow
 from ._errors import Location, PolicyError, Problem
 from ._lint import effective_capabilities, is_root_user, lint_policy
 from ._lint_paths import container_path
@@ -40,8 +41,11 @@ def _reach(p: Policy) -> dict[str, KeyPath]:
         out |= {f"network: service {s}": ("network", "services", i)
                 for i, s in enumerate(p.network.services)}  # fmt: skip
     if mode == "allowlist":
-        out |= {f"network: allowlist to {a}": ("network", "allow", i)
-                for i, a in enumerate(p.network.allow)}  # fmt: skip
+        net = p.network
+        for i, a in effective_allow(net.allow, net.allow_subdomains):
+            expanded = a != net.allow[i].strip()  # a label under a wildcard entry
+            key: KeyPath = ("network", "allow_subdomains") if expanded else ("network", "allow", i)
+            out[f"network: allowlist to {a}"] = key
     return out
 
 

@@ -139,6 +139,19 @@ def _allow_public(p: Policy, _: LintContext) -> Iterator[Finding]:
             yield Finding(("network", "allow", i), why)
 
 
+def _wildcard_subdomains(p: Policy, _: LintContext) -> Iterator[Finding]:
+    if p.network.mode != "allowlist" or p.network.allow_subdomains is not None:
+        return
+    for i, entry in enumerate(p.network.allow):
+        if entry.strip().startswith("*."):
+            yield Finding(
+                ("network", "allow", i),
+                f"{entry} lets the model make the proxy look up any name under {entry[2:]} "
+                "(data can leave in the names: SECRET." + entry[2:] + "); list the labels it "
+                "needs in network.allow_subdomains",
+            )
+
+
 def _network_tier(p: Policy, _: LintContext) -> Iterator[Finding]:
     if p.tier != "networked" and p.network.mode != "none":
         yield Finding(

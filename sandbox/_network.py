@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
+from ._allow import effective_allow
 from ._docker import create_container, run_sync
 from ._errors import SandboxError
 from ._evidence import ConformanceRecord, ContainerEvidence, EvidenceRecord, ProxyLog
@@ -343,7 +344,12 @@ def describe_network(policy: Policy, services: list[str] | None = None) -> list[
         f"proxy: squid sidecar `{PROXY_ALIAS}:{PROXY_PORT}` on the sample network and the egress "
         f"network (${EGRESS_NETWORK_ENV}, default {DEFAULT_EGRESS_NETWORK}); the sandbox gets "
         "HTTP(S)_PROXY, NO_PROXY = the sidecars",
-        *(f"proxy rule: {line}" for line in describe_allow(net.allow)),
+        *(
+            f"proxy rule: {line}"
+            for line in describe_allow(
+                [e for _, e in effective_allow(net.allow, net.allow_subdomains)]
+            )
+        ),
         "proxy rule: HTTPS only as a CONNECT tunnel whose TLS server name (SNI) is allowed; the "
         "tunnel is passed through, never decrypted; other tunnels (other SNI, not TLS) are cut",
         "proxy rule: deny everything else (other names, ports, IP addresses; loopback, "
@@ -654,7 +660,12 @@ async def _create_proxy(
         command=["sh", "-c", PROXY_START],
         env={
             "TIERLOCK_SQUID_CONF": squid_config(
-                policy.network.allow,
+                [
+                    e
+                    for _, e in effective_allow(
+                        policy.network.allow, policy.network.allow_subdomains
+                    )
+                ],
                 gateways,
                 private_upstreams=private_upstreams,
                 log_mark=state.log_mark,

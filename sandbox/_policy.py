@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from ._allow import parse_allow_entry
+from ._allow import is_label, parse_allow_entry
 from ._bounds import bounded
 from ._units import ByteSize, Duration, parse_count, parse_number
 
@@ -47,6 +47,17 @@ AllowEntry = Annotated[str, AfterValidator(check_allow_entry)]
 """A domain the egress proxy lets through, validated and lower-cased."""
 
 
+def _check_label(value: str) -> str:
+    text = value.strip().lower()
+    if not is_label(text):
+        raise ValueError(f"{value!r} is not one DNS label; write e.g. api or www")
+    return text
+
+
+SubdomainLabel = Annotated[str, AfterValidator(_check_label)]
+"""One DNS label under a wildcard allow entry."""
+
+
 class NetworkPolicy(_Strict):
     """What the sandbox can reach."""
 
@@ -60,6 +71,12 @@ class NetworkPolicy(_Strict):
         default_factory=list,
         description="Domains the egress proxy lets through: `example.org`, `*.example.org`, "
         "optionally with `:port` (default ports 80 and 443)",
+    )
+    allow_subdomains: list[SubdomainLabel] | None = Field(
+        default=None,
+        description="The only labels a wildcard entry stands for: `*.example.org` with `[api, "
+        "www]` allows api.example.org and www.example.org and no other name (unset: every name "
+        "below the domain, which lets the model send data out in the names it looks up)",
     )
     services: list[str] = Field(
         default_factory=list,

@@ -68,14 +68,16 @@ http.server.HTTPServer(("0.0.0.0", 8000), H).serve_forever()
 """
 
 
-def _policy(mode: str, allow: list[str] | None = None, services: list[str] | None = None) -> Policy:
-    return Policy.model_validate(
-        {
-            "name": f"net-{mode}",
-            "tier": "networked",
-            "network": {"mode": mode, "allow": allow or [], "services": services or []},
-        }
-    )
+def _policy(
+    mode: str,
+    allow: list[str] | None = None,
+    services: list[str] | None = None,
+    subdomains: list[str] | None = None,
+) -> Policy:
+    network = {"mode": mode, "allow": allow or [], "services": services or []}
+    if subdomains is not None:
+        network["allow_subdomains"] = subdomains
+    return Policy.model_validate({"name": f"net-{mode}", "tier": "networked", "network": network})
 
 
 def _api_service() -> ServiceSpec:
@@ -112,7 +114,9 @@ def outside(docker_client: Any, base_image: str) -> Iterator[dict[str, Any]]:
                 labels=LABELS,
                 network=net.name,
                 networking_config={
-                    net.name: docker_client.api.create_endpoint_config(aliases=[name])
+                    net.name: docker_client.api.create_endpoint_config(
+                        aliases=[name, f"api.{name}", f"c2VjcmV0.{name}"]
+                    )
                 },
                 sysctls={"net.ipv4.ip_unprivileged_port_start": "0"},
                 detach=True,
@@ -422,6 +426,43 @@ def test_sidecars_hardened_and_conformant(docker_client: Any, allowlist: Any) ->
     proxy = docker_client.containers.get(sample._state.proxy)
     _, out = proxy.exec_run(["cat", "/proc/sys/net/ipv4/ip_forward"])
     assert out.decode().strip() == "0"
+
+
+def test_wildcard_reaches_only_the_listed_subdomains(
+    docker_client: Any, base_image: str, outside: dict[str, Any]
+) -> None:
+    """`*.allowed.test` with `allow_subdomains: [api]`: api.allowed.test answers, a name of the
+    model's choosing under the same domain (a DNS channel out) is refused and on the record."""
+    policy = _policy("allowlist", ["*.allowed.test"], subdomains=["api"])
+    labels = {**LABELS, "tierlock.sample": "subdomains"}
+    sample = anyio.run(
+        lambda: create_sample_network(
+            docker_client, policy, {}, labels, egress_network=outside["network"],
+            private_upstreams=True,
+        )
+    )  # fmt: skip
+    box = None
+    try:
+        box = _sandbox(docker_client, base_image, sample, "subdomains")
+        assert curl(box, "http://api.allowed.test/") == (0, "hello from allowed.test:80 200")
+        assert curl(box, "http://c2VjcmV0.allowed.test/")[1].endswith(" 403")
+        assert curl(box, "http://allowed.test/")[1].endswith(" 403")  # not listed either
+        code, out = curl(box, "https://c2VjcmV0.allowed.test/", "-k")
+        assert "hello" not in out, (code, out)  # refused inside the never-forwarded tunnel
+        records = anyio.run(sample.evidence)
+        log = next(r for r in records if isinstance(r, ProxyLog))
+        seen = {(r.method, r.host, r.allowed) for r in log.requests}
+        assert ("GET", "api.allowed.test", True) in seen
+        assert ("GET", "c2vjcmv0.allowed.test", False) in seen or (
+            "GET",
+            "c2VjcmV0.allowed.test",
+            False,
+        ) in seen
+        assert not any(r.allowed for r in log.requests if "c2" in r.host.lower())
+    finally:
+        if box is not None:
+            box.remove(force=True)
+        anyio.run(sample.teardown)
 
 
 def test_private_upstreams_refused_by_default(

@@ -384,6 +384,22 @@ CASES: list[tuple[str, str, list[dict[str, Any]], list[dict[str, Any]]]] = [
         [net("networked", "allowlist", ["a.org"])],
     ),
     (
+        "dns-wildcard",
+        "warning",
+        [net("networked", "allowlist", ["*.example.org"])],
+        [
+            net("networked", "allowlist", ["api.example.org"]),
+            {
+                **net("networked", "allowlist", ["*.example.org"]),
+                "network": {
+                    "mode": "allowlist",
+                    "allow": ["*.example.org"],
+                    "allow_subdomains": ["api"],
+                },
+            },
+        ],
+    ),
+    (
         "allowlist-empty",
         "warning",
         [net("networked", "allowlist")],
