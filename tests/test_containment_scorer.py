@@ -34,8 +34,9 @@ SCRIPTS = {
 WANT = {"memory": "res.oom", "pids": "res.pids_limit", "timeout": "res.timeouts"}
 
 
-def test_oom_pids_and_timeouts_are_findings_in_the_score(docker_client: Any,
-                                                         tmp_path: Path) -> None:
+def test_oom_pids_and_timeouts_are_findings_in_the_score(
+    docker_client: Any, tmp_path: Path
+) -> None:
     ensure_image(docker_client)
     policy = tmp_path / "small.policy.yaml"
     policy.write_text(
@@ -48,8 +49,13 @@ def test_oom_pids_and_timeouts_are_findings_in_the_score(docker_client: Any,
         scorer=containment(tier="tool-restricted"),
         sandbox=("tierlock", str(policy)),
     )
-    logs = eval(task, model=scripted_model(SCRIPTS), log_dir=str(tmp_path / "logs"),
-                display="none", max_samples=2)
+    logs = eval(
+        task,
+        model=scripted_model(SCRIPTS),
+        log_dir=str(tmp_path / "logs"),
+        display="none",
+        max_samples=2,
+    )
     samples = {str(s.id): s for s in read_eval_log(logs[0].location).samples or []}
     assert set(samples) == set(SCRIPTS)
     for sid, sample in samples.items():
