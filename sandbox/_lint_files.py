@@ -8,6 +8,7 @@ profile, which denies by default.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def _seccomp_unconfined(p: Policy, _: LintContext) -> Iterator[Finding]:
 
 def _seccomp_missing(p: Policy, ctx: LintContext) -> Iterator[Finding]:
     named = _seccomp_file(p, ctx)
-    if named is not None and not named[1].exists():
+    if named is not None and not os.path.lexists(named[1]):
         yield Finding(
             SECCOMP,
             f"seccomp profile {short(named[0])} not found (looked for {display_path(named[1])})",
@@ -55,7 +56,7 @@ def _seccomp_missing(p: Policy, ctx: LintContext) -> Iterator[Finding]:
 
 def _seccomp_invalid(p: Policy, ctx: LintContext) -> Iterator[Finding]:
     named, got = _seccomp_file(p, ctx), _profile(p, ctx)
-    if named is not None and isinstance(got, FileProblem) and named[1].exists():
+    if named is not None and isinstance(got, FileProblem) and os.path.lexists(named[1]):
         yield Finding(SECCOMP, f"seccomp profile {got.where(display_path(named[1]))} {got.message}")
 
 

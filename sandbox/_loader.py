@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import os
 import re
 import types
 import typing
@@ -58,6 +59,15 @@ def one_line(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def resolved(path: Path) -> Path:
+    """`path` made absolute with symlinks resolved where they resolve; a symlink loop (which
+    `Path.resolve` raises on before Python 3.13) stays as written, for the read to report."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return Path(os.path.abspath(path))
 
 
 @dataclass(frozen=True)
@@ -127,7 +137,7 @@ class LoadedPolicy:
     def resolve_path(self, path: KeyPath, value: str | Path) -> Path:
         """A path written at `path` (e.g. `process.seccomp`), resolved against the directory of
         the file that set it (relevant with `extends`)."""
-        return (self.defined_in(path).parent / value).resolve()
+        return resolved(self.defined_in(path).parent / value)
 
 
 # --- YAML → plain data, with positions --------------------------------------------------------
@@ -388,8 +398,8 @@ def _load_raw(path: Path, chain: list[Path], soft: list[Problem], text: str | No
         raise _Problems(
             [Problem(ext_loc, f"expected the path of a parent policy file, got {_describe(ext)}")]
         )
-    parent = (path.parent / ext).resolve()
-    here = [p.resolve() for p in (*chain, path)]
+    parent = resolved(path.parent / ext)
+    here = [resolved(p) for p in (*chain, path)]
     if parent in here:
         cycle = " → ".join(display_path(p) for p in [*here[here.index(parent) :], parent])
         raise _Problems([Problem(ext_loc, f"`extends` cycle: {cycle}")])
@@ -398,7 +408,12 @@ def _load_raw(path: Path, chain: list[Path], soft: list[Problem], text: str | No
             [Problem(ext_loc, f"`extends` chain longer than {MAX_EXTENDS_DEPTH} files")]
         )
     if not parent.is_file():
-        what = "is a directory" if parent.is_dir() else "does not exist"
+        if parent.is_dir():
+            what = "is a directory"
+        elif os.path.lexists(parent):
+            what = "is not a regular file (a symlink loop, a dangling link or a device?)"
+        else:
+            what = "does not exist"
         raise _Problems(
             [
                 Problem(

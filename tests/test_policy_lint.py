@@ -768,3 +768,21 @@ def test_task_build_does_not_echo_a_foreign_approval_file(tmp_path: Path) -> Non
         approval_policies(p)
     (line,) = e.value.lines()
     assert "is not an approval policy" in line and "hunter2" not in line and "root:x" not in line
+
+
+@pytest.mark.parametrize(
+    ("over", "rule", "says"),
+    [
+        (proc(seccomp="loop"), "seccomp-profile-invalid", "cannot be read (Too many levels"),
+        ({"tools": {"approval": "loop"}}, "approval-file", "cannot be read (Too many levels"),
+        (proc(seccomp="dangling"), "seccomp-profile-missing", "not found (looked for"),
+    ],
+)
+def test_named_files_that_are_symlink_loops(
+    tmp_path: Path, over: dict[str, Any], rule: str, says: str
+) -> None:
+    os.symlink("loop2", tmp_path / "loop")
+    os.symlink("loop", tmp_path / "loop2")
+    os.symlink("nowhere", tmp_path / "dangling")
+    (problem,) = [p for p in lint(tmp_path, over) if p.severity == "error"]
+    assert problem.rule == rule and says in problem.message, problem.message

@@ -429,3 +429,13 @@ def test_extends_etc_passwd_does_not_echo_it(tmp_path: Path) -> None:
         for field in entry.split(":"):
             if len(field) > 3:
                 assert field not in shown, (field, lines)
+
+
+def test_extends_a_symlink_loop(tmp_path: Path) -> None:
+    import os
+
+    os.symlink("b", tmp_path / "a")
+    os.symlink("a", tmp_path / "b")
+    child = write(tmp_path, "c.yaml", "extends: a\nname: c\n")
+    (line,) = problems_of(child)
+    assert line.startswith(f"{child}:1:10: extends: parent policy 'a' is not a regular file")
