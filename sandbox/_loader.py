@@ -31,6 +31,8 @@ KeyPath = tuple[str | int, ...]
 """A path of keys and list indexes into a policy document, e.g. `("network", "allow", 0)`."""
 
 MAX_EXTENDS_DEPTH = 16
+MAX_POLICY_BYTES = 1024**2
+"""Largest policy file read (the shipped ones are under 2 KiB)."""
 _MAX_NODES = 100_000
 _MAX_DEPTH = 64
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -355,10 +357,30 @@ class _Raw:
 
 def _read(path: Path, file: str) -> str:
     try:
-        kind = kind_of(path.stat().st_mode)  # a FIFO would block, /dev/zero never end
+        st = path.stat()
+        kind = kind_of(st.st_mode)  # a FIFO would block, /dev/zero never end
         if kind is not None and kind != "a directory":
             raise _Problems([Problem(Location(file), f"it is {kind}, not a policy file")])
-        raw = path.read_bytes()
+        if st.st_size > MAX_POLICY_BYTES:
+            raise _Problems(
+                [
+                    Problem(
+                        Location(file),
+                        f"larger than {MAX_POLICY_BYTES // 1024**2} MiB, not a policy",
+                    )
+                ]
+            )
+        with path.open("rb") as f:
+            raw = f.read(MAX_POLICY_BYTES + 1)  # a file growing while read stops here too
+        if len(raw) > MAX_POLICY_BYTES:
+            raise _Problems(
+                [
+                    Problem(
+                        Location(file),
+                        f"larger than {MAX_POLICY_BYTES // 1024**2} MiB, not a policy",
+                    )
+                ]
+            )
     except FileNotFoundError:
         raise _Problems([Problem(Location(file), "no such file")]) from None
     except IsADirectoryError:

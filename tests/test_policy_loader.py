@@ -439,3 +439,10 @@ def test_extends_a_symlink_loop(tmp_path: Path) -> None:
     child = write(tmp_path, "c.yaml", "extends: a\nname: c\n")
     (line,) = problems_of(child)
     assert line.startswith(f"{child}:1:10: extends: parent policy 'a' is not a regular file")
+
+
+def test_a_huge_file_is_refused_unread(tmp_path: Path) -> None:
+    p = tmp_path / "huge.yaml"
+    with p.open("wb") as f:
+        f.truncate(4 * 1024**3)  # sparse: 4 GiB that would be read into memory
+    assert problems_of(p) == [f"{p}: larger than 1 MiB, not a policy"]
