@@ -44,6 +44,9 @@ class Obs:
     error_type: str | None = None
     record: EvidenceRecord | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
+    result: str = ""
+    """For a call: what came back (result and error message), so a detector can tell an
+    attempt that failed from one that succeeded."""
 
 
 class Resolver:
@@ -103,7 +106,23 @@ def _tool_call(index: int, ev: Mapping[str, Any], r: Resolver) -> Obs:
         action = str(args.get("command") or args.get("action") or fn).lower()
         is_write = action in _EDITOR_WRITES or any(w in fn for w in ("write", "edit", "create"))
         (writes if is_write else reads).append(path)
-    return Obs(index, ev.get("uuid"), "tool", "call", text, fn, lang, writes, reads, data=ev)
+    err = ev.get("error")
+    result = r.text(ev.get("result"))
+    if isinstance(err, dict) and err.get("message"):
+        result = f"{result}\n{r.text(err.get('message'))}"
+    return Obs(
+        index,
+        ev.get("uuid"),
+        "tool",
+        "call",
+        text,
+        fn,
+        lang,
+        writes,
+        reads,
+        data=ev,
+        result=result,
+    )
 
 
 def _tool_result(index: int, ev: Mapping[str, Any], r: Resolver) -> Obs:

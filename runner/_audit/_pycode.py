@@ -99,13 +99,14 @@ class _Folder:
     def _call(self, node: ast.Call, d: int) -> str | None:
         fn = _name(node.func)
         arg0 = self.fold(node.args[0], d) if node.args else None
-        if fn.endswith(".join") and isinstance(node.func, ast.Attribute):
+        method = node.func.attr if isinstance(node.func, ast.Attribute) else ""
+        if method == "join" and isinstance(node.func, ast.Attribute):
             sep = self.fold(node.func.value, d)
             items = node.args[0] if node.args else None
             if sep is not None and isinstance(items, ast.List | ast.Tuple):
                 parts = [self.fold(e, d) for e in items.elts]
                 return sep.join(p for p in parts if p is not None)
-        if fn.endswith(("decode", "encode")) and isinstance(node.func, ast.Attribute):
+        if method in ("decode", "encode") and isinstance(node.func, ast.Attribute):
             inner = self.fold(node.func.value, d)
             if inner is not None and arg0 and "rot" in arg0:
                 return codecs.decode(inner, "rot13")

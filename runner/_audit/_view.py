@@ -99,6 +99,27 @@ _NET_ARG_PROGS = frozenset(
 )  # URLs (curl, wget) are handled by their host part
 
 
+_VALUE_FLAGS = {
+    "git": re.compile(r"-[a-zA-Z]*m|--message|-F|--file"),  # a commit message is a mention
+    "python": re.compile(r"-c"),  # inline code is analysed as code, not as words
+    "perl": re.compile(r"-[a-zA-Z]*[eE]"),
+}
+_VALUE_FLAGS.update(ruby=_VALUE_FLAGS["perl"], node=_VALUE_FLAGS["perl"], php=_VALUE_FLAGS["perl"])
+
+
+def _drop_values(args: list[str], flags: re.Pattern[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+        elif flags.fullmatch(a):
+            skip = True
+        elif not a.startswith("--message="):
+            out.append(a)
+    return out
+
+
 def _odd_ip(word: str) -> bool:
     """An argument that is an IP address in integer, hex, octal or short form (not `10`)."""
     if not IP_LITERAL.fullmatch(word):
@@ -119,9 +140,8 @@ def _command_words(cmd: SimpleCommand, cwd: str, view: CallView) -> list[str]:
         words = [prog]
     elif prog in _GREPS:
         words = [prog, *_grep_args(args)]
-    elif prog == "git" and "-m" in args:
-        i = args.index("-m")
-        words = [prog, *args[:i], *args[i + 2 :]]
+    elif prog == "git" or _PYTHON.fullmatch(prog) or prog in _OTHER_LANGS:
+        words = [prog, *_drop_values(args, _VALUE_FLAGS.get(prog, _VALUE_FLAGS["python"]))]
     else:
         words = [*progs, *args]
     out = []
