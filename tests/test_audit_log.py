@@ -94,7 +94,8 @@ def test_findings_on_a_real_log_cite_their_events(log_path: Path) -> None:
     samples = _by_id(audit)
     assert samples["clean"].findings == []
     bad = samples["reckless"]
-    assert {(f.rule, f.category) for f in bad.findings} == EXPECTED_RECKLESS
+    # these at least (the detectors, owned elsewhere, may add more, e.g. entropy in the URL)
+    assert EXPECTED_RECKLESS <= {(f.rule, f.category) for f in bad.findings}
     assert all(f.tier == "tool-restricted" for f in bad.findings)
     stored = read_eval_log_sample(str(log_path), id="reckless", epoch=1)
     for f in bad.findings:

@@ -85,6 +85,19 @@ class SampleContext:
     forbidden_actions: set[str] = field(default_factory=set)
     protected_processes: list[str] = field(default_factory=list)
 
+    NO_NETWORK_PHRASE = "where the tier forbids network"
+    """How the built-in rules say why network use is a finding; a sample with no tier gets
+    `no_network_reason` instead (there is no tier to forbid anything)."""
+
+    @property
+    def no_network_reason(self) -> str:
+        """Why network use is a finding in this sample, in the words of a finding."""
+        if "network" in self.forbidden_actions:
+            return "where the sample forbids network"
+        if self.tier is None:
+            return "(the log records no tier: network use is not known to be granted)"
+        return f"where tier {self.tier} forbids network"
+
     @property
     def network_forbidden(self) -> bool:
         """Network use is a finding unless the tier is known to grant it."""

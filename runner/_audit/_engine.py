@@ -6,10 +6,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sandbox._evidence import ContainerEvidence
+
 from ._context import SampleContext
-from ._detectors import DETECTORS, Detector
-from ._findings import AuditResult, Finding, LogAudit, SampleAudit, Severity, TimelineEntry
-from ._observe import Resolver, observe, timeline_label
+from ._coverage import EvidenceSeen, coverage, sandbox_type
+from ._detectors import DETECTORS, Detector, Hit
+from ._findings import (
+    AuditResult,
+    Finding,
+    LogAudit,
+    SampleAudit,
+    Severity,
+    TimelineEntry,
+    clean_json,
+)
+from ._observe import Obs, Resolver, harness_events, never_ran, observe, timeline_label
 from ._reader import LogReader, LogReadError
 
 MAX_TIMELINE = 5000
@@ -26,8 +37,13 @@ def audit_events(
     log_path: str | None = None,
     detectors: Iterable[Detector] = DETECTORS,
     timeline: bool = False,
+    sandbox: str | None = None,
 ) -> SampleAudit:
-    """Audit one sample's events (raw JSON dicts) against what its metadata declares."""
+    """Audit one sample's events (raw JSON dicts) against what its metadata declares.
+
+    `sandbox` is the sandbox type the log declares for the sample (`tierlock`, `local`...;
+    None when it declares none): with the evidence records found, it decides the sample's
+    `coverage`, which says what could be checked."""
     ctx = SampleContext.of(
         sample_metadata, task_metadata, sample_id=sample_id, epoch=epoch, log=log_path
     )
@@ -35,35 +51,57 @@ def audit_events(
     findings: list[Finding] = []
     seen: set[tuple[str, int]] = set()
     ev_list = list(events)
+    evidence = EvidenceSeen(
+        sandbox_events=any(isinstance(e, Mapping) and e.get("event") == "sandbox" for e in ev_list)
+    )
     for obs in observe(ev_list, attachments):
+        if obs.kind == "evidence":
+            evidence.add(obs.record)
+            if isinstance(obs.record, ContainerEvidence) and not obs.record.collected:
+                continue  # nothing was read: an empty diff here is not evidence of anything
         for detect in pipeline:
             for hit in detect(obs, ctx):
                 key = (hit.rule, obs.index)
                 if key in seen:
                     continue
                 seen.add(key)
-                findings.append(
-                    Finding(
-                        rule=hit.rule,
-                        category=hit.category,
-                        severity=hit.severity,
-                        explanation=hit.explanation,
-                        excerpt=hit.excerpt,
-                        log=log_path,
-                        sample_id=sample_id,
-                        epoch=epoch,
-                        tier=ctx.tier,
-                        event_index=obs.index,
-                        event_uuid=obs.uuid,
-                        event=obs.event,
-                    )
-                )
+                findings.append(_finding(hit, obs, ctx, log_path))
     audit = SampleAudit(
-        id=sample_id, epoch=epoch, tier=ctx.tier, events=len(ev_list), findings=findings
+        id=sample_id,
+        epoch=epoch,
+        tier=ctx.tier,
+        events=len(ev_list),
+        coverage=coverage(evidence, sandbox),
+        findings=findings,
     )
     if timeline:
         audit.timeline = _timeline(ev_list, attachments, findings)
+        audit.records = [clean_json(r.model_dump(mode="json")) for r in evidence.records]
     return audit
+
+
+def _finding(hit: Hit, obs: Obs, ctx: SampleContext, log_path: str | None) -> Finding:
+    explanation, severity = hit.explanation, hit.severity
+    if ctx.NO_NETWORK_PHRASE in explanation:  # say which tier, or that there is none
+        explanation = explanation.replace(ctx.NO_NETWORK_PHRASE, ctx.no_network_reason)
+    if not obs.ran and obs.kind == "call":
+        why = never_ran(obs.data) or "it did not execute"
+        explanation += f" (attempted only: the call never ran, {why})"
+        severity = Severity.LOW
+    return Finding(
+        rule=hit.rule,
+        category=hit.category,
+        severity=severity,
+        explanation=explanation,
+        excerpt=hit.excerpt,
+        log=log_path,
+        sample_id=ctx.sample_id,
+        epoch=ctx.epoch,
+        tier=ctx.tier,
+        event_index=obs.index,
+        event_uuid=obs.uuid,
+        event=obs.event,
+    )
 
 
 def _timeline(
@@ -72,6 +110,7 @@ def _timeline(
     findings: list[Finding],
 ) -> list[TimelineEntry]:
     r = Resolver(attachments)
+    harness = harness_events(events)
     flagged: dict[int, list[str]] = {}
     for f in findings:
         if f.event_index is not None:
@@ -85,7 +124,11 @@ def _timeline(
             continue
         out.append(
             TimelineEntry(
-                index=i, event=str(ev.get("event")), label=label, rules=flagged.get(i, [])
+                index=i,
+                event=str(ev.get("event")),
+                label=label,
+                rules=flagged.get(i, []),
+                harness=i in harness,
             )
         )
     return out
@@ -96,7 +139,11 @@ def audit_sample(
     task_metadata: Mapping[str, Any] | None = None,
     **kw: Any,
 ) -> SampleAudit:
-    """Audit one sample as stored in a log (a raw `EvalSample` dict)."""
+    """Audit one sample as stored in a log (a raw `EvalSample` dict). `sandbox` (keyword) is
+    the task's sandbox type; the sample's own sandbox spec, when it has one, wins."""
+    own = sandbox_type(sample.get("sandbox"))
+    if own is not None:
+        kw["sandbox"] = own
     audit = audit_events(
         sample.get("events") or [],
         sample_metadata=sample.get("metadata"),
@@ -109,7 +156,28 @@ def audit_sample(
     err = sample.get("error")
     if isinstance(err, dict) and err.get("message"):
         audit.error = str(err["message"]).splitlines()[0][:500]
+    if kw.get("timeline"):
+        r = Resolver(sample.get("attachments"))
+        audit.prompt = _cap(r.text(sample.get("input")))
+        output = sample.get("output")
+        answer = ""
+        if isinstance(output, Mapping):
+            answer = r.text(output.get("completion")) or r.text(
+                [
+                    ((c or {}).get("message") or {}).get("content")
+                    for c in output.get("choices") or []
+                ]
+            )
+        audit.answer = _cap(answer)
     return audit
+
+
+MAX_TEXT = 20_000
+"""Characters of a prompt or answer kept for the HTML report."""
+
+
+def _cap(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + f"… [{len(text) - MAX_TEXT} more]"
 
 
 def audit_log(
@@ -131,6 +199,7 @@ def audit_log(
             result.model = ev.get("model")
             result.status = reader.header.get("status")
             task_metadata = ev.get("metadata") if isinstance(ev.get("metadata"), dict) else None
+            sandbox = sandbox_type(ev.get("sandbox"))
             problems: list[str] = []
             for name, sample in reader.samples():
                 if isinstance(sample, LogReadError):
@@ -144,6 +213,7 @@ def audit_log(
                             log_path=str(path),
                             detectors=pipeline,
                             timeline=timeline,
+                            sandbox=sandbox,
                         )
                     )
                 except Exception as e:  # a malformed sample must not hide the others

@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def no_surrogates(text: str) -> str:
+    """Text with every lone surrogate (what undecodable bytes or a hostile `\\udc80` in a JSON
+    log become) written as a visible `\\udcXX` escape, so every report can be encoded."""
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def clean_json(value: Any) -> Any:
+    """A JSON value with `no_surrogates` applied to every string in it (keys too)."""
+    if isinstance(value, str):
+        return no_surrogates(value)
+    if isinstance(value, list):
+        return [clean_json(v) for v in value]
+    if isinstance(value, dict):
+        return {no_surrogates(str(k)): clean_json(v) for k, v in value.items()}
+    return value
+
+
+Text = Annotated[str, AfterValidator(no_surrogates)]
+"""A string that came from a log: encodable whatever the log held."""
 
 SCHEMA = "tierlock.audit/1"
 """`schema` field of the JSON report; bumped when a field is renamed or removed."""
@@ -52,12 +76,14 @@ class Finding(BaseModel):
     rule: str = Field(description="Id of the rule that fired, e.g. `net.command`")
     category: Category
     severity: Severity
-    explanation: str = Field(description="One line: what happened and why it matters")
-    excerpt: str = Field(default="", description="The quoted evidence (cut to a few hundred chars)")
+    explanation: Text = Field(description="One line: what happened and why it matters")
+    excerpt: Text = Field(
+        default="", description="The quoted evidence (cut to a few hundred chars)"
+    )
     log: str | None = Field(default=None, description="Path of the log file")
-    sample_id: str | int | None = None
+    sample_id: Text | int | None = None
     epoch: int | None = None
-    tier: str | None = None
+    tier: Text | None = None
     event_index: int | None = Field(default=None, description="Index in the sample's `events`")
     event_uuid: str | None = None
     event: str | None = Field(
@@ -73,23 +99,75 @@ class TimelineEntry(BaseModel):
     """A one-line view of an event, for the HTML report's per-sample timeline."""
 
     index: int
-    event: str
-    label: str
+    event: Text
+    label: Text
     rules: list[str] = Field(default_factory=list)
+    harness: bool = Field(
+        default=False,
+        description="Inspect's own sandbox use (setup, scorers), not a command of the model",
+    )
+
+
+SourceStatus = Literal["checked", "partial", "absent", "not-applicable"]
+"""`checked`: present and complete; `partial`: present but incomplete (truncated, unreadable
+parts); `absent`: the sample should have it and does not; `not-applicable`: nothing to record
+(no sandbox, or a policy without that part)."""
+
+
+class SourceCoverage(BaseModel):
+    """One evidence source of a sample and whether the audit could check it."""
+
+    source: str = Field(description="transcript, conformance, filesystem, resources, proxy, ...")
+    status: SourceStatus
+    detail: Text = ""
+
+
+class Coverage(BaseModel):
+    """What the audit of a sample could see: absent evidence is *not checked*, never clean."""
+
+    sandbox: Literal["tierlock", "other", "none"] = Field(
+        description="tierlock's sandbox, another sandbox (local, docker...) or none at all"
+    )
+    complete: bool = Field(description="Every evidence source the sample should have was checked")
+    transcript_only: bool = Field(
+        default=False,
+        description="Made without tierlock's sandbox: only the transcript could be audited",
+    )
+    sources: list[SourceCoverage] = Field(default_factory=list)
+    ran: list[str] = Field(default_factory=list, description="Checks that ran")
+    not_checked: list[str] = Field(
+        default_factory=list, description="Checks that could not run: their evidence is missing"
+    )
+
+    def gaps(self) -> list[str]:
+        """One phrase per source that should be there and is not (fully)."""
+        return [
+            f"{s.source} {s.status}" + (f" ({s.detail})" if s.detail else "")
+            for s in self.sources
+            if s.status in ("absent", "partial")
+        ]
 
 
 class SampleAudit(BaseModel):
     """The audit of one sample (one epoch)."""
 
-    id: str | int
+    id: Text | int
     epoch: int = 1
-    tier: str | None = None
+    tier: Text | None = None
     events: int = 0
-    error: str | None = Field(
+    error: Text | None = Field(
         default=None, description="Harness error the sample ended with, if any"
+    )
+    coverage: Coverage | None = Field(
+        default=None, description="Which evidence the audit could check (None: older reports)"
     )
     findings: list[Finding] = Field(default_factory=list)
     timeline: list[TimelineEntry] | None = None
+    prompt: Text | None = Field(default=None, description="(HTML report) the sample's input")
+    answer: Text | None = Field(default=None, description="(HTML report) the final answer")
+    records: list[dict[str, Any]] | None = Field(
+        default=None, description="(HTML report) tierlock's evidence records, as logged"
+    )
 
     @property
     def worst(self) -> Severity | None:
@@ -100,15 +178,15 @@ class SampleAudit(BaseModel):
 class LogAudit(BaseModel):
     """The audit of one log file. `error` is set (and `samples` may be partial) when unreadable."""
 
-    path: str
+    path: Text
     sha256: str | None = None
     expected_sha256: str | None = None
-    task: str | None = None
-    model: str | None = None
-    status: str | None = Field(
+    task: Text | None = None
+    model: Text | None = None
+    status: Text | None = Field(
         default=None, description="The eval's status: success, error, started..."
     )
-    error: str | None = None
+    error: Text | None = None
     log_findings: list[Finding] = Field(
         default_factory=list,
         description="Findings about the log itself (integrity: hash mismatch, unreadable)",
@@ -161,7 +239,6 @@ class AuditResult(BaseModel):
 
     def to_json(self, *, timeline: bool = False) -> str:
         """The machine-readable report (stable schema `tierlock.audit/1`)."""
-        exclude = (
-            None if timeline else {"logs": {"__all__": {"samples": {"__all__": {"timeline"}}}}}
-        )
+        report_only = {"prompt", "answer", "records"} | (set() if timeline else {"timeline"})
+        exclude = {"logs": {"__all__": {"samples": {"__all__": report_only}}}}
         return self.model_dump_json(by_alias=True, indent=2, exclude=exclude)

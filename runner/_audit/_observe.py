@@ -9,6 +9,7 @@ and yield no observation; they only appear on the timeline.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -26,6 +27,18 @@ _PYTHON_TOOLS = frozenset({"python", "python_exec"})
 _SHELL_ARGS = ("cmd", "command", "input", "script")
 _PYTHON_ARGS = ("code", "source", "script")
 _EDITOR_WRITES = {"create", "str_replace", "insert", "undo_edit", "write", "append", "delete"}
+NOT_RUN_ERRORS = frozenset({"parsing", "approval"})
+"""Tool error types Inspect records for a call it never executed."""
+
+
+def never_ran(ev: Mapping[str, Any]) -> str | None:
+    """Why a tool event's call never executed (None when it ran): Inspect records a call whose
+    arguments did not parse, or that named no tool, as a `parsing` error, and one an approver
+    refused as `approval`."""
+    err = ev.get("error")
+    if isinstance(err, Mapping) and err.get("type") in NOT_RUN_ERRORS:
+        return "its arguments failed to parse" if err["type"] == "parsing" else "it was refused"
+    return None
 
 
 @dataclass
@@ -44,6 +57,9 @@ class Obs:
     error_type: str | None = None
     record: EvidenceRecord | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
+    ran: bool = True
+    """False for a tool call that never executed (its arguments failed to parse, the tool did
+    not exist, or an approver refused it): an attempt on the record, not an action."""
     result: str = ""
     """For a call: what came back (result and error message), so a detector can tell an
     attempt that failed from one that succeeded."""
@@ -106,6 +122,7 @@ def _tool_call(index: int, ev: Mapping[str, Any], r: Resolver) -> Obs:
         action = str(args.get("command") or args.get("action") or fn).lower()
         is_write = action in _EDITOR_WRITES or any(w in fn for w in ("write", "edit", "create"))
         (writes if is_write else reads).append(path)
+    ran = never_ran(ev) is None
     err = ev.get("error")
     result = r.text(ev.get("result"))
     if isinstance(err, dict) and err.get("message"):
@@ -121,6 +138,7 @@ def _tool_call(index: int, ev: Mapping[str, Any], r: Resolver) -> Obs:
         writes,
         reads,
         data=ev,
+        ran=ran,
         result=result,
     )
 
@@ -139,6 +157,7 @@ def _tool_result(index: int, ev: Mapping[str, Any], r: Resolver) -> Obs:
         str(ev.get("function") or ""),
         error_type=err.get("type") if isinstance(err, dict) else None,
         data=ev,
+        ran=never_ran(ev) is None,
     )
 
 
@@ -172,12 +191,10 @@ def observe(
                 yield out
         elif kind == "info" and ev.get("source") == EVIDENCE_SOURCE:
             data = ev.get("data")
-            if isinstance(data, dict) and "kind" in data:
-                try:
-                    record = EVIDENCE_ADAPTER.validate_python(r.resolve(data))
-                except ValidationError:
-                    continue
-                yield Obs(i, ev.get("uuid"), "info", "evidence", record=record, data=ev)
+            record: EvidenceRecord | None = None
+            with contextlib.suppress(ValidationError):  # else no record: counted as not checked
+                record = EVIDENCE_ADAPTER.validate_python(r.resolve(data))
+            yield Obs(i, ev.get("uuid"), "info", "evidence", record=record, data=ev)
         elif kind == "sample_limit":
             yield Obs(
                 i,
@@ -191,6 +208,37 @@ def observe(
         elif kind == "error":
             err = ev.get("error") or {}
             yield Obs(i, ev.get("uuid"), "error", "error", r.text(err.get("message")), data=ev)
+
+
+def harness_events(events: list[Mapping[str, Any]] | Any) -> set[int]:
+    """Indices of the `sandbox` events Inspect made itself (setup before the first turn, tool
+    installation, scorers), told apart from the model's by their spans: a sandbox call the model
+    caused runs inside a `tool` span. A log without spans marks nothing."""
+    parents: dict[str, tuple[str | None, str | None]] = {}
+    out: set[int] = set()
+    for i, ev in enumerate(events):
+        if not isinstance(ev, Mapping):
+            continue
+        kind = ev.get("event")
+        if kind == "span_begin" and isinstance(ev.get("id"), str):
+            parent = ev.get("parent_id")
+            parents[ev["id"]] = (parent if isinstance(parent, str) else None, ev.get("type"))
+        elif kind == "sandbox":
+            span = ev.get("span_id")
+            if not isinstance(span, str) or span not in parents:
+                continue
+            seen: set[str] = set()
+            in_tool = False
+            while isinstance(span, str) and span in parents and span not in seen:
+                seen.add(span)
+                parent, span_type = parents[span]
+                if span_type == "tool":
+                    in_tool = True
+                    break
+                span = parent
+            if not in_tool:
+                out.add(i)
+    return out
 
 
 def _cut(text: str, width: int) -> str:
@@ -208,7 +256,9 @@ def timeline_label(ev: Mapping[str, Any], r: Resolver, width: int = 240) -> str 
         call = _tool_call(0, ev, r)
         label = f"{call.tool}: {_cut(call.text, width // 2)}"
         err = ev.get("error")
-        if isinstance(err, dict) and err.get("type"):
+        if (why := never_ran(ev)) is not None:
+            label += f"  [never ran: {why}]"
+        elif isinstance(err, dict) and err.get("type"):
             label += f"  [error: {err.get('type')}]"
         result = " ".join(r.text(ev.get("result")).split())
         if result:
