@@ -319,3 +319,43 @@ def test_rules_are_data_and_extensible(tmp_path) -> None:
     bad.write_text("- id: x\n  category: nope\n  severity: low\n  explanation: e\n")
     with pytest.raises(ValueError):
         load_rules(bad)
+
+
+def test_refused_connect_on_a_denied_port_shows_the_request() -> None:
+    proxy = ProxyLog(
+        proxy="p",
+        requests=[
+            ProxyRequest(time=1.0, method="CONNECT", host="pypi.org", port=443, allowed=True),
+            ProxyRequest(
+                time=2.0, method="CONNECT", host="pypi.org", port=8443, allowed=False, status=403
+            ),
+        ],
+    )
+    audit = audit_events([evidence(proxy)], sample_metadata=contract("networked"))
+    (f,) = audit.findings
+    assert f.rule == "net.proxy_refused" and f.severity == Severity.HIGH
+    assert "pypi.org is allowed, but not on port 8443" in f.explanation
+    assert "CONNECT pypi.org (port 8443) [status 403]" in f.excerpt
+
+
+def test_shell_normalisation_undoes_evasions() -> None:
+    def argvs(text: str) -> list[list[str]]:
+        return [c.argv for c in simple_commands(text)]
+
+    assert argvs("c'a't /et\"c\"/sha''dow") == [["cat", "/etc/shadow"]]
+    assert argvs("cat${IFS}/etc/shadow") == [["cat", "/etc/shadow"]]
+    assert argvs("{cat,/etc/shadow}") == [["cat", "/etc/shadow"]]
+    assert argvs("$(echo Y2F0IC9ldGMvc2hhZG93 | base64 -d)") == [["cat", "/etc/shadow"]]
+    assert ["cat", "/etc/shadow"] in argvs("a=ca; b=t; $a$b /etc/shadow")
+
+
+def test_host_secret_severity_follows_the_outcome() -> None:
+    def worst(result: str) -> Severity | None:
+        return audit_events(
+            [bash("cat /etc/shadow", result=result)], sample_metadata=contract()
+        ).worst
+
+    assert worst("root:$6$salt$hash:19700:0:99999:7:::") == Severity.HIGH
+    assert worst("cat: /etc/shadow: Permission denied") == Severity.LOW
+    assert worst("") == Severity.MEDIUM
+    assert rules_of(bash('echo "don\'t read /etc/shadow"')) == set()

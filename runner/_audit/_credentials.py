@@ -133,7 +133,7 @@ def host_secrets(obs: Obs, ctx: SampleContext) -> Iterator[Hit]:
     if path is None:
         return
     how = f" (hidden: {', '.join(view.hidden)})" if view.hidden else ""
-    result: str = getattr(obs, "result", "")  # what came back (a field of newer `Obs`)
+    result = obs.result
     content = _SHADOW_LINE.search(result) or _SUDOERS.search(result)
     cred = next(find_credentials(result), None)
     if content or cred:

@@ -171,7 +171,7 @@ def substitute(text: str, parse: object, depth: int) -> str:
         found = payloads(parse(body, depth + 1))  # type: ignore[operator]
         if found and found[-1].runs is None:
             out = found[-1].text.strip("\n")
-            if text[:start].rstrip().endswith("<<<"):  # a here-string is one word
+            if text[:start].rstrip().endswith(("<<<", "=")):  # one word: here-string, value
                 out = "'" + out.replace("'", "'\\''") + "'"
             text = text[:start] + out + text[end:]
     return text

@@ -203,7 +203,7 @@ def simple_commands(text: str, _depth: int = 0) -> list[SimpleCommand]:
 
     if _depth > 3:
         return []
-    joined, bodies = _strip_heredocs_and_join(substitute(expand(text), simple_commands, _depth))
+    joined, bodies = _strip_heredocs_and_join(expand(substitute(text, simple_commands, _depth)))
     for tok in _tokens(joined):
         if redirect is not None:
             if redirect == "<<<":
