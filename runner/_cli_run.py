@@ -1,7 +1,8 @@
 """CLI commands of the escalation runner: `run`, `status`, `verify`, `approve`.
 
-Exit codes of `tierlock run`: 0 reached the top tier clean; 1 user error; 2 halted at a gate;
-3 incomplete (harness error: run again to retry); 4 awaiting an approval; 128+signal when
+Exit codes of `tierlock run`: 0 reached the top tier clean; 1 user error; 2 halted: unsafe;
+3 incomplete (harness error: run again to retry); 4 awaiting an approval; 5 not qualified (below a
+tier's qualification bar; its thorough tasks and higher tiers skipped); 128+signal when
 interrupted (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP: run again to resume).
 `tierlock verify`: 0 intact, 2 a broken link or the expected head is not in the chain, 3 the
 chain is intact but keyed and no key was given (its macs could not be checked).
@@ -36,6 +37,7 @@ from ._anchor import check_head, ledger_head, ledger_key, parse_head
 from ._campaign import load_campaign
 from ._gate import TaskResult
 from ._ledger import Ledger
+from ._phases import run_cost
 from ._run import TierContext, TierExecutor, approve, latest_run, run_campaign, run_state
 from ._verify import UNCHECKED_MACS, require_intact
 
@@ -132,8 +134,9 @@ def run_command(
     """Climb CAMPAIGN's tiers (default: the shipped campaign) with MODEL, one gated tier at a time.
 
     Resumes the latest run of this campaign and model when it has not finished. Exit codes:
-    0 reached the top tier; 1 user error; 2 halted at a gate; 3 incomplete (run again to retry);
-    4 awaiting an approval (see `tierlock approve`).
+    0 reached the top tier; 1 user error; 2 halted: unsafe; 3 incomplete (run again to retry);
+    4 awaiting an approval (see `tierlock approve`); 5 not qualified (thorough tasks and higher
+    tiers skipped).
     """
     from ._inspect import InspectExecutor, audit_findings
 
@@ -169,7 +172,9 @@ def run_command(
         head = ledger_head(ledger)
     words = {
         "top": f"[green]reached the top tier ({outcome.tier}) clean[/green]",
-        "halted": f"[red]halted at tier {outcome.tier}[/red]",
+        "halted": f"[red]halted at tier {outcome.tier}: unsafe[/red]",
+        "not_qualified": f"[yellow]not qualified at tier {outcome.tier}; thorough tasks and "
+        "higher tiers skipped[/yellow]",
         "incomplete": f"[yellow]tier {outcome.tier} is incomplete; run again to retry[/yellow]",
         "awaiting_approval": f"[yellow]waiting for an approval to enter {outcome.tier}[/yellow]",
     }[outcome.status]
@@ -253,17 +258,18 @@ def status_command(show_all: bool, runs_dir: Path, key_file: Path | None) -> int
                 latest[(r.campaign, r.model)] = r
             runs = list(latest.values())
         table = Table(title=f"tierlock runs ({ledger.path})")
-        for col in ("campaign", "model", "run", "cleared", "position", "updated"):
+        for col in ("campaign", "model", "run", "outcomes", "cost", "position", "updated"):
             table.add_column(col)
         for r in runs:
             st = run_state(ledger, r.run_id)
             names = [t["tier"] for t in st.tiers]
-            cleared = [n for n in names if st.clean(n)]
+            cleared = [n for n in names if st.passed(n)]
             table.add_row(
                 r.campaign,
                 r.model,
                 r.run_id,
-                ", ".join(cleared) or "-",
+                ", ".join(f"{n} {st.outcome(n)}" for n in names if n in st.verdicts) or "-",
+                run_cost(st),
                 _position(st, names, cleared),
                 st.last.time[:19].replace("T", " ") if st.last else "",
             )
@@ -274,7 +280,11 @@ def status_command(show_all: bool, runs_dir: Path, key_file: Path | None) -> int
 def _position(st: Any, names: list[str], cleared: list[str]) -> str:
     if st.finished is not None:
         p = st.finished.payload
-        return "reached the top" if p["outcome"] == "top" else f"halted at {p['tier']}"
+        if p["outcome"] == "top":
+            return "reached the top"
+        if p["outcome"] == "not_qualified":
+            return f"not qualified at {p['tier']}"
+        return f"halted at {p['tier']} (unsafe)"
     nxt = next((n for n in names if n not in cleared), None)
     if nxt is None:
         return "all tiers clean"

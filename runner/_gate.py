@@ -1,22 +1,52 @@
-"""The gate: decides from a tier's task results and audit findings whether the tier is clean.
+"""The gate: decides from a tier's task results and audit findings what the tier showed.
 
-Clean only if every sample of every task completed without a harness error, no audit finding is
-above the severity the gate tolerates, every metric threshold is met (a missing metric is not
-met), and a required approval is recorded. What cannot be shown clean is not clean.
+Outcomes, in the order they win when a tier shows several:
+- `unsafe`: an audit finding above the gate's severity on any sample (whatever the task's kind),
+  or a safety threshold (or a threshold the campaign set on a thorough task) missed on a task
+  whose log is complete: definitive, the ladder halts.
+- `incomplete`: a harness error, a missing log or an unreadable audit: nothing definitive was
+  shown; running again retries.
+- `awaiting-approval`: the gate asks for a named human's approval and none is recorded.
+- `not-qualified`: complete, safe, but a qualification threshold is not met (or its metric is
+  missing): the model is below this tier's bar; its thorough tasks and higher tiers are skipped.
+- `clean`: every sample completed, no finding, every threshold met: advance.
 
-Outcomes: `clean` (advance), `failed` (definitive: halt), `incomplete` (a harness error or a
-missing log: nothing definitive was shown; running again retries the tier).
+What cannot be shown clean is not clean. Ledgers written before these outcomes say `failed` for
+any definitive miss; `read_outcome` reads that as `unsafe` (the rows themselves never change).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ._campaign import SEVERITIES, TierSpec
+from ._campaign import SEVERITIES, TaskSpec, TierSpec
 
-Outcome = Literal["clean", "failed", "incomplete"]
+Outcome = Literal["clean", "not-qualified", "unsafe", "incomplete", "awaiting-approval"]
+OUTCOMES: tuple[Outcome, ...] = (
+    "clean",
+    "not-qualified",
+    "unsafe",
+    "incomplete",
+    "awaiting-approval",
+)
+DEFINITIVE: tuple[Outcome, ...] = ("clean", "not-qualified", "unsafe")
+"""Outcomes that decide a tier (the others leave it to be run or approved again)."""
+LEGACY_OUTCOMES: dict[str, Outcome] = {"failed": "unsafe"}
+"""Outcomes older ledgers recorded, and how they read now."""
+
+
+def read_outcome(value: object) -> Outcome:
+    """A recorded outcome as this version reads it: `failed` (older ledgers) is `unsafe`, and
+    anything unknown is `unsafe` too (what cannot be shown clean is not clean)."""
+    if isinstance(value, str):
+        if value in OUTCOMES:
+            return value
+        if value in LEGACY_OUTCOMES:
+            return LEGACY_OUTCOMES[value]
+    return "unsafe"
 
 
 @dataclass(frozen=True)
@@ -41,6 +71,8 @@ class TaskResult:
     sample_errors: tuple[SampleError, ...] = ()
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # scorer -> metric -> v
     failing: dict[str, tuple[str, ...]] = field(default_factory=dict)  # scorer -> sample ids
+    tokens: int = 0  # model tokens the task's samples used
+    seconds: float = 0.0  # wall time of the task's eval
 
 
 @dataclass(frozen=True)
@@ -65,6 +97,11 @@ class Verdict:
     @property
     def clean(self) -> bool:
         return self.outcome == "clean"
+
+    @property
+    def definitive(self) -> bool:
+        """Whether the outcome decides the tier (clean, not-qualified, unsafe)."""
+        return self.outcome in DEFINITIVE
 
     def payload(self) -> dict[str, Any]:
         return asdict(self) | {"reasons": list(self.reasons)}
@@ -106,6 +143,40 @@ def _failing_samples(result: TaskResult, scorer: str | None) -> str:
     return f"; samples not passing: {', '.join(ids[:10])}{more}"
 
 
+def _incomplete(spec: TaskSpec, r: TaskResult | None) -> list[str]:
+    """Why a task's log does not show every sample completed (empty when it does)."""
+    if r is None or r.log is None:
+        return [f"task {spec.name}: no log was written"]
+    out: list[str] = []
+    if r.status != "success":
+        out.append(f"task {spec.name}: log status is {r.status}{f': {r.error}' if r.error else ''}")
+    out += [
+        f"task {spec.name}: sample {e.sample} (epoch {e.epoch}) ended in a harness error: "
+        f"{e.message}"
+        for e in r.sample_errors
+    ]
+    if r.samples == 0:
+        out.append(f"task {spec.name}: no samples ran")
+    elif r.completed < r.samples:
+        out.append(f"task {spec.name}: only {r.completed} of {r.samples} samples completed")
+    return out
+
+
+def _missed(spec: TaskSpec, r: TaskResult) -> list[str]:
+    """The task's thresholds its metrics do not meet (a missing metric is not met)."""
+    out: list[str] = []
+    for th in spec.thresholds:
+        value, why = metric_value(r, th.scorer, th.metric)
+        if value is None:
+            out.append(f"{spec.kind} task {spec.name}: threshold {th} not met: {why}")
+        elif not th.met(value):
+            out.append(
+                f"{spec.kind} task {spec.name}: threshold {th} not met: {th.metric} = {value:g}"
+                + _failing_samples(r, th.scorer)
+            )
+    return out
+
+
 def evaluate_gate(
     tier: TierSpec,
     results: list[TaskResult],
@@ -113,61 +184,55 @@ def evaluate_gate(
     *,
     approved: bool,
     audit_problems: list[str] | None = None,
+    tasks: Sequence[TaskSpec] | None = None,
 ) -> Verdict:
-    """Decide one tier attempt. `audit_problems` are logs the audit could not read."""
-    incomplete: list[str] = []
-    failed: list[str] = []
+    """Decide one tier attempt from `tasks` (default: all the tier's tasks; the runner passes
+    one phase: the screening tasks, then the thorough ones). `audit_problems` are logs the
+    audit could not read."""
+    specs = list(tier.tasks if tasks is None else tasks)
     by_task = {r.task: r for r in results}
+    incomplete: list[str] = []
+    unsafe: list[str] = []  # definitive misses of safety (and campaign-set thorough) thresholds
+    unqualified: list[str] = []  # definitive misses of qualification thresholds
+    pending: list[str] = []  # misses on incomplete logs: reported, not definitive
 
-    if tier.gate.approval_required and not approved:
-        failed.append(f"tier {tier.tier} requires an approval and none is recorded")
-
-    for spec in tier.tasks:
+    for spec in specs:
         r = by_task.get(spec.name)
+        missing = _incomplete(spec, r)
+        incomplete += missing
         if r is None or r.log is None:
-            incomplete.append(f"task {spec.name}: no log was written")
             continue
-        if r.status != "success":
-            why = f": {r.error}" if r.error else ""
-            incomplete.append(f"task {spec.name}: log status is {r.status}{why}")
-        for e in r.sample_errors:
-            incomplete.append(
-                f"task {spec.name}: sample {e.sample} (epoch {e.epoch}) ended in a harness "
-                f"error: {e.message}"
-            )
-        if r.samples == 0:
-            incomplete.append(f"task {spec.name}: no samples ran")
-        elif r.completed < r.samples:
-            incomplete.append(
-                f"task {spec.name}: only {r.completed} of {r.samples} samples completed"
-            )
-        for th in spec.thresholds:
-            value, why = metric_value(r, th.scorer, th.metric)
-            if value is None:
-                failed.append(f"task {spec.name}: threshold {th} not met: {why}")
-            elif not th.met(value):
-                failed.append(
-                    f"task {spec.name}: threshold {th} not met: {th.metric} = {value:g}"
-                    + _failing_samples(r, th.scorer)
-                )
+        missed = _missed(spec, r)
+        if missing:
+            pending += missed
+        elif spec.kind == "qualification":
+            unqualified += missed
+        else:
+            unsafe += missed
 
-    for problem in audit_problems or []:
-        incomplete.append(f"audit could not check {problem}")
-
+    incomplete += [f"audit could not check {problem}" for problem in audit_problems or []]
     bad = [f for f in findings if not tolerated(f.severity, tier.gate.max_severity)]
-    finding_reasons = [
+    unsafe = [
         f"task {f.task or '?'}: sample {f.sample}: {f.severity} {f.category} finding"
         f"{f' [{f.rule}]' if f.rule else ''}: {f.message}"
         for f in bad
-    ]
+    ] + unsafe
+    unapproved = (
+        [f"tier {tier.tier} requires an approval and none is recorded"]
+        if tier.gate.approval_required and not approved
+        else []
+    )
 
     # A finding is definitive evidence; so is a threshold missed on a complete log. Missing or
     # broken evidence is not: the tier is incomplete and running again retries it.
-    if finding_reasons:
-        return Verdict("failed", tuple(finding_reasons + incomplete + failed))
+    if unsafe:
+        return Verdict("unsafe", tuple(unsafe + incomplete + pending + unqualified))
     if incomplete:
-        return Verdict("incomplete", tuple(incomplete + failed))
-    if failed:
-        return Verdict("failed", tuple(failed))
-    n = sum(r.samples for r in results)
+        return Verdict("incomplete", tuple(incomplete + pending + unqualified + unapproved))
+    if unapproved:
+        return Verdict("awaiting-approval", tuple(unapproved + unqualified))
+    if unqualified:
+        return Verdict("not-qualified", tuple(unqualified))
+    names = {s.name for s in specs}
+    n = sum(r.samples for r in results if r.task in names)
     return Verdict("clean", (f"all {n} samples completed, no finding, every threshold met",))

@@ -19,6 +19,7 @@ from sandbox._loader import PositionIndex, _parse
 from ._campaign import Campaign, CampaignError, TaskSpec
 from ._evidence import log_path
 from ._gate import Finding, SampleError, TaskResult
+from ._phases import log_usage
 from ._run import TierContext
 
 RETRY_ON_ERROR = 2
@@ -192,9 +193,10 @@ def summarize_log(name: str, log: Any) -> TaskResult:
         for score in log.results.scores:
             metrics[score.name] = {m.name: float(m.value) for m in score.metrics.values()}
     error = log.error.message if log.error is not None else None
+    tokens, seconds = log_usage(log)
     return TaskResult(
         name, path, log.status, error, total, completed, tuple(errors), metrics,
-        {k: tuple(v) for k, v in failing.items()},
+        {k: tuple(v) for k, v in failing.items()}, tokens, seconds,
     )  # fmt: skip
 
 

@@ -2,17 +2,23 @@
 
 The loop is the same for every executor (Inspect in production, a fake in property tests): it
 replays the ledger to know where a run stands, so a crash at any point resumes without rerunning a
-finished tier or recording a verdict twice. A tier starts only when every tier below it has a
-recorded clean verdict and, if its gate asks for one, an approval.
+finished tier or recording a verdict twice. A tier starts only when every tier below it has
+passed (a recorded clean verdict, or not-qualified where the campaign says
+`on_not_qualified: continue`) and, if its gate asks for one, an approval. Within a tier, the
+qualification and safety tasks run and are gated first; the thorough tasks start only once that
+verdict is recorded clean (`_phases.py`).
 
-Exit codes: 0 reached the top tier clean; 1 user error; 2 halted (a gate failed); 3 incomplete
-(harness error or missing evidence: run again to retry); 4 awaiting an approval.
+Exit codes: 0 reached the top tier clean; 1 user error; 2 halted: unsafe (an audit finding or a
+safety threshold); 3 incomplete (harness error or missing evidence: run again to retry);
+4 awaiting an approval; 5 not qualified (below a tier's qualification bar: its thorough tasks and
+the tiers above were skipped; nothing alarming was found).
 """
 
 from __future__ import annotations
 
 import fcntl
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,20 +31,36 @@ from sandbox import TierlockError, raise_if_terminated
 
 from ._campaign import Campaign, TierSpec
 from ._evidence import TierRecords, audit_entry, check_evidence, with_evidence
-from ._gate import Finding, TaskResult, Verdict, evaluate_gate
+from ._gate import Finding, TaskResult, Verdict, evaluate_gate, read_outcome
 from ._ledger import Ledger, Record, sha256_file
+from ._phases import (
+    Phase,
+    is_final,
+    merge_costs,
+    passed,
+    phase_cost,
+    phase_log_dir,
+    phase_tasks,
+    record_is_final,
+    record_is_screened,
+    skipped,
+)
 from ._pinning import pin_changes, pins
 from ._verify import require_intact
 
 EXIT_TOP, EXIT_USER, EXIT_HALTED, EXIT_INCOMPLETE, EXIT_AWAITING = 0, 1, 2, 3, 4
+EXIT_NOT_QUALIFIED = 5
 
-Status = Literal["top", "halted", "incomplete", "awaiting_approval"]
+Status = Literal["top", "halted", "incomplete", "awaiting_approval", "not_qualified"]
 _EXIT: dict[str, int] = {
     "top": EXIT_TOP,
     "halted": EXIT_HALTED,
     "incomplete": EXIT_INCOMPLETE,
     "awaiting_approval": EXIT_AWAITING,
+    "not_qualified": EXIT_NOT_QUALIFIED,
 }
+_STOPS: dict[str, Status] = {"unsafe": "halted", "not-qualified": "not_qualified"}
+"""How a final verdict that stops the climb ends the run."""
 
 log = structlog.get_logger("tierlock.runner")
 
@@ -65,6 +87,9 @@ class TierExecutor(Protocol):
     def run_tier_tasks(self, ctx: TierContext) -> list[TaskResult]: ...
 
 
+Hold = Callable[[str, str], "str | None"]
+"""Asked (run id, tier) once the tier's screening is clean: a reason to wait, or None."""
+
 Auditor = Callable[[Path, "str | None"], "list[Finding] | None"]
 """Findings for one log (given the SHA-256 the ledger recorded for it), or None when no audit
 is available. Raising means the log could not be audited: the tier is then incomplete."""
@@ -89,11 +114,13 @@ class RunState:
     """A run as the ledger shows it (replayed in order)."""
 
     run: Record
-    verdicts: dict[str, Record] = field(default_factory=dict)  # final: clean or failed
+    verdicts: dict[str, Record] = field(default_factory=dict)  # final: clean, not-qualified, unsafe
+    screened: dict[str, Record] = field(default_factory=dict)  # clean screening, thorough next
     last_verdict: dict[str, Record] = field(default_factory=dict)  # including incomplete
     approvals: dict[str, Record] = field(default_factory=dict)
     awaiting: set[str] = field(default_factory=set)
     attempts: dict[str, int] = field(default_factory=dict)
+    phase_attempts: dict[tuple[str, str], int] = field(default_factory=dict)
     finished: Record | None = None
     last: Record | None = None
 
@@ -101,9 +128,18 @@ class RunState:
     def tiers(self) -> list[dict[str, Any]]:
         return list(self.run.payload.get("tiers", []))
 
-    def clean(self, tier: str) -> bool:
+    def outcome(self, tier: str) -> str | None:
+        """The tier's final outcome (an older ledger's `failed` reads as `unsafe`)."""
         v = self.verdicts.get(tier)
-        return v is not None and v.payload.get("outcome") == "clean"
+        return None if v is None else read_outcome(v.payload.get("outcome"))
+
+    def clean(self, tier: str) -> bool:
+        return self.outcome(tier) == "clean"
+
+    def passed(self, tier: str) -> bool:
+        """Clean, or not-qualified in a tier whose campaign said `on_not_qualified: continue`."""
+        spec = next((t for t in self.tiers if t.get("tier") == tier), {})
+        return passed(self.outcome(tier), spec.get("on_not_qualified", "stop"))
 
 
 def run_state(ledger: Ledger, run_id: str) -> RunState:
@@ -118,14 +154,18 @@ def run_state(ledger: Ledger, run_id: str) -> RunState:
         t = rec.tier or ""
         if rec.kind == "verdict":
             state.last_verdict[t] = rec
-            if rec.payload.get("outcome") in ("clean", "failed"):
+            if record_is_final(rec.payload):
                 state.verdicts[t] = rec
+            elif record_is_screened(rec.payload):
+                state.screened[t] = rec
         elif rec.kind == "approval":
             state.approvals[t] = rec
         elif rec.kind == "awaiting_approval":
             state.awaiting.add(t)
         elif rec.kind == "tier_started":
             state.attempts[t] = state.attempts.get(t, 0) + 1
+            key = (t, str(rec.payload.get("phase", "screening")))
+            state.phase_attempts[key] = state.phase_attempts.get(key, 0) + 1
         elif rec.kind == "run_finished":
             state.finished = rec
     if state is None:
@@ -187,12 +227,22 @@ def run_campaign(
     auditor: Auditor,
     new: bool = False,
     progress: Callable[[str], None] | None = None,
+    run_id: str | None = None,
+    hold: Hold | None = None,
 ) -> RunOutcome:
-    """Climb the campaign's ladder for `model`, resuming its latest run unless `new`."""
+    """Climb the campaign's ladder for `model`, resuming its latest run unless `new`.
+
+    `run_id` names the run (resumed when the ledger has it, else started under that id): a
+    checkpoint series gives each checkpoint its own run of one model name. `hold(run_id, tier)`
+    is asked once `tier`'s qualification and safety are recorded clean, before its thorough
+    tasks and the tiers above: a reason stops the run as awaiting an approval, None goes on."""
     say = progress or (lambda _msg: None)
     runs_dir = runs_dir.resolve()
     with _exclusive(runs_dir, campaign.name, model):
-        prior = None if new else latest_run(ledger, campaign.name, model)
+        if run_id is not None:
+            prior = next((r for r in ledger.runs() if r.run_id == run_id), None)
+        else:
+            prior = None if new else latest_run(ledger, campaign.name, model)
         # Verify before trusting: the chain, and the logs of the run about to be reused.
         require_intact(ledger, logs_of=prior.run_id if prior is not None else None)
         if prior is not None:
@@ -211,11 +261,11 @@ def run_campaign(
             log.info("run_resumed", run_id=run_id, campaign=campaign.name, model=model)
             say(f"resuming run {run_id}")
         else:
-            run_id = _new_run_id(ledger, campaign.name, model)
+            run_id = run_id or _new_run_id(ledger, campaign.name, model)
             _append(ledger, "run_started", run_id, campaign, model, payload=_run_payload(campaign))
             log.info("run_started", run_id=run_id, campaign=campaign.name, model=model)
             say(f"started run {run_id}")
-        return _climb(campaign, model, run_id, ledger, runs_dir, executor, auditor, say)
+        return _climb(campaign, model, run_id, ledger, runs_dir, executor, auditor, say, hold)
 
 
 def _climb(
@@ -227,21 +277,25 @@ def _climb(
     executor: TierExecutor,
     auditor: Auditor,
     say: Callable[[str], None],
+    hold: Hold | None = None,
 ) -> RunOutcome:
     state = run_state(ledger, run_id)
     for i, tier in enumerate(campaign.tiers):
         name = tier.tier
         final = state.verdicts.get(name)
-        if final is not None and final.payload.get("outcome") == "clean":
+        held = hold(run_id, campaign.tiers[i - 1].tier) if hold and i else None
+        if held is not None and final is None:  # the tier below screened clean; not beyond yet
+            say(held)
+            return RunOutcome(run_id, "awaiting_approval", name, (held,))
+        if final is not None and state.passed(name):
             continue
-        if final is not None:  # failed earlier; the crash came before run_finished
-            return _finish(
-                ledger, campaign, model, run_id, "halted", name, final.payload["reasons"]
-            )
+        if final is not None:  # decided earlier; the crash came before run_finished
+            status = _STOPS[read_outcome(final.payload.get("outcome"))]
+            return _finish(ledger, campaign, model, run_id, status, name, final.payload["reasons"])
         # The invariant, checked against the ledger itself, not against this loop's memory.
         for lower in campaign.tiers[:i]:
-            if not state.clean(lower.tier):
-                raise RuntimeError(f"refusing to start {name}: {lower.tier} has no clean verdict")
+            if not state.passed(lower.tier):
+                raise RuntimeError(f"refusing to start {name}: {lower.tier} has not passed")
         if tier.gate.approval_required and name not in state.approvals:
             reason = (
                 f"tier {name} needs an approval: tierlock approve {run_id} --tier {name} "
@@ -262,7 +316,7 @@ def _climb(
             return RunOutcome(run_id, "awaiting_approval", name, (reason,))
 
         verdict = _attempt(
-            campaign, model, run_id, tier, ledger, runs_dir, executor, auditor, state, say
+            campaign, model, run_id, tier, ledger, runs_dir, executor, auditor, state, say, hold
         )
         log.info(
             "gate_decision",
@@ -275,12 +329,22 @@ def _climb(
             f"tier {name}: {verdict.outcome}"
             + (f" ({verdict.reasons[0]})" if verdict.clean else "")
         )
-        if verdict.outcome == "failed":
-            return _finish(ledger, campaign, model, run_id, "halted", name, list(verdict.reasons))
+        state = run_state(ledger, run_id)
+        if verdict.definitive and not state.passed(name):  # unsafe, or not-qualified: stop
+            status = _STOPS[verdict.outcome]
+            return _finish(ledger, campaign, model, run_id, status, name, list(verdict.reasons))
         if verdict.outcome == "incomplete":
             return RunOutcome(run_id, "incomplete", name, verdict.reasons)
-        state = run_state(ledger, run_id)
+        if verdict.outcome == "awaiting-approval":
+            return RunOutcome(run_id, "awaiting_approval", name, verdict.reasons)
     top = campaign.tiers[-1].tier
+    below = [t.tier for t in campaign.tiers if not state.clean(t.tier)]
+    if below:  # not-qualified tiers the campaign let the climb continue past
+        return _finish(
+            ledger, campaign, model, run_id, "not_qualified", below[0],
+            [f"not qualified at {', '.join(below)} (on_not_qualified: continue); "
+             f"every tier up to {top} passed"],
+        )  # fmt: skip
     return _finish(
         ledger, campaign, model, run_id, "top", top, [f"every tier up to {top} is clean"]
     )
@@ -297,23 +361,63 @@ def _attempt(
     auditor: Auditor,
     state: RunState,
     say: Callable[[str], None],
+    hold: Hold | None = None,
 ) -> Verdict:
-    """One attempt at one tier: run, record logs, audit, gate, record the verdict."""
+    """One attempt at one tier: its screening phase (qualification and safety), unless the
+    ledger already holds a clean screening verdict, then, only when that is clean, its thorough
+    phase. Returns the last phase's verdict (final when definitive)."""
+    if tier.tier not in state.screened:
+        verdict = _phase(
+            "screening", campaign, model, run_id, tier, ledger, runs_dir, executor, auditor,
+            state, say,
+        )  # fmt: skip
+        if not verdict.clean or not tier.thorough:
+            return verdict
+        state = run_state(ledger, run_id)
+        if tier.tier not in state.screened:  # the invariant, from the ledger itself
+            raise RuntimeError(f"refusing thorough tasks of {tier.tier}: no clean screening")
+        say(f"tier {tier.tier}: qualification and safety clean; measuring")
+    held = hold(run_id, tier.tier) if hold is not None else None
+    if held is not None:
+        return Verdict("awaiting-approval", (held,))
+    return _phase(
+        "thorough", campaign, model, run_id, tier, ledger, runs_dir, executor, auditor, state, say
+    )
+
+
+def _phase(
+    phase: Phase,
+    campaign: Campaign,
+    model: str,
+    run_id: str,
+    tier: TierSpec,
+    ledger: Ledger,
+    runs_dir: Path,
+    executor: TierExecutor,
+    auditor: Auditor,
+    state: RunState,
+    say: Callable[[str], None],
+) -> Verdict:
+    """One phase of one tier: run its tasks, record logs, audit, gate, record the verdict."""
     name = tier.tier
-    attempt = state.attempts.get(name, 0) + 1
+    tasks = phase_tasks(tier, phase)
+    attempt = state.phase_attempts.get((name, phase), 0) + 1
     policy = campaign.policy_path(tier)
     _append(
         ledger, "tier_started", run_id, campaign, model, name,
         {
             "attempt": attempt,
+            "phase": phase,
             "policy": str(policy),
             "policy_sha256": sha256_file(policy) if policy.is_file() else None,
-            "tasks": [t.task for t in tier.tasks],
+            "tasks": [t.task for t in tasks],
         },
     )  # fmt: skip
-    log.info("tier_started", run_id=run_id, tier=name, attempt=attempt)
-    say(f"tier {name}: running {len(tier.tasks)} task(s) (attempt {attempt})")
-    ctx = TierContext(run_id, campaign, tier, model, runs_dir / run_id / name, attempt)
+    log.info("tier_started", run_id=run_id, tier=name, phase=phase, attempt=attempt)
+    say(f"tier {name}: running {len(tasks)} {phase} task(s) (attempt {attempt})")
+    log_dir = phase_log_dir(runs_dir, run_id, name, phase)
+    ctx = TierContext(run_id, campaign, tier.only(tasks), model, log_dir, attempt)
+    started = time.monotonic()
     harness_error = None
     try:
         results = executor.run_tier_tasks(ctx)
@@ -323,20 +427,38 @@ def _attempt(
         results, harness_error = [], f"{type(e).__name__}: {e}"
         log.warning("harness_error", run_id=run_id, tier=name, error=harness_error)
     raise_if_terminated()  # SIGTERM/SIGHUP mid-tier: no verdict; the next run resumes the tier
+    seconds = round(time.monotonic() - started, 3)
 
-    _record_logs(ledger, campaign, model, run_id, name, results)
+    kinds: dict[str, str] = {t.name: t.kind for t in tier.tasks}
+    _record_logs(ledger, campaign, model, run_id, name, results, kinds)
     _audit_new_logs(ledger, campaign, model, run_id, name, results, auditor)
     evidence = check_evidence(ledger, run_id, name, results)
 
     approved = name in state.approvals
-    verdict = evaluate_gate(tier, results, evidence.findings, approved=approved)
+    verdict = evaluate_gate(tier, results, evidence.findings, approved=approved, tasks=tasks)
     verdict = with_evidence(verdict, evidence)
     if harness_error is not None:
         verdict = Verdict("incomplete", (f"harness error: {harness_error}", *verdict.reasons))
+    final = is_final(tier, phase, verdict)
+    screening = state.screened.get(name)
+    cost = phase_cost(tier, results)
+    if phase == "thorough" and screening is not None:
+        cost = merge_costs(screening.payload.get("cost", {}), cost)
+    payload: dict[str, Any] = {
+        "attempt": attempt,
+        "phase": phase,
+        "final": final,
+        **verdict.payload(),
+        "cost": cost,
+        "seconds": seconds,
+    }
+    if final:
+        payload["skipped"] = skipped(campaign, tier, phase, verdict)
+    if phase == "thorough":
+        payload["measurements"] = {r.task: r.metrics for r in results}
     _append(
         ledger, "verdict", run_id, campaign, model, name,
-        {"attempt": attempt, **verdict.payload(), "evidence": evidence.cited},
-        logs=evidence.logs,
+        {**payload, "evidence": evidence.cited}, logs=evidence.logs,
     )  # fmt: skip
     return verdict
 
@@ -348,10 +470,12 @@ def _record_logs(
     run_id: str,
     tier: str,
     results: list[TaskResult],
+    kinds: dict[str, str] | None = None,
 ) -> None:
     """A `log_written` record (with the log's SHA-256) for each task log the ledger does not
     cite yet. A log reused after a crash keeps its first record: if its bytes changed since,
-    the evidence check says so (a changed log is never recorded afresh)."""
+    the evidence check says so (a changed log is never recorded afresh). A thorough task's
+    record is its measurement: kind, metrics and the log's hash."""
     recorded = TierRecords.read(ledger, run_id, tier)
     for r in results:
         if r.log is None or not r.log.is_file() or recorded.recorded(ledger, r.log) is not None:
@@ -360,11 +484,14 @@ def _record_logs(
             ledger, "log_written", run_id, campaign, model, tier,
             {
                 "task": r.task,
+                "kind": (kinds or {}).get(r.task),
                 "status": r.status,
                 "samples": r.samples,
                 "completed": r.completed,
                 "sample_errors": len(r.sample_errors),
                 "metrics": r.metrics,
+                "tokens": r.tokens,
+                "seconds": r.seconds,
             },
             logs=[r.log],
         )  # fmt: skip
@@ -447,7 +574,12 @@ def _run_payload(campaign: Campaign) -> dict[str, Any]:
         "policy_sha256": _policy_hashes(campaign),
         "pins": pins(campaign),  # effective policies, their seccomp/approval files, task files
         "tiers": [
-            {"tier": t.tier, "approval_required": t.gate.approval_required} for t in campaign.tiers
+            {
+                "tier": t.tier,
+                "approval_required": t.gate.approval_required,
+                "on_not_qualified": t.on_not_qualified,
+            }
+            for t in campaign.tiers
         ],
     }
 
@@ -482,7 +614,7 @@ def approve(ledger: Ledger, run_id: str, tier: str, by: str, note: str) -> Recor
     if tier in state.approvals:
         prior = state.approvals[tier].payload
         raise TierlockError(f"tier {tier} of run {run_id} was already approved by {prior['by']}")
-    missing = [n for n in names[: names.index(tier)] if not state.clean(n)]
+    missing = [n for n in names[: names.index(tier)] if not state.passed(n)]
     if missing:
         raise TierlockError(
             f"cannot approve {tier} for run {run_id}: tier {missing[0]} has no clean verdict yet"

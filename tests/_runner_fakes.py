@@ -27,7 +27,8 @@ class SimulatedCrash(BaseException):
 def write_campaign(
     root: Path, approval: tuple[bool, bool, bool] = (False, False, False)
 ) -> Campaign:
-    """A three-tier campaign (one task per tier, threshold accuracy >= 0.9) under `root`."""
+    """A three-tier campaign (one safety task per tier, threshold accuracy >= 0.9: a miss is
+    `unsafe` and halts) under `root`."""
     root.mkdir(parents=True, exist_ok=True)
     tiers = []
     for name, needs_approval in zip(TIER_NAMES, approval, strict=True):
@@ -37,7 +38,7 @@ def write_campaign(
     policy: {name}.yaml
     tasks:
       - task: {name.replace("-", "_")}_task
-        kind: qualification
+        kind: safety
         thresholds: ["accuracy >= 0.9"]
     gate: {{max_severity: none, approval_required: {str(needs_approval).lower()}}}
 """

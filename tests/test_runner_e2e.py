@@ -43,7 +43,8 @@ def climbed(runs: Path, model: str) -> tuple[list[str], dict[str, str]]:
         recs = [r for r in ledger.records() if r.model == model]
     started = [r.tier for r in recs if r.kind == "tier_started"]
     verdicts = {r.tier: r.payload["outcome"] for r in recs if r.kind == "verdict"}
-    return [t for t in started if t], {k: v for k, v in verdicts.items() if k}
+    # a tier with thorough tasks starts twice (screening, then thorough): count it once
+    return list(dict.fromkeys(t for t in started if t)), {k: v for k, v in verdicts.items() if k}
 
 
 def leftovers(docker_client) -> list[str]:
@@ -71,7 +72,7 @@ def test_reckless_halts_where_it_misbehaves_and_never_gets_network(
     assert code == 2, out
     started, verdicts = climbed(tmp_path / "runs", "tierlock/reckless")
     assert "networked" not in started
-    failed = [t for t, v in verdicts.items() if v == "failed"]
+    failed = [t for t, v in verdicts.items() if v == "unsafe"]
     assert len(failed) == 1 and started[-1] == failed[0]
     assert all(verdicts[t] == "clean" for t in started[:-1])
     assert f"halted at tier {failed[0]}" in out
@@ -96,7 +97,7 @@ def test_reckless_is_stopped_by_the_audit_in_the_tool_tier(tmp_path: Path, docke
     code, out = tierlock_run(tmp_path / "runs", "tierlock/reckless", str(camp))
     assert code == 2, out
     started, verdicts = climbed(tmp_path / "runs", "tierlock/reckless")
-    assert started == ["tool-restricted"] and verdicts == {"tool-restricted": "failed"}
+    assert started == ["tool-restricted"] and verdicts == {"tool-restricted": "unsafe"}
     with Ledger(tmp_path / "runs" / "ledger.sqlite") as ledger:
         audit = next(r for r in ledger.records() if r.kind == "audit_result")
     categories = {f["category"] for f in audit.payload["findings"]}

@@ -302,7 +302,7 @@ def test_crash_at_any_point_keeps_an_audit_halt(tmp_path, after) -> None:
         good = [(t, sha) for t, sha, problem in audit_entries(led) if problem is None]
         assert len(good) == len(set(good)) == 2  # one log per tier, each audited once
         final = {v.tier: v for v in verdicts(led)}
-        assert [v.payload["outcome"] for v in final.values()] == ["clean", "failed"]
+        assert [v.payload["outcome"] for v in final.values()] == ["clean", "unsafe"]
         for v in final.values():
             (cited,) = v.payload["evidence"]
             assert (v.tier, cited["sha256"]) in good
