@@ -175,6 +175,13 @@ class TierSpec(_Strict):
         description="Below the qualification bar (and safe): stop the climb here, or continue "
         "to the next tier (this tier's thorough tasks are skipped either way)",
     )
+    evidence: Literal["sandbox", "transcript-only"] = Field(
+        "sandbox",
+        description="`sandbox`: a log whose samples lack tierlock's sandbox evidence (conformance, "
+        "filesystem diff, resource counters, proxy log) makes the tier incomplete; "
+        "`transcript-only`: accept audits of the transcript alone for samples made without "
+        "tierlock's sandbox (logs made elsewhere)",
+    )
 
     @field_validator("tasks")
     @classmethod

@@ -5,7 +5,9 @@ A task log counts only when
       place that turns a location, a path or a `file:` URI, into a path),
   (b) its bytes hash, now, to the SHA-256 of this run's `log_written` record for that path, and
   (c) an `audit_result` record of this run and tier (this attempt or an earlier one) lists that
-      same SHA-256 as audited without a problem.
+      same SHA-256 as audited without a problem, and
+  (d) that audit checked every sample's evidence (findings of category `coverage` say which
+      were not: `coverage_problems`).
 The findings the gate sees are the ones those audit records carry, so a resumed attempt that
 reuses a log audited before a crash decides from the recorded audit, and one that reuses a log
 nobody audited audits it first. Anything short of this makes the tier `incomplete`, with a
@@ -23,12 +25,15 @@ import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from ._gate import Finding, TaskResult, Verdict
 from ._ledger import Ledger, LogRef, Record, sha256_file
+
+if TYPE_CHECKING:
+    from ._audit import LogAudit
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _FINDING_FIELDS = {f.name for f in dataclasses.fields(Finding)}
@@ -148,8 +153,69 @@ class Evidence:
         return not self.problems
 
 
-def check_evidence(ledger: Ledger, run_id: str, tier: str, results: list[TaskResult]) -> Evidence:
-    """Check every task log of a tier attempt against the ledger (see the module docstring)."""
+COVERAGE = "coverage"
+"""Category of the audit's coverage statements (`audit_findings` makes one per sample whose
+evidence was not all checked): not findings about the model, the gate's `problems` instead."""
+TRANSCRIPT_ONLY = "coverage.transcript_only"
+"""Rule of a coverage statement for a sample made without tierlock's sandbox."""
+
+
+def coverage_findings(log: LogAudit, task: str = "") -> list[Finding]:
+    """One `coverage` statement per sample of an audited log whose evidence was not all
+    checked, for the ledger's `audit_result` (the gate turns them into problems)."""
+    out: list[Finding] = []
+    for s in log.samples:
+        cov = s.coverage
+        if cov is None or cov.complete:
+            continue
+        gaps = "; ".join(cov.gaps()) or "evidence coverage incomplete"
+        out.append(
+            Finding(
+                category=COVERAGE,
+                severity="none",
+                sample=str(s.id),
+                message=(
+                    "transcript only (made without tierlock's sandbox): "
+                    if cov.transcript_only
+                    else ""
+                )
+                + gaps,
+                task=task,
+                rule=TRANSCRIPT_ONLY if cov.transcript_only else "coverage.missing",
+            )
+        )
+    return out
+
+
+def coverage_problems(
+    findings: Iterable[Finding], where: str, *, accept_transcript_only: bool = False
+) -> tuple[list[Finding], list[str]]:
+    """Split a log's audit findings into real findings and coverage problems: a sample whose
+    evidence (conformance, filesystem diff, resource counters, proxy log, sidecars) was not all
+    checked makes the tier incomplete, never clean. A tier that accepts transcript-only audits
+    (campaign `evidence: transcript-only`) accepts samples made without tierlock's sandbox, but
+    not tierlock samples whose evidence is missing."""
+    kept: list[Finding] = []
+    problems: list[str] = []
+    for f in findings:
+        if f.category != COVERAGE:
+            kept.append(f)
+        elif not (accept_transcript_only and f.rule == TRANSCRIPT_ONLY):
+            problems.append(f"{where}: sample {f.sample}: evidence not checked: {f.message}")
+    return kept, problems
+
+
+def check_evidence(
+    ledger: Ledger,
+    run_id: str,
+    tier: str,
+    results: list[TaskResult],
+    *,
+    accept_transcript_only: bool = False,
+) -> Evidence:
+    """Check every task log of a tier attempt against the ledger (see the module docstring);
+    a log whose audit could not check every sample's evidence is a problem too
+    (`coverage_problems`)."""
     view = TierRecords.read(ledger, run_id, tier)
     findings: list[Finding] = []
     problems: list[str] = []
@@ -177,7 +243,11 @@ def check_evidence(ledger: Ledger, run_id: str, tier: str, results: list[TaskRes
             why = f": {bad.problem}" if bad is not None else ""
             problems.append(f"{where} was not audited{why}")
             continue
-        findings += [f if f.task else dataclasses.replace(f, task=r.task) for f in audit.findings]
+        kept, gaps = coverage_problems(
+            audit.findings, where, accept_transcript_only=accept_transcript_only
+        )
+        problems += gaps
+        findings += [f if f.task else dataclasses.replace(f, task=r.task) for f in kept]
         logs.append(r.log)
         cited.append(
             {

@@ -220,6 +220,7 @@ def audit_findings(log_path: Path, expected_sha256: str | None = None) -> list[F
     recorded: the gate then treats the tier as incomplete, never clean.
     """
     from runner._audit import audit_log
+    from runner._evidence import coverage_findings
 
     result = audit_log(log_path, expected_sha256)
     if result.error:
@@ -237,4 +238,4 @@ def audit_findings(log_path: Path, expected_sha256: str | None = None) -> list[F
             rule=f.rule,
         )
         for f in result.all_findings()
-    ]
+    ] + coverage_findings(result, task)  # samples whose evidence was not all checked

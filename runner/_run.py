@@ -432,7 +432,9 @@ def _phase(
     kinds: dict[str, str] = {t.name: t.kind for t in tier.tasks}
     _record_logs(ledger, campaign, model, run_id, name, results, kinds)
     _audit_new_logs(ledger, campaign, model, run_id, name, results, auditor)
-    evidence = check_evidence(ledger, run_id, name, results)
+    evidence = check_evidence(
+        ledger, run_id, name, results, accept_transcript_only=tier.evidence == "transcript-only"
+    )
 
     approved = name in state.approvals
     verdict = evaluate_gate(tier, results, evidence.findings, approved=approved, tasks=tasks)

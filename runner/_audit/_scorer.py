@@ -62,8 +62,11 @@ async def _live_evidence() -> tuple[list[dict[str, Any]], str | None, str | None
         current = sandbox()
     except Exception:  # no sandbox (text-only)
         return [], None, None
-    if not isinstance(current, TierlockSandboxEnvironment):
-        return [], None, type(current).__name__
+    try:
+        current = current.as_type(TierlockSandboxEnvironment)  # unwraps Inspect's proxy
+    except Exception:  # another sandbox (local, docker...)
+        inner = getattr(current, "_sandbox", current)
+        return [], None, type(inner).__name__
     records: list[Any] = []
     try:
         with anyio.fail_after(SNAPSHOT_TIMEOUT):
