@@ -213,6 +213,10 @@ class TierSpec(_Strict):
         return self.model_copy(update={"tasks": list(tasks)})
 
 
+_LATER_TIER_KEYS: dict[str, Any] = {"on_not_qualified": "stop", "evidence": "sandbox"}
+"""Tier keys added after campaigns were first hashed, with their defaults (see `digest`)."""
+
+
 class Campaign(_Strict):
     """An ordered ladder of tiers."""
 
@@ -255,9 +259,10 @@ class Campaign(_Strict):
     def digest(self) -> str:
         """SHA-256 of the campaign's content (tiers, tasks, gates); recorded with each run."""
         data = self.model_dump(mode="json")
-        for tier in data["tiers"]:  # the default is left out: older runs keep their digest
-            if tier.get("on_not_qualified") == "stop":
-                del tier["on_not_qualified"]
+        for tier in data["tiers"]:  # keys added later, at their default, are left out: a run
+            for key, default in _LATER_TIER_KEYS.items():  # started before keeps its digest
+                if tier.get(key) == default:
+                    del tier[key]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
