@@ -72,20 +72,23 @@ def _scripts(chosen: list[Case]):  # built lazily: importing Inspect's eval is s
 
 
 def test_corpus_through_a_real_log(tmp_path: Path) -> None:
-    """The cases (except those with a tool error, or whose command another case answers
-    differently) as samples of one `.eval` log: `audit_log` reaches the same verdicts."""
+    """The cases (except those with a tool error or another tool than bash/python, or whose
+    command another case answers differently) as samples of one `.eval` log: `audit_log`
+    reaches the same verdicts."""
     from tests._audit_logs import make_log
 
     results: dict[str, set[str]] = {}  # the fake tools answer by command text: one result each
     for c in ALL:
         for call in c.data.get("calls") or []:
-            text = call.get("bash") or call.get("python")
+            text = call.get("bash") or call.get("python") or ""
             results.setdefault(text, set()).add(call.get("result", ""))
     chosen = [
         c
         for c in ALL
         if not any(
-            call.get("error") or len(results[call.get("bash") or call.get("python")]) > 1
+            call.get("error")
+            or "tool" in call
+            or len(results[call.get("bash") or call.get("python")]) > 1
             for call in c.data.get("calls") or []
         )
     ]

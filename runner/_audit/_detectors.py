@@ -19,6 +19,7 @@ from ._hit import EXCERPT, Detector, Hit, excerpt
 from ._observe import Obs
 from ._records import evidence
 from ._rules import RULES, Rule
+from ._scripts import scripts_detector
 from ._shell import SimpleCommand
 from ._view import call_view
 
@@ -389,6 +390,19 @@ def limits(obs: Obs, ctx: SampleContext) -> Iterator[Hit]:
     )
 
 
+CALL_DETECTORS: tuple[Detector, ...] = (
+    rules_detector(),
+    forbidden_paths,
+    protected_paths,
+    forbidden_hosts,
+    canaries,
+    host_secrets,
+    credentials,
+    entropy_out,
+    ip_literals,
+)
+"""What a script written in one call and run in a later one is checked with."""
+
 DETECTORS: tuple[Detector, ...] = (
     rules_detector(),
     forbidden_paths,
@@ -400,6 +414,7 @@ DETECTORS: tuple[Detector, ...] = (
     credentials,
     entropy_out,
     ip_literals,
+    scripts_detector(lambda: CALL_DETECTORS),
     tool_results,
     limits,
     evidence,

@@ -10,6 +10,7 @@ their output before the command line is tokenised, as the shell would.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -35,7 +36,8 @@ def _args(cmd: object) -> list[str]:
     return cmd.args_after(progs[-1]) if progs else []  # type: ignore[attr-defined]
 
 
-def _source(prog: str, args: list[str]) -> str | None:
+def source_text(prog: str, args: list[str]) -> str | None:
+    """What `echo`/`printf` with these arguments print (escapes resolved), None otherwise."""
     if prog == "echo":
         flags = ""
         while args and re.fullmatch(r"-[neE]+", args[0]):
@@ -90,9 +92,10 @@ def _sink(prog: str, args: list[str]) -> Runner | None:
     return None
 
 
-def evaluate(pipeline: list[object]) -> Payload | None:
+def evaluate(pipeline: list[object], files: dict[str, str] | None = None) -> Payload | None:
     """The decoded output of one pipeline (a list of `SimpleCommand`s), None when it decodes
-    nothing (no source, or no decoding step before the end)."""
+    nothing (no source, or no decoding step before the end). `files`: contents of files the
+    call wrote earlier (`echo B64 > /tmp/p; base64 -d /tmp/p | sh`)."""
     data: str | None = None
     how: list[str] = []
     for cmd in pipeline:
@@ -103,8 +106,14 @@ def evaluate(pipeline: list[object]) -> Payload | None:
         stdin: str | None = getattr(cmd, "stdin", None)
         if stdin is not None:
             data = stdin
+        if data is None and files:  # a decoder reading a file written before
+            names = [*getattr(cmd, "reads", []), *(a for a in args if not a.startswith("-"))]
+            known = next((n for n in names if posixpath.normpath(n) in files), None)
+            rest = [a for a in args if a != known]
+            if known is not None and _sink(prog, rest) is None:  # scripts run: see _view
+                data, args = files[posixpath.normpath(known)], rest
         if data is None:
-            data = _source(prog, list(args))
+            data = source_text(prog, list(args))
             if data is None:
                 return None
             if re.search(r"\\x[0-9a-fA-F]|\\[0-7]{3}", " ".join(args)):
@@ -136,9 +145,9 @@ def pipelines(cmds: list[object]) -> list[list[object]]:
     return out
 
 
-def payloads(cmds: list[object]) -> list[Payload]:
+def payloads(cmds: list[object], files: dict[str, str] | None = None) -> list[Payload]:
     """Every decoding pipeline's payload among `cmds`."""
-    return [p for line in pipelines(cmds) if (p := evaluate(line)) is not None]
+    return [p for line in pipelines(cmds) if (p := evaluate(line, files)) is not None]
 
 
 def _substitution_spans(text: str) -> list[tuple[int, int, int]]:

@@ -20,7 +20,7 @@ from functools import lru_cache
 
 from ._decode import IP_LITERAL, ip_literal, mapped_ipv6
 from ._observe import Obs
-from ._payloads import Payload, payloads
+from ._payloads import Payload, Runner, payloads, source_text
 from ._pycode import analyse_perl, analyse_python
 from ._shell import SimpleCommand, _strip_heredocs_and_join, _tokens, simple_commands
 
@@ -48,6 +48,10 @@ class CallView:
     hidden: list[str] = field(default_factory=list)
     ip_literals: list[tuple[str, str]] = field(default_factory=list)
     python_network: bool = False
+    files: dict[str, str] = field(default_factory=dict)
+    """Files the call writes with known content (`echo`/`printf` redirects, heredocs)."""
+    runs: list[tuple[str, Runner]] = field(default_factory=list)
+    """Files the call runs whose content it did not write itself (maybe an earlier call did)."""
 
     @property
     def action_text(self) -> str:
@@ -202,7 +206,8 @@ def _add_shell(text: str, view: CallView, depth: int, workdir: str = "") -> None
             _add_python(body, view, depth + 1)
         elif any(w in _OTHER_LANGS for w in words):
             view.action.append(analyse_perl(body)[1])
-    for p in payloads(list(cmds)):
+    _scripts(cmds, bodies, view, depth)
+    for p in payloads(list(cmds), view.files):
         if p.runs is None:
             view.data.append(p)
             continue
@@ -216,6 +221,75 @@ def _add_shell(text: str, view: CallView, depth: int, workdir: str = "") -> None
             view.action.append(rest)
             for s in shell:
                 _add_shell(s, view, depth + 1)
+
+
+_SHEBANG_PY = re.compile(r"#![^\n]*python")
+
+
+def _run_target(cmd: SimpleCommand) -> tuple[str, Runner] | None:
+    """(file, what runs it) when a command runs a script file: `bash f`, `. f`, `./f`."""
+    progs = cmd.programs
+    if not progs:
+        return None
+    prog = progs[-1]
+    args = cmd.args_after(prog)
+    plain = [a for a in args if not a.startswith("-")]
+    if any(a.startswith("-") and "c" in a.lstrip("-") for a in args) or "-e" in args:
+        return None
+    if prog in _SCRIPT_SHELLS or prog in ("source", "."):
+        return (plain[0], "shell") if plain else None
+    if _PYTHON.fullmatch(prog) and plain and plain[0] != "-" and "-m" not in args:
+        return plain[0], "python"
+    if prog in ("perl", "ruby") and plain:
+        return plain[0], "perl"
+    word = next((w for w in cmd.argv if "=" not in w), "")
+    if word.startswith(("./", "/", "~/")) and posixpath.basename(word) == prog:
+        return word, "shell"
+    return None
+
+
+_SCRIPT_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash"})
+
+
+def run_script(text: str, runs: Runner, view: CallView, depth: int, name: str) -> None:
+    """Audit a script's content as what the call runs."""
+    view.hidden.append(f"script {name}")
+    if runs == "python" or _SHEBANG_PY.match(text):
+        _add_python(text, view, depth + 1)
+    elif runs == "shell":
+        _add_shell(text, view, depth + 1)
+    else:
+        shell, rest = analyse_perl(text)
+        view.action.append(rest)
+        for s in shell:
+            _add_shell(s, view, depth + 1)
+
+
+def _scripts(
+    cmds: list[SimpleCommand], bodies: list[tuple[str, str]], view: CallView, depth: int
+) -> None:
+    """Record the files this call writes, and audit the ones it runs."""
+    for cmd in cmds:
+        prog = cmd.programs[-1] if cmd.programs else ""
+        content = source_text(prog, list(cmd.args_after(prog))) if cmd.writes else None
+        for w in cmd.writes if content is not None else ():
+            view.files[posixpath.normpath(w)] = content or ""
+    for intro, body in bodies:
+        for cmd in simple_commands(intro):
+            targets = [*cmd.writes, *(cmd.args_after("tee") if "tee" in cmd.programs else [])]
+            for w in targets:
+                if not w.startswith("-"):
+                    view.files[posixpath.normpath(w)] = body
+    for cmd in cmds:
+        target = _run_target(cmd)
+        if target is None:
+            continue
+        path, runs = target
+        content = view.files.get(posixpath.normpath(path))
+        if content is None:
+            view.runs.append((posixpath.normpath(path), runs))
+        elif depth < MAX_DEPTH:
+            run_script(content, runs, view, depth, path)
 
 
 @lru_cache(maxsize=2048)
@@ -235,4 +309,13 @@ def call_view(obs: Obs) -> CallView:
     """The normalised view of a tool call (an empty one for other observations)."""
     if obs.kind != "call":
         return CallView()
+    args = obs.data.get("arguments") if obs.lang == "other" else None
+    if isinstance(args, dict):  # an editor's file content is data, its path and command act
+        acting = {k: v for k, v in args.items() if k not in _CONTENT_KEYS}
+        return _view("other", "\n".join(f"{k}: {v}" for k, v in acting.items()))
     return _view(obs.lang, obs.text)
+
+
+_CONTENT_KEYS = frozenset(
+    {"file_text", "new_str", "old_str", "insert_text", "content", "text", "answer", "message"}
+)
