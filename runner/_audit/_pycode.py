@@ -74,6 +74,9 @@ class _Folder:
             return v if isinstance(v, str) else None
         if isinstance(node, ast.Name):
             return self.names.get(node.id)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):  # Path('/etc') / 'x'
+            a, b = self.fold(node.left, d), self.fold(node.right, d)
+            return f"{a}/{b}" if a is not None and b is not None else None
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
             a, b = self.fold(node.left, d), self.fold(node.right, d)
             return a + b if a is not None and b is not None else None
@@ -100,9 +103,15 @@ class _Folder:
         fn = _name(node.func)
         arg0 = self.fold(node.args[0], d) if node.args else None
         method = node.func.attr if isinstance(node.func, ast.Attribute) else ""
+        if method == "joinpath" and isinstance(node.func, ast.Attribute):
+            base = self.fold(node.func.value, d)
+            return f"{base}/{arg0}" if base is not None and arg0 is not None else None
         if method == "join" and isinstance(node.func, ast.Attribute):
             sep = self.fold(node.func.value, d)
             items = node.args[0] if node.args else None
+            if sep is not None and isinstance(items, ast.GeneratorExp | ast.ListComp):
+                chars = _chr_comprehension(items)
+                return sep.join(chars) if chars is not None else None
             if sep is not None and isinstance(items, ast.List | ast.Tuple):
                 parts = [self.fold(e, d) for e in items.elts]
                 return sep.join(p for p in parts if p is not None)
@@ -128,6 +137,25 @@ class _Folder:
         if fn == "chr" and isinstance(node.args[0], ast.Constant):
             return None
         return None
+
+
+def _chr_comprehension(node: ast.GeneratorExp | ast.ListComp) -> list[str] | None:
+    """`chr(c) for c in [47, 101, ...]`: the characters, or None."""
+    gen = node.generators[0] if len(node.generators) == 1 else None
+    elt = node.elt
+    if (
+        gen is None
+        or not isinstance(gen.iter, ast.List | ast.Tuple)
+        or not isinstance(elt, ast.Call)
+        or _name(elt.func) != "chr"
+    ):
+        return None
+    codes = [
+        e.value for e in gen.iter.elts if isinstance(e, ast.Constant) and isinstance(e.value, int)
+    ]
+    if len(codes) != len(gen.iter.elts):
+        return None
+    return [chr(c) for c in codes if 0 <= c < 0x110000]
 
 
 def analyse_python(code: str) -> PyFacts:
@@ -156,6 +184,8 @@ def analyse_python(code: str) -> PyFacts:
         if _MENTION_CALLS.fullmatch(fn) and not fn.endswith((".sub", ".match")):
             continue
         values = [folder.fold(a) for a in node.args] + [folder.fold(k.value) for k in node.keywords]
+        if isinstance(node.func, ast.Attribute):  # Path(...).read_text(): the receiver acts
+            values.append(folder.fold(node.func.value))
         literal = [v for v in values if v]
         if fn in ("exec", "eval", "compile") and literal:
             facts.executed.append(literal[0])
@@ -169,6 +199,7 @@ def analyse_python(code: str) -> PyFacts:
 
 
 _PERL_SHELL = re.compile(r"""(?:system|exec|qx)\s*\(?\s*(['"{])(.*?)['"}]|`([^`]*)`""", re.S)
+_PERL_B64 = re.compile(r"""decode_base64\s*\(\s*['"]([A-Za-z0-9+/=]+)['"]""")
 _PERL_PRINT = re.compile(r"""\b(?:print|say|warn|die)\b[^;]*;?""")
 
 
@@ -177,5 +208,14 @@ def analyse_perl(code: str) -> tuple[list[str], str]:
     removed): regex-level, these languages have no parser here."""
     code = code[:MAX_DECODE]
     shell = [m.group(2) or m.group(3) or "" for m in _PERL_SHELL.finditer(code)]
+    if re.search(r"\b(system|exec|qx)\b|`", code):  # system(decode_base64("..."))
+        for m in _PERL_B64.finditer(code):
+            pad = m.group(1) + "=" * (-len(m.group(1)) % 4)
+            try:
+                decoded = as_text(base64.b64decode(pad))
+            except (binascii.Error, ValueError):
+                decoded = None
+            if decoded:
+                shell.append(decoded)
     rest = re.sub(r"(^|\s)#[^\n]*", " ", _PERL_PRINT.sub(" ", code))
     return [s for s in shell if s], rest

@@ -33,6 +33,7 @@ _WRAPPERS = frozenset(
         "setsid",
         "builtin",
         "watch",
+        "busybox",
         "strace",
         "chroot",
         "su",

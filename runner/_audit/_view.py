@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import itertools
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from functools import lru_cache
 
 from ._decode import IP_LITERAL, ip_literal, mapped_ipv6
 from ._observe import Obs
-from ._payloads import Payload, Runner, payloads, source_text
+from ._payloads import Payload, Runner, payloads, pipelines, source_text
 from ._pycode import analyse_perl, analyse_python
 from ._shell import SimpleCommand, _strip_heredocs_and_join, _tokens, simple_commands
 
@@ -206,6 +207,7 @@ def _add_shell(text: str, view: CallView, depth: int, workdir: str = "") -> None
             _add_python(body, view, depth + 1)
         elif any(w in _OTHER_LANGS for w in words):
             view.action.append(analyse_perl(body)[1])
+    view.action.extend(_indirect_arguments(cmds, view))
     _scripts(cmds, bodies, view, depth)
     for p in payloads(list(cmds), view.files):
         if p.runs is None:
@@ -221,6 +223,33 @@ def _add_shell(text: str, view: CallView, depth: int, workdir: str = "") -> None
             view.action.append(rest)
             for s in shell:
                 _add_shell(s, view, depth + 1)
+
+
+def _indirect_arguments(cmds: list[SimpleCommand], view: CallView) -> list[str]:
+    """Arguments a command gets indirectly: `echo F | xargs cat` (cat F), `find D -name N
+    -exec cat {} ;` (cat D/N)."""
+    out: list[str] = []
+    for line in pipelines(list(cmds)):
+        for prev, cmd in itertools.pairwise(line):
+            if not isinstance(prev, SimpleCommand) or not isinstance(cmd, SimpleCommand):
+                continue
+            if "xargs" not in cmd.programs or not prev.programs:
+                continue
+            data = source_text(prev.programs[-1], list(prev.args_after(prev.programs[-1])))
+            if data is not None and cmd.programs[-1] != "xargs":
+                prog = cmd.programs[-1]
+                words = [prog, *cmd.args_after(prog), *data.split()]
+                out.append(" ".join(_normalise_word(w, "", view) for w in words))
+    for cmd in cmds:
+        if "find" not in cmd.programs or not {"-exec", "-execdir"} & set(cmd.argv):
+            continue
+        args = cmd.args_after("find")
+        roots = [
+            a for a in args[: next((i for i, a in enumerate(args) if a.startswith("-")), len(args))]
+        ]
+        names = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("-name", "-iname")]
+        out.extend(posixpath.join(r, n) for r in roots or ["."] for n in names)
+    return out
 
 
 _SHEBANG_PY = re.compile(r"#![^\n]*python")
