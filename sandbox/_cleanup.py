@@ -75,6 +75,9 @@ def cleanup(
         if not judge(c.get("Labels")):
             continue
         try:
+            if "Paused" in (c.get("Status") or ""):  # a paused container blocks its removal
+                with contextlib.suppress(docker.errors.APIError):
+                    client.api.unpause(c["Id"])
             client.api.remove_container(c["Id"], force=True, v=True)
             report.containers.append((c.get("Names") or [c["Id"][:12]])[0].lstrip("/"))
         except docker.errors.NotFound:
@@ -106,8 +109,13 @@ def cleanup(
         except docker.errors.APIError as e:
             report.errors.append(f"volume {v['Name']}: {e.explanation or e}")
     if report.removed:
-        log.info("removed tierlock objects", containers=len(report.containers),
-                 networks=len(report.networks), volumes=len(report.volumes), run=run)
+        log.info(
+            "removed tierlock objects",
+            containers=len(report.containers),
+            networks=len(report.networks),
+            volumes=len(report.volumes),
+            run=run,
+        )
     return report
 
 
@@ -143,7 +151,7 @@ def _disconnect_ours(client: docker.DockerClient, network_id: str) -> None:
     """Disconnect tierlock containers still attached (a crashed run's); others block removal."""
     with contextlib.suppress(Exception):
         info = client.api.inspect_network(network_id)
-        for cid in (info.get("Containers") or {}):
+        for cid in info.get("Containers") or {}:
             labels = (client.api.inspect_container(cid).get("Config") or {}).get("Labels") or {}
             if labels.get(PROJECT_LABEL) == PROJECT:
                 client.api.disconnect_container_from_network(cid, network_id, force=True)

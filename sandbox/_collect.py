@@ -252,11 +252,12 @@ def collect_evidence(
     writable: list[str],
     timeouts: int = 0,
     output_limit_hits: int = 0,
-    freeze: bool = False,
 ) -> ContainerEvidence:
-    """A `ContainerEvidence` for a container that still exists. `freeze`: pause the container
-    after reading its cgroups, so the file-system diff is a snapshot its processes cannot race
-    or keep growing (for a container about to be removed)."""
+    """A `ContainerEvidence` for a container that still exists.
+
+    The container is never paused: on this engine (20.10, cgroup v1) a paused container that a
+    cancelled caller then tries to remove blocks every later call on it. The provider kills the
+    model's processes first (`_reaper`), so nothing can race the file-system snapshot."""
     attrs = client.api.inspect_container(container_id)
     state = attrs.get("State") or {}
     running = bool(state.get("Running"))
@@ -282,9 +283,6 @@ def collect_evidence(
             cg.get("memory.events"), "oom_kill"
         )
         ev.oom_killed = ev.oom_killed or oom_kills > 0
-    if running and freeze:  # its processes can no longer change what is read next
-        with contextlib.suppress(Exception):
-            client.api.pause(container_id)
     try:
         diff = upper_dir_diff(attrs)
     except OSError:

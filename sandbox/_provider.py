@@ -89,7 +89,7 @@ from ._exec import PINNED_PATH, ContainerGone, ExecOutcome, kill_exec, run_exec
 from ._host_check import engine_refusal, require_host_fit
 from ._images import ensure_image_async
 from ._policy import Policy
-from ._reaper import INSIDE_COMMAND, kill_from_host, list_from_host
+from ._reaper import INSIDE_COMMAND, ProcKey, kill_from_host, list_from_host, snapshot
 from ._signals import install_termination_handler
 from ._translate import KEEPALIVE_USER, container_settings, user_ids
 from ._uids import UidLease, lease_uid
@@ -280,6 +280,10 @@ class _Sandbox:
     """Commands in flight; when the last returns, the model's leftover processes are killed."""
     init_pid: int = 0
     """Host pid of the container's PID 1 (0 when unknown)."""
+    model_acted: bool = False
+    """Whether the model has generated yet; processes left by commands before that (the
+    sample's setup) are the operator's and are kept (`operator`)."""
+    operator: frozenset[ProcKey] = frozenset()
 
 
 @sandboxenv(name="tierlock")
@@ -480,6 +484,8 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
             return
         try:
             with anyio.move_on_after(60):
+                # nothing of the model's may run while its file-system changes are read
+                await _reap(box, final=True)
                 evidence = await run_sync(
                     collect_evidence,
                     box.client,
@@ -490,7 +496,6 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
                     + [m.target for m in box.loaded.policy.filesystem.mounts if m.mode == "rw"],
                     timeouts=box.counters.timeouts,
                     output_limit_hits=box.counters.output_limit_hits,
-                    freeze=True,
                 )
                 _record(evidence)
             if box.network is not None:
@@ -739,8 +744,9 @@ def _as_user(policy: Policy, lease: UidLease) -> Policy:
     return policy.model_copy(update={"process": process})
 
 
-async def _reap(box: _Sandbox) -> None:
-    """Kill every process of the model's uid left in the sandbox (see `_reaper`)."""
+async def _reap(box: _Sandbox, final: bool = False) -> None:
+    """Kill every process of the model's uid left in the sandbox (see `_reaper`); under
+    `background: allow`, list them in the transcript instead (`final`: list, then kill)."""
     ids = user_ids(box.policy.process.user)
     if ids is None or box.removed:
         return
@@ -751,8 +757,19 @@ async def _reap(box: _Sandbox) -> None:
                 container=box.name, processes=[escape_bytes(c)[0] for c in listed[0]],
                 more=listed[1],
             ))  # fmt: skip
-        return
-    killed = await run_sync(kill_from_host, box.init_pid, ids[0]) if box.init_pid else None
+        if not final:
+            return
+    if not final and not box.model_acted:
+        box.model_acted = _model_has_acted()
+        if not box.model_acted:  # setup and preparation: what keeps running is the operator's
+            if box.init_pid:
+                box.operator = frozenset(await run_sync(snapshot, box.init_pid, ids[0]) or ())
+            return
+    killed = (
+        await run_sync(kill_from_host, box.init_pid, ids[0], box.operator)
+        if box.init_pid
+        else None
+    )
     if killed is None:  # the host cannot see the container's processes: from inside instead
         with contextlib.suppress(Exception):
             await run_sync(
@@ -761,6 +778,14 @@ async def _reap(box: _Sandbox) -> None:
             )  # fmt: skip
     elif killed:
         box.counters.survivors_killed += killed
+
+
+def _model_has_acted() -> bool:
+    """Whether the active sample's model has generated (outside an eval: yes, always)."""
+    from inspect_ai.log._samples import sample_active
+
+    active = sample_active()
+    return active is None or active.total_turns > 0 or active.total_tokens > 0
 
 
 def _allowed_users(user: str) -> set[str]:

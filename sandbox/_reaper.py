@@ -5,7 +5,9 @@ Wrapping each command cannot do this on its own: a command can `setsid`, double-
 own wrapper, and its orphans are re-parented to the container's PID 1. What a command cannot
 escape is its uid (no-new-privileges, no setuid) and its container's cgroup, so the host reads the
 container's `cgroup.procs` and kills, until none is left, every process whose real uid is the
-model's. The keepalive (PID 1, `nobody`) is never touched. Where the host cannot see the
+model's. The keepalive (PID 1, `nobody`) is never touched, and neither are processes started
+before the model first acted (a sample's setup script may start a service the task protects):
+the provider snapshots them as the operator's. Where the host cannot see the
 container's processes (a remote or rootless engine), `kill -9 -1` exec'd as the model's user does
 the same from inside: it signals every process that uid may signal, and PID 1 is not one.
 """
@@ -79,9 +81,38 @@ def list_from_host(container_pid: int, uid: int, limit: int = 64) -> tuple[list[
     return found[:limit], max(len(found) - limit, 0)
 
 
-def kill_from_host(container_pid: int, uid: int) -> int | None:
-    """Kill every process of `uid` in the container whose init is host pid `container_pid`.
-    Returns how many were killed, or None when the host cannot see the container's processes."""
+ProcKey = tuple[int, int]
+"""(host pid, start time in clock ticks): names one process even after its pid is reused."""
+
+
+def _key(pid: int) -> ProcKey | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        return pid, int(stat[stat.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def snapshot(container_pid: int, uid: int) -> set[ProcKey] | None:
+    """The processes of `uid` now running in the container (None: the host cannot see them).
+    Used for the operator's own processes (a sample's setup), which are not the model's."""
+    procs = _procs_file(container_pid)
+    if procs is None or not os.access(procs, os.R_OK):
+        return None
+    try:
+        pids = [int(p) for p in procs.read_text().split()]
+    except (OSError, ValueError):
+        return None
+    keys = {_key(p) for p in pids if p != container_pid and _live_uid(p) == uid}
+    return {k for k in keys if k is not None}
+
+
+def kill_from_host(
+    container_pid: int, uid: int, exempt: frozenset[ProcKey] = frozenset()
+) -> int | None:
+    """Kill every process of `uid` in the container whose init is host pid `container_pid`,
+    except the `exempt` ones. Returns how many were killed, or None when the host cannot see
+    the container's processes."""
     procs = _procs_file(container_pid)
     if procs is None or not os.access(procs, os.R_OK):
         return None
@@ -91,7 +122,9 @@ def kill_from_host(container_pid: int, uid: int) -> int | None:
             pids = [int(p) for p in procs.read_text().split()]
         except (OSError, ValueError):
             return killed
-        victims = [p for p in pids if p != container_pid and _live_uid(p) == uid]
+        victims = [
+            p for p in pids if p != container_pid and _live_uid(p) == uid and _key(p) not in exempt
+        ]
         if not victims:
             return killed
         for pid in victims:

@@ -125,6 +125,29 @@ def test_dead_runs_leftovers_removed_at_next_start(docker_client: Any) -> None:
 
 
 @pytest.mark.docker
+def test_a_paused_leftover_is_thawed_and_removed(docker_client: Any) -> None:
+    """A crashed run's container left paused (removing it as is would block on this engine) is
+    unpaused and removed by the start-up sweep."""
+    from sandbox._cleanup import cleanup
+
+    image = ensure_image(docker_client)
+    dead_owner = f"{socket.gethostname()}/{_boot_id()}/999999998/1"
+    frozen = docker_client.containers.run(
+        image, ["sleep", "60"], network_mode="none", detach=True,
+        labels={PROJECT_LABEL: "tierlock", OWNER_LABEL: dead_owner, RUN_LABEL: "frozen"})
+    try:
+        frozen.pause()
+        report = cleanup(docker_client)
+        assert frozen.name in report.containers and not report.errors
+        assert _owned_by(docker_client, 999999998)["containers"] == []
+    finally:
+        with contextlib.suppress(Exception):
+            frozen.unpause()
+        with contextlib.suppress(Exception):
+            frozen.remove(force=True)
+
+
+@pytest.mark.docker
 def test_ctrl_c_mid_sample_leaves_nothing(docker_client: Any, tmp_path: Path) -> None:
     ensure_image(docker_client)
     proc = subprocess.Popen(
