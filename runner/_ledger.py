@@ -51,8 +51,10 @@ KINDS = (
     "audit_result",
     "verdict",
     "run_finished",
+    "series",
 )
-"""Record kinds, roughly in the order a run writes them."""
+"""Record kinds, roughly in the order a run writes them (`series`: a checkpoint series' own
+records, `runner/_series_run.py`)."""
 
 _COLUMNS = "seq, time, kind, run_id, campaign, model, tier, payload, logs, prev_hash, hash"
 _PLACES = ",".join("?" * 12)
@@ -241,6 +243,7 @@ class Ledger:
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         """Ledgers from before keyed chains get the (nullable) `mac` column; rows stay as they are."""
+        self._widen_kinds(db)
         if self._has_mac:
             return
         db.execute("BEGIN IMMEDIATE")
@@ -253,6 +256,30 @@ class Ledger:
             db.execute("ROLLBACK")
             raise
         self._has_mac = True
+
+    def _widen_kinds(self, db: sqlite3.Connection) -> None:
+        """A ledger whose `kind` CHECK predates a record kind is rebuilt with today's CHECK:
+        the same rows (seq, hashes, macs) copied in one transaction, then the index and
+        triggers recreated. Hashes do not cover the schema, so the chain verifies as before."""
+        row = db.execute("SELECT sql FROM sqlite_master WHERE name = 'records'").fetchone()
+        if row is None or all(f"'{k}'" in str(row[0]) for k in KINDS):
+            return
+        cols = [r[1] for r in db.execute("PRAGMA table_info(records)")]
+        names = ", ".join(c for c in [*_COLUMNS.split(", "), "mac"] if c in cols)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for trigger in ("records_no_update", "records_no_delete"):
+                db.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+            db.execute("DROP INDEX IF EXISTS records_run")
+            db.execute("ALTER TABLE records RENAME TO records_before_kinds")
+            db.execute(_SCHEMA.split(";\n", 1)[0])
+            db.execute(f"INSERT INTO records ({names}) SELECT {names} FROM records_before_kinds")
+            db.execute("DROP TABLE records_before_kinds")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.executescript(_SCHEMA)  # index and triggers
 
     def close(self) -> None:
         self._db.close()

@@ -15,6 +15,7 @@ from runner._cli_policy import policy as policy_group
 from runner._cli_run import RUNNER_COMMANDS
 from runner._cli_sandbox import cleanup_command, images
 from runner._cli_selftest import selftest_command
+from runner._cli_series import series_group
 from sandbox import TierlockError
 from sandbox._userfile import os_reason, short
 
@@ -33,6 +34,7 @@ cli.add_command(audit_command)
 cli.add_command(images)
 cli.add_command(cleanup_command)
 cli.add_command(selftest_command)
+cli.add_command(series_group)
 
 
 def main() -> None:
