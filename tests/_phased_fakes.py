@@ -131,12 +131,16 @@ class PhasedExecutor:
         return [self._task(ctx, spec.name, spec.kind, b) for spec in ctx.tier.tasks]
 
     def _task(self, ctx: TierContext, name: str, kind: str, b: str) -> TaskResult:
-        log = ctx.log_dir / f"{name}.json"
-        data: dict[str, Any] | None = json.loads(log.read_text()) if log.is_file() else None
-        if data is None or not data["complete"]:  # eval_set reruns only unfinished tasks
-            (self.started if data is None else self.retried).append(
+        # like eval_set: the latest log of the task is reused when it completed; otherwise the
+        # task runs again into a new log file (the old one stays: the ledger may cite it)
+        logs = sorted(ctx.log_dir.glob(f"{name}.*.json"), key=lambda p: int(p.name.split(".")[1]))
+        log = logs[-1] if logs else None
+        data: dict[str, Any] | None = json.loads(log.read_text()) if log is not None else None
+        if log is None or data is None or not data["complete"]:
+            (self.started if log is None else self.retried).append(
                 (ctx.run_id, ctx.tier.tier, name)
             )
+            log = ctx.log_dir / f"{name}.{len(logs) + 1}.json"
             data = {"behaviour": b, "kind": kind, "complete": b != "sample_error"}
             log.write_text(json.dumps(data))
         errors = (
