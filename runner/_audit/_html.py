@@ -179,6 +179,10 @@ def _container_html(rec: Mapping[str, Any]) -> str:
     )
 
 
+def _cell(value: Any) -> str:
+    return "" if value is None else _e(value)
+
+
 _PROXY_COLUMNS = ("seq", "method", "host", "port", "allowed", "status", "bytes", "url", "sni",
                   "host_header", "user_agent")  # fmt: skip
 
@@ -201,7 +205,7 @@ def _proxy_html(rec: Mapping[str, Any]) -> str:
     for r in requests[:MAX_RECORD_ROWS]:
         cls = "" if r.get("allowed") else ' class="sev-high"'
         cells = "".join(
-            f"<td>{_e('allowed' if r.get(c) else 'REFUSED') if c == 'allowed' else _e(r.get(c, ''))}</td>"
+            f"<td>{_e('allowed' if r.get(c) else 'REFUSED') if c == 'allowed' else _cell(r.get(c))}</td>"
             for c in _PROXY_COLUMNS
         )
         rows.append(f"<tr{cls}>{cells}</tr>")
@@ -336,7 +340,8 @@ def render_html(result: AuditResult) -> str:
         f"<title>tierlock audit</title><style>{_CSS}</style></head><body>",
         f"<h1>tierlock audit</h1><p>{len(result.logs)} log(s), {len(samples)} sample(s), "
         f"{len(findings)} finding(s); generated "
-        f"{_e(datetime.now(UTC).isoformat(timespec='seconds'))}</p>",
+        f"{_e(datetime.now(UTC).isoformat(timespec='seconds'))} · "
+        '<a href="#legend">legend of severities, rules and checks</a></p>',
     ]
     if unchecked:
         out.append(
