@@ -37,6 +37,7 @@ from ._anchor import check_head, ledger_head, ledger_key, parse_head
 from ._campaign import load_campaign
 from ._gate import TaskResult
 from ._ledger import Ledger
+from ._models import check_model
 from ._phases import run_cost
 from ._run import TierContext, TierExecutor, approve, latest_run, run_campaign, run_state
 from ._verify import UNCHECKED_MACS, require_intact
@@ -145,6 +146,7 @@ def run_command(
     console = _console()
     camp = load_campaign(campaign, warn=lambda p: click.echo(f"tierlock: {p}", err=True))
     inspect_executor = InspectExecutor(model_args=_model_args(model_args))
+    check_model(model)  # an unknown provider or agent is a user error, not a verdict
     inspect_executor.check(camp, model)
     executor = _Interruptible(inspect_executor)
     with _ledger(runs_dir, key_file=key_file) as ledger:

@@ -53,13 +53,13 @@ def main() -> None:
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("tierlock: aborted", err=True)
         sys.exit(130)
-    except click.BadParameter as e:  # a value the user gave: one line, like any user error
-        click.echo(f"{_where(e)}: {e.format_message()}", err=True)
+    except click.BadParameter as e:
+        if isinstance(e, click.MissingParameter):  # the command line itself: usage, exit 2
+            _usage(e)
+        click.echo(f"{_where(e)}: {e.format_message()}", err=True)  # a value the user gave
         sys.exit(1)
     except click.UsageError as e:  # the command line itself: one line and where to look
-        where = _where(e)
-        click.echo(f"{where}: {e.format_message()} (see '{where} -h')", err=True)
-        sys.exit(e.exit_code)
+        _usage(e)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
@@ -76,6 +76,12 @@ def main() -> None:
     except Exception as e:
         _bug(e)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _usage(e: click.UsageError) -> NoReturn:
+    where = _where(e)
+    click.echo(f"{where}: {e.format_message()} (see '{where} -h')", err=True)
+    sys.exit(e.exit_code)
 
 
 def _where(e: click.UsageError) -> str:

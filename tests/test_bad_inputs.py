@@ -25,8 +25,9 @@ Setup steps (each a one-key mapping; names are relative to `{tmp}` unless absolu
 - `chardev: NAME` or `chardev: {name: NAME, to: /dev/null}` — a symlink to a character
   device (default `/dev/zero`: endless bytes, so reading it "to the end" never ends).
 - `dir: NAME` — an (empty) directory.
-- `file: {name: NAME, content: TEXT, bytes: N, mode: 0o000}` — a file holding TEXT (placeholders
-  expanded); with `bytes`, TEXT (default a NUL byte) repeated and cut to N bytes.
+- `file: {name: NAME, content: TEXT, before: B, repeat: R, bytes: N, mode: 0o000}` — a file
+  holding B then TEXT (placeholders expanded) R times (default 1); with `bytes`, that (default a
+  NUL byte) repeated and cut to N bytes.
 - `copy: {from: PATH, to: NAME}` — copy a file (e.g. from `{here}`) into `{tmp}`.
 - `zipbomb: {name: NAME, member: header.json, size: N, method: zstd, declare: D, members: K,
   header: true}` — a ZIP written by hand: `header: true` puts a valid-looking `header.json` first;
@@ -98,7 +99,10 @@ class Case:
 
     @classmethod
     def load(cls, path: Path) -> Case:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            pytest.fail(f"{path}: a case file must be valid YAML ({e})")
         if not isinstance(data, dict):
             pytest.fail(f"{path}: a case file is a mapping")
         unknown = set(data) - CASE_KEYS
@@ -228,6 +232,7 @@ def _setup(steps: list[dict[str, Any]], tmp: Path, names: _Vars) -> None:
             target.mkdir(parents=True, exist_ok=True)
         elif kind == "file":
             content = _expand(str(spec.get("content", "\0" if "bytes" in spec else "")), names)
+            content = str(spec.get("before", "")) + content * int(spec.get("repeat", 1))
             raw = content.encode("utf-8", "surrogateescape")
             if "bytes" in spec:
                 n = int(spec["bytes"])
@@ -294,10 +299,14 @@ def run_tierlock(argv: list[str], cwd: Path, env: dict[str, str]) -> Outcome:
 
 
 MEASURED: dict[str, Outcome] = {}
+MEASURE_FILE = "bad-inputs-measured.tsv"
+"""Beside pytest's per-worker temporary dirs: one line per case (name, seconds, kB, exit)."""
 
 
 @pytest.mark.parametrize("case_file", _cases())
-def test_bad_input(case_file: Path, tmp_path: Path) -> None:
+def test_bad_input(
+    case_file: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     case = Case.load(case_file)
     work = tmp_path / "work"
     work.mkdir()
@@ -308,13 +317,44 @@ def test_bad_input(case_file: Path, tmp_path: Path) -> None:
     env.update(TIERLOCK_RUNS=str(work / "runs"), COLUMNS="200", NO_COLOR="1")
     env.update({k: _expand(v, names) for k, v in case.env.items()})
     res = run_tierlock(argv, work, env)
-    MEASURED[str(case_file.relative_to(BAD))] = res
+    name = str(case_file.relative_to(BAD).with_suffix(""))
+    MEASURED[name] = res
+    with open(tmp_path_factory.getbasetemp().parent / MEASURE_FILE, "a") as f:  # all workers
+        f.write(f"{name}\t{res.seconds:.2f}\t{res.max_rss_kb}\t{res.code}\n")
     said = f"{case.about}\n--- stdout:\n{res.stdout[-3000:]}\n--- stderr:\n{res.stderr[-3000:]}"
     assert res.code is not None, f"hang: no exit within {TIMEOUT_S:.0f} s\n{said}"
     assert "Traceback" not in res.stdout + res.stderr, f"a traceback\n{said}"
+    assert "internal error" not in res.stderr, f"a bug, not a user error\n{said}"
     assert res.max_rss_kb < MAX_RSS_KB, f"peak RSS {res.max_rss_kb // 1024} MB\n{said}"
     assert res.code == case.exit, f"exit {res.code}, expected {case.exit}\n{said}"
     assert re.search(case.stderr, res.stderr), f"stderr does not match {case.stderr!r}\n{said}"
+
+
+def test_an_unexpected_exception_is_one_line_and_a_crash_file(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A bug is not dressed up as a user error, nor shown as a traceback: one line says it is a
+    bug and where the traceback was written."""
+    from runner import cli as cli_module
+
+    def boom(**_: Any) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(cli_module.cli, "main", boom)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_module.main()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    m = re.search(
+        r"internal error \(a bug in tierlock.*ZeroDivisionError: a bug; traceback written to (\S+)$",
+        err,
+    )
+    assert m, err
+    crash = Path(m.group(1))
+    assert crash.parent == tmp_path and "Traceback" in crash.read_text()
 
 
 def test_corpus_is_well_formed() -> None:
