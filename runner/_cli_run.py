@@ -218,9 +218,13 @@ def _cancelled_since(log_dir: Path, since: float) -> bool:
     """Whether an Inspect log written in `log_dir` since `since` (epoch seconds) was cancelled."""
     from inspect_ai.log import read_eval_log
 
+    from ._audit._safezip import guard_for_inspect
+
     for path in log_dir.glob("*.eval") if log_dir.is_dir() else ():
         try:
             recent = path.stat().st_mtime >= since - 1  # coarse file-system clocks
+            if recent:
+                guard_for_inspect(path)  # no zip bomb reaches Inspect's reader
             if recent and read_eval_log(str(path), header_only=True).status == "cancelled":
                 return True
         except Exception:

@@ -176,10 +176,13 @@ def summarize_log(name: str, log: Any) -> TaskResult:
     """What the gate needs from an Inspect log (header plus per-sample errors)."""
     from inspect_ai.log import read_eval_log_sample_summaries
 
+    from ._audit._safezip import guard_for_inspect
+
     path = log_path(log.location)
     errors: list[SampleError] = []
     failing: dict[str, list[str]] = {}
     if path is not None and path.is_file():
+        guard_for_inspect(path)  # no zip bomb reaches Inspect's reader
         for s in read_eval_log_sample_summaries(str(path)):
             if s.error:
                 errors.append(SampleError(str(s.id), s.epoch, s.error.splitlines()[0][:300]))

@@ -84,10 +84,13 @@ def read_scores(path: Path, sha256: str, scorer: str | None) -> dict[str, float]
     """Per-sample scores of one cited log (its bytes checked against the ledger first)."""
     from inspect_ai.log import read_eval_log_sample_summaries
 
+    from ._audit._safezip import guard_for_inspect
+
     if not path.is_file():
         raise TierlockError(f"{path}: the log the ledger cites is missing")
     if sha256_file(path) != sha256:
         raise TierlockError(f"{path}: the log changed after the ledger recorded its hash")
+    guard_for_inspect(path)  # no zip bomb reaches Inspect's reader
     out: dict[str, float] = {}
     for s in read_eval_log_sample_summaries(str(path)):
         scores = s.scores or {}

@@ -17,6 +17,7 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO, cast
 
 from zstandard import ZstdDecompressor, ZstdError
@@ -231,3 +232,28 @@ def _decompress(raw: _Window, method: int, cap: int) -> Iterator[bytes]:
             while produced <= cap and (chunk := reader.read(CHUNK)):
                 produced += len(chunk)
                 yield chunk
+
+
+INSPECT_READS = ("header.json", "summaries.json", "reductions.json", "_journal/")
+"""Members Inspect's header and summary readers decompress (a prefix ends with `/`)."""
+
+
+def guard_for_inspect(path: str | Path) -> None:
+    """Check an `.eval` before Inspect's own readers (`read_eval_log`, `..._sample_summaries`)
+    decompress it: its directory and declared sizes, and the real size of each member those
+    readers read (streamed with a cap here, since a declared size can lie). Raises
+    `TierlockError` (one line naming the log) for anything refused or unreadable."""
+    from sandbox import TierlockError
+    from sandbox._userfile import open_regular, short
+
+    try:
+        with open_regular(path, "log") as f:
+            archive = SafeZip(f)
+            try:
+                for name in archive.namelist():
+                    if name in INSPECT_READS or name.startswith(INSPECT_READS[-1]):
+                        archive.read(name)
+            finally:
+                archive.close()
+    except (ZipRefused, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as e:
+        raise TierlockError(f"{short(path)}: refused before Inspect reads it: {e}") from None
