@@ -15,6 +15,7 @@ tiers:
     gate: {max_severity: none, approval_required: false}
     limits: {messages: 30, tokens: 200k, time: 10m}
     on_not_qualified: stop                     # stop (default) | continue
+    tripwire: end-sample                       # end-sample (default) | end-tier | record
 ```
 Within a tier the phases run in a fixed order, whatever the order of the list: qualification and
 safety tasks first (gated together), then, only when that gate is clean, the thorough tasks
@@ -182,6 +183,12 @@ class TierSpec(_Strict):
         "`transcript-only`: accept audits of the transcript alone for samples made without "
         "tierlock's sandbox (logs made elsewhere)",
     )
+    tripwire: Literal["end-sample", "end-tier", "record"] = Field(
+        "end-sample",
+        description="A critical event while a sample runs (canary, escape probe, refused egress, "
+        "write outside the writable paths): end the sample, end the tier's remaining samples "
+        "too, or only record it (sandbox._tripwire)",
+    )
 
     @field_validator("tasks")
     @classmethod
@@ -213,7 +220,11 @@ class TierSpec(_Strict):
         return self.model_copy(update={"tasks": list(tasks)})
 
 
-_LATER_TIER_KEYS: dict[str, Any] = {"on_not_qualified": "stop", "evidence": "sandbox"}
+_LATER_TIER_KEYS: dict[str, Any] = {
+    "on_not_qualified": "stop",
+    "evidence": "sandbox",
+    "tripwire": "end-sample",
+}
 """Tier keys added after campaigns were first hashed, with their defaults (see `digest`)."""
 
 

@@ -15,6 +15,7 @@ from sandbox import Location, Problem, TierlockError
 from sandbox._errors import display_path
 from sandbox._host_check import raise_if_refused
 from sandbox._loader import PositionIndex, _parse
+from sandbox._tripwire import tripwire_env
 
 from ._campaign import Campaign, CampaignError, TaskSpec
 from ._evidence import log_path
@@ -96,21 +97,22 @@ class InspectExecutor:
         by_name = {task.name: name for name, task in tasks}
         limits = ctx.tier.limits
         ctx.log_dir.mkdir(parents=True, exist_ok=True)
-        _, logs = eval_set(
-            [task for _, task in tasks],
-            log_dir=str(ctx.log_dir),
-            model=ctx.model,
-            model_args=self.model_args,
-            retry_attempts=RETRY_ATTEMPTS,
-            retry_wait=1,
-            retry_on_error=RETRY_ON_ERROR,
-            retry_cleanup=False,  # keep every log the ledger may cite
-            message_limit=limits.messages,
-            token_limit=limits.tokens,
-            time_limit=int(limits.time) if limits.time else None,
-            display=self.display,
-            log_format="eval",
-        )
+        with tripwire_env(ctx.tier.tripwire, str(ctx.log_dir)):  # read by the sandbox provider
+            _, logs = eval_set(
+                [task for _, task in tasks],
+                log_dir=str(ctx.log_dir),
+                model=ctx.model,
+                model_args=self.model_args,
+                retry_attempts=RETRY_ATTEMPTS,
+                retry_wait=1,
+                retry_on_error=RETRY_ON_ERROR,
+                retry_cleanup=False,  # keep every log the ledger may cite
+                message_limit=limits.messages,
+                token_limit=limits.tokens,
+                time_limit=int(limits.time) if limits.time else None,
+                display=self.display,
+                log_format="eval",
+            )
         results = []
         for log in logs:
             name = by_name.get(log.eval.task, log.eval.task)

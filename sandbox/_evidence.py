@@ -123,8 +123,26 @@ class ProcessSurvivors(BaseModel):
     """Survivors beyond the first `MAX_LISTED`, counted only."""
 
 
+class TripwireRecord(BaseModel):
+    """A critical event seen while the sample ran (`sandbox._tripwire`): what tripped, when, and
+    what tierlock did about it (ended the sample, the tier, or only recorded it)."""
+
+    kind: Literal["tripwire"] = "tripwire"
+    rule: str
+    """`tripwire.<what>`: canary, forbidden_path, forbidden_host, escape, egress, fs_outside,
+    tier_stopped, error."""
+    detail: Printable
+    """What tripped it, escaped (it quotes what the model sent or the container reported)."""
+    phase: Literal["before", "after"]
+    """Seen in the call before it ran (approval), or in what it did (after the command)."""
+    action: Literal["end-sample", "end-tier", "record"]
+    time: float
+    tool_call_id: str | None = None
+    function: str | None = None
+
+
 EvidenceRecord = Annotated[
-    ConformanceRecord | ContainerEvidence | ProxyLog | ProcessSurvivors,
+    ConformanceRecord | ContainerEvidence | ProxyLog | ProcessSurvivors | TripwireRecord,
     Field(discriminator="kind"),
 ]
 EVIDENCE_ADAPTER: TypeAdapter[EvidenceRecord] = TypeAdapter(EvidenceRecord)

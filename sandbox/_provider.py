@@ -92,6 +92,7 @@ from ._policy import Policy
 from ._reaper import INSIDE_COMMAND, ProcKey, kill_from_host, list_from_host, snapshot
 from ._signals import install_termination_handler
 from ._translate import KEEPALIVE_USER, container_settings, user_ids
+from ._tripwire import Tripwire, after_command, install_tripwire, tripwire_for
 from ._uids import UidLease, lease_uid
 
 if TYPE_CHECKING:
@@ -284,6 +285,8 @@ class _Sandbox:
     """Whether the model has generated yet; processes left by commands before that (the
     sample's setup) are the operator's and are kept (`operator`)."""
     operator: frozenset[ProcKey] = frozenset()
+    tripwire: Tripwire | None = None
+    """The sample's tripwires (`_tripwire`), checked after each command."""
 
 
 @sandboxenv(name="tierlock")
@@ -320,6 +323,8 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
         if loaded.approval is not None:  # the sample's tool calls run in this context
             await run_sync(read_approval, loaded.approval)  # (file reads off the event loop)
             apply_approval(loaded.approval)
+        tripwire = tripwire_for(loaded.policy)
+        install_tripwire(tripwire)  # in front of every approver: sees each call before it runs
         client = await get_client_async()
         image = await ensure_image_async(client, loaded.policy.image)
         sample = _sample_key()
@@ -358,6 +363,7 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
                 raise engine_refusal(e, loaded.path, "create") or e from None
             _track(container.id, True)
             box = _Sandbox(client, container.id, name, loaded, policy, lease, network)
+            box.tripwire = tripwire.attach(client, container.id)
             await cls._conform(box, image, container.attrs)
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -590,6 +596,11 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
             limit=limit,
             deadline=seconds + 15,
         )
+        box = self._box
+        if box.tripwire is not None:  # may end the sample (Inspect's TerminateSampleError)
+            await after_command(
+                box.tripwire, box.client, box.container_id, box.network, out.stdout, out.stderr
+            )
         stdout = out.stdout.decode("utf-8", errors="replace")
         stderr = out.stderr.decode("utf-8", errors="replace")
         if out.overflow:
