@@ -200,6 +200,11 @@ class _Interruptible:
     def __init__(self, inner: TierExecutor) -> None:
         self.inner = inner
 
+    def selftest(self, policy: Path) -> dict[str, Any] | None:
+        """The inner executor's host check (`_selftest_gate`), when it has one."""
+        probe = getattr(self.inner, "selftest", None)
+        return probe(policy) if probe is not None else None
+
     def run_tier_tasks(self, ctx: TierContext) -> list[TaskResult]:
         started = time.time()
         try:

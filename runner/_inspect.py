@@ -82,6 +82,12 @@ class InspectExecutor:
                 for j, spec in enumerate(tier.tasks):
                     _check_thresholds(campaign, (i, j), spec, tasks[spec.name])
 
+    def selftest(self, policy: Path) -> dict[str, Any] | None:
+        """The escape battery on this host for a sandboxed tier's policy (`_selftest_gate`)."""
+        from ._selftest_gate import selftest_payload
+
+        return selftest_payload(policy)
+
     def run_tier_tasks(self, ctx: TierContext) -> list[TaskResult]:
         from inspect_ai import eval_set
 

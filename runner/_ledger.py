@@ -52,6 +52,7 @@ KINDS = (
     "verdict",
     "run_finished",
     "series",
+    "selftest",
 )
 """Record kinds, roughly in the order a run writes them (`series`: a checkpoint series' own
 records, `runner/_series_run.py`)."""

@@ -46,6 +46,7 @@ from ._phases import (
     skipped,
 )
 from ._pinning import pin_changes, pins
+from ._selftest_gate import check_host, refuse_unless_held
 from ._verify import require_intact
 
 EXIT_TOP, EXIT_USER, EXIT_HALTED, EXIT_INCOMPLETE, EXIT_AWAITING = 0, 1, 2, 3, 4
@@ -403,6 +404,10 @@ def _phase(
     tasks = phase_tasks(tier, phase)
     attempt = state.phase_attempts.get((name, phase), 0) + 1
     policy = campaign.policy_path(tier)
+    selftest = check_host(executor, policy)
+    if selftest is not None:
+        _append(ledger, "selftest", run_id, campaign, model, name, selftest)
+    refuse_unless_held(selftest, policy, name)  # a sandbox that did not hold: nothing starts
     _append(
         ledger, "tier_started", run_id, campaign, model, name,
         {

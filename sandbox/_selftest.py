@@ -21,6 +21,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -235,3 +236,72 @@ async def run_selftest(policy_path: str) -> SelftestReport:
                 if envs:
                     await Env.sample_cleanup(task, policy_path, envs, False)
     return SelftestReport(str(policy_path), policy.digest(), tuple(results))
+
+
+BATTERY_FILES = ("_selftest.py", "_selftest_inside.py")
+
+
+def selftest_key(policy_path: str) -> dict[str, str]:
+    """What a selftest result holds for: this host (name, boot, kernel), the engine, the runtime,
+    the effective policy and the battery itself. Any change means the probes run again."""
+    import hashlib
+    import platform
+    import socket
+
+    from ._docker import get_client
+    from ._provider import load_sandbox_policy
+
+    policy = load_sandbox_policy(policy_path).policy
+    battery = hashlib.sha256()
+    for name in BATTERY_FILES:
+        battery.update(resources.files(__package__).joinpath(name).read_bytes())
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = "unknown"
+    version = get_client().version()
+    return {
+        "host": socket.gethostname(),
+        "boot": boot,
+        "kernel": platform.release(),
+        "engine": str(version.get("Version", "?")),
+        "runtime": policy.process.runtime,
+        "policy_hash": policy.digest(),
+        "battery": battery.hexdigest()[:16],
+    }
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "tierlock" / "selftest"
+
+
+def cached_selftest(policy_path: str) -> tuple[SelftestReport, dict[str, str], bool]:
+    """The selftest of `policy_path` on this host: from the host-wide cache when a passing run
+    with the same key (`selftest_key`) is there, else run now (one process at a time per key).
+    Returns the report, its key and whether it came from the cache. Only passing reports are
+    cached: a failing host is probed again next time."""
+    import fcntl
+    import hashlib
+
+    key = selftest_key(policy_path)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+    cache = _cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    entry = cache / f"{digest}.json"
+    with open(cache / f"{digest}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            data = json.loads(entry.read_text())
+            if data.get("key") == key and data.get("ok") is True:
+                probes = tuple(ProbeResult(p["id"], p["held"] is True, p["detail"])
+                               for p in data["probes"])  # fmt: skip
+                return SelftestReport(data["policy"], data["policy_hash"], probes), key, True
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        report = anyio.run(run_selftest, policy_path)
+        if report.ok:
+            tmp = entry.with_suffix(".tmp")
+            tmp.write_text(json.dumps({**report.payload(), "key": key}))
+            os.replace(tmp, entry)
+        return report, key, False

@@ -106,3 +106,39 @@ def test_background_allow_keeps_survivors_and_lists_them(
     ps, listed = anyio.run(go)
     assert "sleep 7311" in ps
     assert listed is not None and any(c == b"sleep 7311" for c in listed[0])
+
+
+@pytest.mark.docker
+def test_a_tier_whose_sandbox_does_not_hold_does_not_start(
+    docker_client: Any, tmp_path: Path
+) -> None:
+    """`tierlock run` runs the selftest before a sandboxed tier: on the weakened policy the tier
+    never starts (exit 1, the probes named), and the failed selftest is in the ledger."""
+    from runner import Ledger
+
+    campaign = tmp_path / "weak-host.yaml"
+    campaign.write_text(
+        "name: weak-host\ntiers:\n  - tier: tool-restricted\n"
+        f"    policy: {WEAKENED}\n    tasks:\n"
+        f"      - task: {ROOT}/tasks/tool_restricted/qualification.py"
+        "@tool_restricted_qualification\n        kind: qualification\n"
+    )
+    tierlock = shutil.which("tierlock")
+    assert tierlock
+    proc = subprocess.run(
+        [tierlock, "run", str(campaign), "--runs-dir", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "does not start" in proc.stderr and "containment probes" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    with Ledger(tmp_path / "runs" / "ledger.sqlite") as ledger:
+        kinds = [r.kind for r in ledger.records()]
+        tests = [r for r in ledger.records() if r.kind == "selftest"]
+    assert "tier_started" not in kinds  # refused before anything of the tier ran
+    (test,) = tests
+    assert test.payload["ok"] is False and test.payload["cached"] is False
+    assert "socket.af-vsock" in {f["id"] for f in test.payload["failed"]}
