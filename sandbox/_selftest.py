@@ -243,7 +243,8 @@ BATTERY_FILES = ("_selftest.py", "_selftest_inside.py")
 
 def selftest_key(policy_path: str) -> dict[str, str]:
     """What a selftest result holds for: this host (name, boot, kernel), the engine, the runtime,
-    the effective policy and the battery itself. Any change means the probes run again."""
+    the sandbox the effective policy makes (`sandbox_digest`) and the battery itself. Any change
+    means the probes run again."""
     import hashlib
     import platform
     import socket
@@ -266,9 +267,18 @@ def selftest_key(policy_path: str) -> dict[str, str]:
         "kernel": platform.release(),
         "engine": str(version.get("Version", "?")),
         "runtime": policy.process.runtime,
-        "policy_hash": policy.digest(),
+        "sandbox": sandbox_digest(policy),
         "battery": battery.hexdigest()[:16],
     }
+
+
+def sandbox_digest(policy: Policy) -> str:
+    """SHA-256 of what makes the sandbox: the policy without its name, description and tool
+    list (which change no container setting), so renaming a policy reuses its selftest."""
+    import hashlib
+
+    data = policy.model_dump(mode="json", exclude={"name", "description", "tools"})
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def _cache_dir() -> Path:
