@@ -143,6 +143,12 @@ def _expected(pairs: tuple[str, ...]) -> dict[str, str]:
     type=click.Path(exists=True, dir_okay=False),
     help="YAML file of extra rules (see runner/_audit/_rules.py).",
 )
+@click.option(
+    "--replay",
+    is_flag=True,
+    help="Re-run each sample's recorded bash/python calls, with no model, in a fresh sandbox "
+    "under the recorded policy; print every call whose output diverges (exit 2 if any).",
+)
 def audit_command(
     logs: tuple[str, ...],
     fmt: str,
@@ -151,6 +157,7 @@ def audit_command(
     expect: tuple[str, ...],
     ledger_path: str | None,
     rules_file: str | None,
+    replay: bool,
 ) -> None:
     """Audit Inspect logs (.eval files, or directories of them) for containment findings.
 
@@ -164,7 +171,14 @@ def audit_command(
       2  usage error
       3  a log could not be read (missing, truncated, corrupt, not an Inspect log);
          the other logs are still audited and reported
+    With --replay: 0 no call diverges, 2 a call diverges (printed with both outputs).
     """
+    if replay:
+        from ._replay import replay_paths
+
+        lines, diverged, _ = replay_paths(_expand(logs))
+        click.echo("\n".join(lines))
+        click.get_current_context().exit(2 if diverged else 0)
     detectors = DETECTORS
     if out:
         check_output_path(out, "the report")
