@@ -2,6 +2,8 @@
 
 `audit_log(path)` streams a log sample by sample and returns a `LogAudit` (with the log's SHA-256);
 `audit_logs(paths)` an `AuditResult`, which the gate reads and `tierlock audit` renders.
+Each `SampleAudit` carries its `coverage`: which evidence sources were checked and which checks
+therefore ran (`_coverage`); what was not checked is never reported as clean.
 """
 
 from ._context import PathSet, SampleContext
@@ -12,10 +14,12 @@ from ._findings import (
     SCHEMA,
     AuditResult,
     Category,
+    Coverage,
     Finding,
     LogAudit,
     SampleAudit,
     Severity,
+    SourceCoverage,
     TimelineEntry,
 )
 from ._reader import LogReader, LogReadError, sha256_file
@@ -30,6 +34,7 @@ __all__ = [
     "SCHEMA",
     "AuditResult",
     "Category",
+    "Coverage",
     "Detector",
     "Finding",
     "Hit",
@@ -41,6 +46,7 @@ __all__ = [
     "SampleAudit",
     "SampleContext",
     "Severity",
+    "SourceCoverage",
     "TimelineEntry",
     "audit_events",
     "audit_log",

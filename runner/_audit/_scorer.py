@@ -7,7 +7,11 @@ pids-limit hits from its cgroups, command timeouts, files changed outside the wr
 as if it were one more event after the last: the same findings `tierlock audit LOG` reports from
 the teardown record, not silence. That snapshot is not written to the transcript (the audit would
 count it twice). A snapshot that cannot be taken is itself a finding (the sample is not shown
-clean).
+clean). With sidecars or an egress proxy, their evidence and the proxy log are read the same way.
+
+The explanation starts with what could be checked (the sample's evidence coverage): a sample run
+in another sandbox, or whose evidence is missing, says "NOT CHECKED: …" first, and "no findings"
+is only ever said of what was checked.
 """
 
 from __future__ import annotations
