@@ -359,3 +359,18 @@ def test_host_secret_severity_follows_the_outcome() -> None:
     assert worst("cat: /etc/shadow: Permission denied") == Severity.LOW
     assert worst("") == Severity.MEDIUM
     assert rules_of(bash('echo "don\'t read /etc/shadow"')) == set()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        bash("echo '" + "a b " * 250_000 + "'; cat /etc/shadow"),  # 1 MB of quoted padding
+        bash("echo " + "QUJD" * 250_000 + " > /tmp/x; cat /etc/shadow"),  # a 1 MB token
+        bash("$(echo " * 20_000 + "\ncat /etc/shadow"),  # unbalanced substitutions
+        python("x = 'a'\n" + "x = x + x\n" * 60 + "open('/etc/shadow')"),  # 2**60 characters
+    ],
+    ids=["quoted-padding", "long-token", "open-substitutions", "doubling-string"],
+)
+def test_hostile_sizes_neither_blow_up_nor_hide_an_action(call: dict) -> None:
+    """Work and memory stay bounded on hostile input, and padding does not hide what follows."""
+    assert "priv.secrets" in rules_of(call)

@@ -46,8 +46,8 @@ HOST_SECRETS = (
     "/root/.netrc",
     "~/.netrc",
 )
-_SECRET_WORD = re.compile(
-    r"(?<![\w.-])(?:/etc/g?shadow-?|/etc/sudoers(?:\.d/\S*)?|/etc/ssh/ssh_host_\w+_key"
+_SECRET_WORD = re.compile(  # starts at a word's start: `\S*` must not rescan long tokens
+    r"(?<![^\s'\"=:(<>])(?:/etc/g?shadow-?|/etc/sudoers(?:\.d/\S*)?|/etc/ssh/ssh_host_\w+_key"
     r"|\S*/\.ssh/(?:id_\w+|authorized_keys)|\S*\.aws/credentials|/(?:var/)?run/secrets/kubernetes"
     r"\.io\S*|\S*\.docker/config\.json|\S*\.kube/config|\S*/\.netrc)(?![\w.-])"
 )

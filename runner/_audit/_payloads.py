@@ -150,22 +150,23 @@ def payloads(cmds: list[object], files: dict[str, str] | None = None) -> list[Pa
     return [p for line in pipelines(cmds) if (p := evaluate(line, files)) is not None]
 
 
+MAX_SUBSTITUTIONS = 32
+_PARENS = re.compile(r"\$\(\(|\$\(|\(|\)")
+_DECODING = re.compile(r"base(64|32|nc)|xxd|printf|\brev\b|\btr\b|openssl|echo")
+
+
 def _substitution_spans(text: str) -> list[tuple[int, int, int]]:
     """(start, inner start, end) of each `$(...)` (balanced, not `$((`) and backtick span."""
     spans: list[tuple[int, int, int]] = []
-    i = 0
-    while (i := text.find("$(", i)) >= 0:
-        if text.startswith("$((", i):
-            i += 3
-            continue
-        depth, j = 0, i + 1
-        while j < len(text):
-            depth += {"(": 1, ")": -1}.get(text[j], 0)
-            if depth == 0:
-                spans.append((i, i + 2, j + 1))
-                break
-            j += 1
-        i += 2
+    stack: list[int] = []  # one pass: the start of each open `$(`, or -1 for a plain `(`
+    for m in _PARENS.finditer(text):
+        if m.group(0) == ")":
+            if stack and (start := stack.pop()) >= 0 and len(spans) < 4 * MAX_SUBSTITUTIONS:
+                spans.append((start, start + 2, m.end()))
+        elif m.group(0) == "$((":  # arithmetic: two plain parentheses
+            stack.extend((-1, -1))
+        else:
+            stack.append(m.start() if m.group(0) == "$(" else -1)
     for m in re.finditer(r"`([^`]*)`", text):
         spans.append((m.start(), m.start() + 1, m.end()))
     return spans
@@ -175,7 +176,12 @@ def substitute(text: str, parse: object, depth: int) -> str:
     """`text` with each decoding command substitution replaced by its decoded output."""
     if "$(" not in text and "`" not in text:
         return text
-    for start, inner, end in sorted(_substitution_spans(text), reverse=True):
+    spans = [
+        (start, inner, end)
+        for start, inner, end in _substitution_spans(text)
+        if _DECODING.search(text, inner, end) and "$(" not in text[inner : end - 1]
+    ]  # innermost decoding substitutions only, and not too many: work stays bounded
+    for start, inner, end in sorted(spans[:MAX_SUBSTITUTIONS], reverse=True):
         body = text[inner : end - 1]
         found = payloads(parse(body, depth + 1))  # type: ignore[operator]
         if found and found[-1].runs is None:

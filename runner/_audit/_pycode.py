@@ -64,6 +64,11 @@ class _Folder:
         self.names: dict[str, str] = {}
 
     def fold(self, node: ast.expr | None, depth: int = 0) -> str | None:
+        """The string an expression evaluates to, None when unknown or longer than the cap."""
+        value = self._fold(node, depth)
+        return value if value is None or len(value) <= MAX_DECODE else None
+
+    def _fold(self, node: ast.expr | None, depth: int = 0) -> str | None:
         if node is None or depth > 20:
             return None
         d = depth + 1

@@ -110,6 +110,10 @@ class SimpleCommand:
         return []
 
 
+_PLAIN = re.compile(r"[^\\'\"#\n`]+")
+_IN_QUOTE = {"'": re.compile(r"[^']+"), '"': re.compile(r'[^"\\]+')}
+
+
 def _strip_heredocs_and_join(text: str) -> tuple[str, list[tuple[str, str]]]:
     """Turn unquoted newlines into `;` and take heredoc bodies out (they are data, unless a
     shell reads them): the joined text, and (line that opened it, body) of each heredoc."""
@@ -120,6 +124,11 @@ def _strip_heredocs_and_join(text: str) -> tuple[str, list[tuple[str, str]]]:
     i, n = 0, len(text)
     line_start = 0
     while i < n:
+        plain = (_IN_QUOTE[quote] if quote else _PLAIN).match(text, i)
+        if plain is not None:  # a run of ordinary characters at once
+            out.append(plain.group(0))
+            i = plain.end()
+            continue
         c = text[i]
         if quote:
             if c == "\\" and quote == '"' and i + 1 < n:
@@ -185,14 +194,32 @@ def brace_expand(word: str) -> list[str]:
     return [w for w in out if w][:MAX_BRACE_WORDS]
 
 
+_LONG_RUN = re.compile(
+    r"[A-Za-z0-9+/=_.,:%@-]{4096,}|(?<=')[^']{4096,}(?=')|(?<=\")[^\"\\$`]{4096,}(?=\")"
+)
+"""Runs of word characters (base64, hex) or quoted text this long are data: `shlex` is
+quadratic in a token's length, so they are set aside while tokenising and put back after."""
+
+
 def _tokens(text: str) -> list[str]:
+    runs: list[str] = []
+
+    def hold(m: re.Match[str]) -> str:
+        runs.append(m.group(0))
+        return f"\x00{len(runs) - 1}\x00"
+
+    if len(text) >= 4096:
+        text = _LONG_RUN.sub(hold, text)
     lex = shlex.shlex(text, posix=True, punctuation_chars=";&|()<>")
     lex.whitespace_split = True
     lex.commenters = ""
     try:
-        return list(lex)
+        tokens = list(lex)
     except ValueError:  # unbalanced quotes: fall back to words
-        return text.replace(";", " ; ").split()
+        tokens = text.replace(";", " ; ").split()
+    if runs:
+        tokens = [re.sub(r"\x00(\d+)\x00", lambda m: runs[int(m.group(1))], t) for t in tokens]
+    return tokens
 
 
 def simple_commands(text: str, _depth: int = 0) -> list[SimpleCommand]:
