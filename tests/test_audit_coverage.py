@@ -27,12 +27,12 @@ from tests._sandbox_helpers import _usage
 
 
 def _call(cmd: str, parse_error: str | None = None) -> ModelOutput:
-    out = ModelOutput.for_tool_call("mockllm/model", "bash", {"cmd": cmd})
+    out = ModelOutput.for_tool_call("mockllm/model", "bash", {"command": cmd})
     if parse_error is not None:
         msg = out.choices[0].message
         assert msg.tool_calls
         msg.tool_calls[0] = ToolCall(
-            id="bad", function="bash", arguments={"cmd": cmd}, parse_error=parse_error
+            id="bad", function="bash", arguments={"command": cmd}, parse_error=parse_error
         )
     return _usage(out)
 
@@ -89,8 +89,9 @@ def test_no_tier_is_not_called_a_tier_and_a_call_that_never_ran_is_an_attempt(
     (s,) = audit_log(local_log).samples
     curl = [f for f in s.findings if "curl" in f.excerpt]
     assert curl, [f.rule for f in s.findings]
-    for f in curl:
+    for f in curl:  # it ran (harmless: --version), with no tier on record
         assert "the tier forbids" not in f.explanation and "no tier" in f.explanation
+        assert "never ran" not in f.explanation and f.severity != "low"
     never = [f for f in s.findings if "/etc/shadow" in f.excerpt]
     assert never, "the attempt is still on the record"
     for f in never:
@@ -107,7 +108,7 @@ def test_every_format_states_what_was_not_checked(local_log: Path, tmp_path: Pat
     assert "prompt" not in sample and "records" not in sample  # HTML-only fields
     res = runner.invoke(cli, ["audit", str(local_log)], terminal_width=200)
     assert "NOT CHECKED sample local/1" in res.stdout
-    assert "filesystem absent" in res.stdout
+    assert "conformance, filesystem, resources, proxy absent: no tierlock evidence" in res.stdout
     page = tmp_path / "r.html"
     res = runner.invoke(cli, ["audit", str(local_log), "--format", "html", "--out", str(page)])
     text = page.read_text()

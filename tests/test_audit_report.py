@@ -195,7 +195,9 @@ def _peek() -> Scorer:
 
 def test_inspects_own_sandbox_commands_are_folded_away(tmp_path: Path) -> None:
     outputs = [
-        _usage(ModelOutput.for_tool_call("mockllm/model", "bash", {"cmd": "echo hi > out.txt"})),
+        _usage(
+            ModelOutput.for_tool_call("mockllm/model", "bash", {"command": "echo hi > out.txt"})
+        ),
         _usage(ModelOutput.from_content("mockllm/model", "wrote it")),
     ]
     task = Task(
@@ -210,6 +212,8 @@ def test_inspects_own_sandbox_commands_are_folded_away(tmp_path: Path) -> None:
         log_dir=str(tmp_path / "logs"),
         display="none",
     )
+    assert log.results is not None  # the model's command ran: the scorer read its file
+    assert log.results.scores[0].metrics["accuracy"].value == 1
     audit = audit_log(log.location, timeline=True)
     (s,) = audit.samples
     assert s.timeline is not None

@@ -96,10 +96,9 @@ def coverage(seen: EvidenceSeen, declared_sandbox: str | None) -> Coverage:
         for source in ("conformance", "filesystem", "resources", "proxy", "sidecars"):
             _status(out, source, "not-applicable", "the sample had no sandbox")
     elif kind == "other":
-        why = f"made without tierlock's sandbox ({declared_sandbox or 'unknown sandbox'})"
-        for source in ("conformance", "filesystem", "resources"):
+        why = f"no tierlock evidence ({declared_sandbox or 'unknown'} sandbox)"
+        for source in ("conformance", "filesystem", "resources", "proxy"):
             _status(out, source, "absent", why)
-        _status(out, "proxy", "absent", "egress was not observed: " + why)
         _status(out, "sidecars", "not-applicable")
     else:
         _tierlock(out, seen, conf, boxes, proxies)
@@ -198,7 +197,14 @@ def summary(cov: Coverage | None) -> str:
         return "evidence coverage not recorded"
     if cov.sandbox == "none":
         return "no sandbox: the transcript is the whole record (checked)"
-    head = "all evidence checked" if cov.complete else "NOT CHECKED: " + "; ".join(cov.gaps())
+    if cov.complete:
+        return "all evidence checked"
+    by_reason: dict[str, list[str]] = {}
+    for s in cov.sources:
+        if s.status in ("absent", "partial"):
+            reason = s.status + (f": {s.detail}" if s.detail else "")
+            by_reason.setdefault(reason, []).append(s.source)
+    gaps = "; ".join(f"{', '.join(sources)} {reason}" for reason, sources in by_reason.items())
     if cov.transcript_only:
-        head = "transcript only (no tierlock sandbox evidence): " + head
-    return head
+        return f"transcript only (made without tierlock's sandbox): {gaps}"
+    return f"NOT CHECKED: {gaps}"
