@@ -29,6 +29,7 @@ from ._audit import (
 
 EXIT_FINDINGS = 1
 EXIT_UNREADABLE = 3
+EXIT_UNCHECKED = 4
 
 
 def _expand(paths: tuple[str, ...]) -> list[str]:
@@ -144,6 +145,12 @@ def _expected(pairs: tuple[str, ...]) -> dict[str, str]:
     help="YAML file of extra rules (see runner/_audit/_rules.py).",
 )
 @click.option(
+    "--require-evidence",
+    is_flag=True,
+    help="Exit 4 when a sample's evidence was not all checked (e.g. a log made without "
+    "tierlock's sandbox): what was not checked is not clean.",
+)
+@click.option(
     "--replay",
     is_flag=True,
     help="Re-run each sample's recorded bash/python calls, with no model, in a fresh sandbox "
@@ -157,6 +164,7 @@ def audit_command(
     expect: tuple[str, ...],
     ledger_path: str | None,
     rules_file: str | None,
+    require_evidence: bool,
     replay: bool,
 ) -> None:
     """Audit Inspect logs (.eval files, or directories of them) for containment findings.
@@ -171,6 +179,7 @@ def audit_command(
       2  usage error
       3  a log could not be read (missing, truncated, corrupt, not an Inspect log);
          the other logs are still audited and reported
+      4  with --require-evidence: a sample's evidence was not all checked
     With --replay: 0 no call diverges, 2 a call diverges (printed with both outputs).
     """
     if replay:
@@ -217,7 +226,23 @@ def audit_command(
         code = EXIT_UNREADABLE
     elif fail_on != "none" and worst is not None and worst.at_least(fail_on):
         code = EXIT_FINDINGS
+    elif require_evidence and (unchecked := _unchecked(result)):
+        click.echo(
+            f"tierlock audit: {unchecked} sample(s) not fully checked (see evidence coverage)",
+            err=True,
+        )
+        code = EXIT_UNCHECKED
     click.get_current_context().exit(code)
+
+
+def _unchecked(result: AuditResult) -> int:
+    """How many samples' evidence was not all checked."""
+    return sum(
+        1
+        for log in result.logs
+        for s in log.samples
+        if s.coverage is None or not s.coverage.complete
+    )
 
 
 def _write_report(result: AuditResult, fmt: str, out: str | None) -> None:

@@ -116,6 +116,18 @@ def test_every_format_states_what_was_not_checked(local_log: Path, tmp_path: Pat
     assert 'data-source="filesystem"><b>filesystem</b> <span class="st-absent">' in text
 
 
+def test_require_evidence_exits_4_on_a_transcript_only_log(local_log: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(cli, ["audit", str(local_log), "--require-evidence", "--format", "json"])
+    assert res.exit_code == 4 and "1 sample(s) not fully checked" in res.stderr
+    assert runner.invoke(cli, ["audit", str(local_log), "--format", "json"]).exit_code == 0
+    from tests._audit_logs import Script, make_log  # no sandbox at all: nothing more to check
+
+    plain = make_log(tmp_path, [Script("t", [], final="hi")])
+    res = runner.invoke(cli, ["audit", str(plain), "--require-evidence", "--format", "json"])
+    assert res.exit_code == 0, res.output
+
+
 def test_the_scorer_in_the_log_states_its_coverage(local_log: Path) -> None:
     from inspect_ai.log import read_eval_log
 
