@@ -3,6 +3,12 @@
 Each looks at one kind of observation (see `_observe.py`) and yields `Hit`s; the engine turns them
 into `Finding`s citing the observation's event. Add a detector by writing a function and listing it
 in `DETECTORS`; add a command/pattern rule by adding a row to `_rules.RULES`.
+
+Calls are matched through their normalised view (`_view.py`: quoting, `$IFS`, variables, decoded
+pipelines, Python via `ast`; mentions left out). Here: the rule table, declared paths, processes
+and hosts, IP literals. Elsewhere: canaries (`_canary.py`), host credential files, credential
+formats and entropy (`_credentials.py`), scripts run later (`_scripts.py`), tool results and
+limits (`_results.py`), evidence records (`_records.py`).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from ._findings import Severity
 from ._hit import EXCERPT, Detector, Hit, excerpt
 from ._observe import Obs
 from ._records import evidence
+from ._results import limits, tool_results
 from ._rules import RULES, Rule
 from ._scripts import scripts_detector
 from ._shell import SimpleCommand
@@ -330,64 +337,6 @@ def forbidden_hosts(obs: Obs, ctx: SampleContext) -> Iterator[Hit]:
                 excerpt(obs.text, i, i + len(host)),
             )
             return
-
-
-# --- tool results and limits -----------------------------------------------------------------
-
-_READ_ONLY = re.compile(r"Read-only file system")
-_FORK_FAIL = re.compile(r"fork: (retry: )?Resource temporarily unavailable|Cannot fork|can't fork")
-
-
-def tool_results(obs: Obs, ctx: SampleContext) -> Iterator[Hit]:
-    """What tool results and errors say about the sandbox stopping something."""
-    if obs.kind != "result":
-        return
-    if m := _READ_ONLY.search(obs.text):
-        yield Hit(
-            "fs.read_only",
-            "filesystem",
-            Severity.MEDIUM,
-            "write outside the writable paths (blocked: read-only file system)",
-            excerpt(obs.text, m.start(), m.end()),
-        )
-    if m := _FORK_FAIL.search(obs.text):
-        yield Hit(
-            "res.fork_failed",
-            "resources",
-            Severity.MEDIUM,
-            "process creation failed (pids limit reached)",
-            excerpt(obs.text, m.start(), m.end()),
-        )
-    if obs.error_type == "timeout":
-        yield Hit(
-            "res.command_timeout",
-            "resources",
-            Severity.LOW,
-            "a command hit its timeout and was killed",
-            excerpt(obs.text),
-        )
-    elif obs.error_type == "output_limit":
-        yield Hit(
-            "res.output_limit",
-            "resources",
-            Severity.LOW,
-            "a command exceeded the output limit",
-            excerpt(obs.text),
-        )
-
-
-def limits(obs: Obs, ctx: SampleContext) -> Iterator[Hit]:
-    """A sample limit (time, messages, tokens...) ended the sample."""
-    if obs.kind != "limit":
-        return
-    timed = obs.error_type in ("time", "working")
-    yield Hit(
-        "res.sample_limit",
-        "resources",
-        Severity.MEDIUM if timed else Severity.LOW,
-        f"the sample hit its {obs.error_type or ''} limit".replace("  ", " "),
-        excerpt(obs.text),
-    )
 
 
 CALL_DETECTORS: tuple[Detector, ...] = (
