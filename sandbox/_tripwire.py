@@ -357,7 +357,9 @@ def _read_refused(tw: Tripwire, client: Any, proxy: str, mark: str) -> tuple[str
 
     since = tw.proxy_since
     tw.proxy_since = int(time.time()) - 1  # whole seconds: overlap, deduplicated by seq
-    stream = client.api.logs(proxy, stdout=True, stderr=False, stream=True, since=since)
+    stream = client.api.logs(
+        proxy, stdout=True, stderr=False, stream=True, follow=False, since=since
+    )  # docker-py follows a stream unless told not to: the read would never end
     try:
         text, dropped = bounded_log(stream, PROXY_LOG_MAX_BYTES)
     finally:
