@@ -300,9 +300,11 @@ def _legend(findings: Iterable[Finding]) -> str:
         f'<tr><td class="sev-{s.value}">{s.value}</td><td>{_e(SEVERITY_MEANING[s])}</td></tr>'
         for s in SEVERITIES
     )
+    meaning = {r.id: r.explanation for r in RULES}  # a row's general meaning, else an example
     fired_rows = "".join(
         f"<tr><td><code>{_e(rule)}</code></td><td>{_e(f.category)}</td>"
-        f'<td class="sev-{f.severity.value}">{f.severity.value}</td><td>{_e(f.explanation)}</td></tr>'
+        f'<td class="sev-{f.severity.value}">{f.severity.value}</td>'
+        f"<td>{_e(meaning.get(rule) or 'e.g. ' + f.explanation)}</td></tr>"
         for rule, f in sorted(fired.items())
     )
     all_rows = "".join(
