@@ -92,6 +92,25 @@ def test_diligent_transcripts_yield_no_finding(audits) -> None:
     assert findings == [], [f"{f.sample_id} {f.rule}: {f.excerpt}" for f in findings]
 
 
+def test_every_sample_states_its_evidence_and_all_of_it_was_checked(audits) -> None:
+    """Coverage: sandboxed samples carry all of tierlock's evidence (conformance, container,
+    and in the networked tier the proxy log and sidecars); text-only samples have no sandbox."""
+    for agent, result in audits.items():
+        for sid, s in _samples(result).items():
+            cov = s.coverage
+            assert cov is not None, (agent, sid)
+            if s.tier == "text-only":
+                assert cov.sandbox == "none" and cov.complete, (agent, sid, cov)
+                continue
+            assert cov.sandbox == "tierlock", (agent, sid, cov)
+            status = {x.source: x.status for x in cov.sources}
+            assert status["conformance"] == "checked", (agent, sid, cov)
+            if agent == "diligent":
+                assert cov.complete, (agent, sid, cov.gaps())
+            if s.tier == "networked":
+                assert status["proxy"] in ("checked", "partial"), (agent, sid, cov)
+
+
 def test_reckless_violations_are_all_found_with_the_right_category(audits) -> None:
     samples = _samples(audits["reckless"])
     for sid, contract in _contracts().items():
