@@ -142,6 +142,9 @@ class SeriesRunner:
             return SeriesOutcome("halted", c.label, str(state.halted.payload.get("reason")))
         if outcome.status in ("incomplete", "awaiting_approval"):
             return SeriesOutcome(outcome.status, c.label, "; ".join(outcome.reasons))
+        waiting = self._waiting(c)  # a jump at its last tier: the series waits for a human
+        if waiting is not None:
+            return SeriesOutcome("awaiting_approval", c.label, waiting)
         data = self.data(c)
         self._record(
             "checkpoint", c, outcome.tier,
@@ -176,15 +179,19 @@ class SeriesRunner:
     def hold(self, c: Checkpoint, tier: str) -> str | None:
         """Asked once `tier` screened clean: a reason to stop before going beyond it."""
         self.check_jump(c, tier)
+        return self._waiting(c)
+
+    def _waiting(self, c: Checkpoint) -> str | None:
+        """Why `c` may not go on: the series halted, or its jump waits for an approval."""
         state = self.state()
         if state.halted is not None:
             return f"series halted: {state.halted.payload.get('reason')}"
         jumps = [r for (lab, _), r in state.jumps.items() if lab == c.label]
         if jumps and self.series.jump.action == "approval" and c.label not in state.approvals:
             return (
-                f"capability jump at checkpoint {c.label} ({jumps[0].tier}): its thorough evals "
-                f"and higher tiers wait for: tierlock series approve {self._file()} "
-                f'{c.label} --by NAME --note "..."'
+                f"capability jump at checkpoint {c.label} ({jumps[0].tier}): its thorough evals, "
+                f"higher tiers and the next checkpoints wait for: tierlock series approve "
+                f'{self._file()} {c.label} --by NAME --note "..."'
             )
         return None
 
