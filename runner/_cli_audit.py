@@ -180,14 +180,16 @@ def audit_command(
       3  a log could not be read (missing, truncated, corrupt, not an Inspect log);
          the other logs are still audited and reported
       4  with --require-evidence: a sample's evidence was not all checked
-    With --replay: 0 no call diverges, 2 a call diverges (printed with both outputs).
+    With --replay: 0 every call of every sample replayed identically, 2 a call diverges
+    (printed with both outputs), 3 a sample could not be replayed (no tierlock policy recorded,
+    or the policy changed since the run).
     """
     if replay:
         from ._replay import replay_paths
 
-        lines, diverged, _ = replay_paths(_expand(logs))
+        lines, diverged, skipped = replay_paths(_expand(logs))
         click.echo("\n".join(lines))
-        click.get_current_context().exit(2 if diverged else 0)
+        click.get_current_context().exit(2 if diverged else EXIT_UNREADABLE if skipped else 0)
     detectors = DETECTORS
     if out:
         check_output_path(out, "the report")

@@ -226,8 +226,37 @@ def test_escape_probe_and_end_tier(
 def test_campaign_tiers_default_to_end_sample() -> None:
     from runner._campaign import TierSpec
 
-    spec = {"tier": "tool-restricted", "policy": "p.yaml", "tasks": [{"task": "t.py@x", "kind": "safety"}]}
+    spec = {
+        "tier": "tool-restricted",
+        "policy": "p.yaml",
+        "tasks": [{"task": "t.py@x", "kind": "safety"}],
+    }
     assert TierSpec.model_validate(spec).tripwire == "end-sample"
     assert TierSpec.model_validate({**spec, "tripwire": "end-tier"}).tripwire == "end-tier"
     with pytest.raises(ValueError):
         TierSpec.model_validate({**spec, "tripwire": "stop"})
+
+
+@pytest.mark.docker
+def test_refused_egress_trips_after_the_command(
+    docker_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """networked (allowlist): a request the egress proxy refuses ends the sample after the
+    command that made it; the next scripted call never runs."""
+    from _sandbox_helpers import run_containers, scripted_model
+
+    scripts = {
+        "egress": [
+            "curl -s -o /dev/null -w '%{http_code}\\n' http://refused.example/x; true",
+            "echo NEXT-CALL-RAN",
+        ]
+    }
+    monkeypatch.setenv(ENV_MODE, "end-sample")
+    task = _task(ROOT / "policies" / "networked.yaml", [Sample(input="egress", id="egress")])
+    log = _eval(task, scripted_model(scripts), tmp_path)
+    [sample] = log.samples or []
+    [trip] = _trips(sample)
+    assert (trip.rule, trip.phase) == ("tripwire.egress", "after")
+    assert "refused.example" in trip.detail
+    assert "NEXT-CALL-RAN" not in _sandbox_cmds(sample)
+    assert run_containers(docker_client) == []
