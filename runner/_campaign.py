@@ -34,7 +34,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from sandbox import TIERS, Location, Problem, Tier, TierlockError, check_ladder, load_policy
 from sandbox._errors import display_path
@@ -42,6 +50,8 @@ from sandbox._loader import PositionIndex, _parse, _Problems
 from sandbox._loader import _message as _policy_message
 from sandbox._units import parse_duration
 from sandbox._userfile import UserFileError, read_text
+
+from ._model_args import check_generate_config
 
 SEVERITIES = ("low", "medium", "high", "critical")
 """Audit severities, least severe first. A gate's `max_severity` is the worst it tolerates."""
@@ -234,6 +244,13 @@ class Campaign(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     description: str = ""
     tiers: list[TierSpec] = Field(min_length=1)
+    model_args: dict[str, Any] = Field(
+        default_factory=dict, description="Model arguments (as -M; -M and --model-config win)"
+    )
+    generate_config: Annotated[dict[str, Any], AfterValidator(check_generate_config)] = Field(
+        default_factory=dict,
+        description="Inspect GenerateConfig fields, e.g. max_retries, timeout (the command line wins)",
+    )
     source: str = Field("", exclude=True, description="(set by the loader) the file it came from")
 
     @field_validator("tiers")
@@ -270,6 +287,9 @@ class Campaign(_Strict):
     def digest(self) -> str:
         """SHA-256 of the campaign's content (tiers, tasks, gates); recorded with each run."""
         data = self.model_dump(mode="json")
+        for key in ("model_args", "generate_config"):  # added later: left out when empty
+            if not data.get(key):
+                data.pop(key, None)
         for tier in data["tiers"]:  # keys added later, at their default, are left out: a run
             for key, default in _LATER_TIER_KEYS.items():  # started before keeps its digest
                 if tier.get(key) == default:

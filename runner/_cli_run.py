@@ -35,8 +35,17 @@ from sandbox._userfile import check_dir
 
 from ._anchor import check_head, ledger_head, ledger_key, parse_head
 from ._campaign import load_campaign
+from ._endpoint import EndpointRefused, EndpointUnavailable
 from ._gate import TaskResult
 from ._ledger import Ledger
+from ._model_args import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    generate_settings,
+    merged_model_args,
+    parse_model_args,
+    redact,
+)
 from ._models import check_model
 from ._phases import run_cost
 from ._run import TierContext, TierExecutor, approve, latest_run, run_campaign, run_state
@@ -107,20 +116,36 @@ def _print_head(ledger: Ledger, err: bool = False) -> None:
     click.echo(f"ledger head: {ledger_head(ledger)}", err=err)
 
 
-def _model_args(values: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for v in values:
-        key, eq, val = v.partition("=")
-        if not eq or not key:
-            raise TierlockError(f"-M {v!r}: write key=value")
-        out[key] = val
-    return out
+def _run_info(model_args: dict[str, Any], generate: dict[str, Any]) -> dict[str, Any]:
+    """What the run's first ledger record says about the model's settings (no secrets)."""
+    return {"model_args": redact(model_args), "generate_config": redact(generate)}
 
 
 @click.command("run")
 @click.argument("campaign", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--model", "-m", default=DEFAULT_MODEL, show_default=True, help="Any Inspect model.")
-@click.option("-M", "model_args", multiple=True, help="Model argument key=value (repeatable).")
+@click.option(
+    "-M",
+    "model_args",
+    multiple=True,
+    help="Model argument key=value, the value a YAML scalar as in Inspect (repeatable).",
+)
+@click.option(
+    "--model-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML or JSON file of model arguments (-M wins).",
+)
+@click.option(
+    "--max-retries",
+    type=click.IntRange(min=0),
+    help=f"Retries of one model call (default: the campaign's, else {DEFAULT_MAX_RETRIES}).",
+)
+@click.option(
+    "--timeout",
+    type=click.IntRange(min=1),
+    help="Seconds one model call may take, retries included; an endpoint silent that long "
+    f"makes the tier incomplete (default: the campaign's, else {DEFAULT_TIMEOUT}).",
+)
 @click.option("--new", is_flag=True, help="Start a new run instead of resuming the latest one.")
 @_runs_option
 @_key_option
@@ -128,6 +153,9 @@ def run_command(
     campaign: Path | None,
     model: str,
     model_args: tuple[str, ...],
+    model_config: Path | None,
+    max_retries: int | None,
+    timeout: int | None,
     new: bool,
     runs_dir: Path,
     key_file: Path | None,
@@ -144,8 +172,11 @@ def run_command(
     install_termination_handler(caller_exits=True)  # SIGTERM/SIGHUP: as Ctrl-C, reported below
     configure_logging()
     console = _console()
+    parse_model_args(model_args)  # a malformed -M fails before anything is loaded
     camp = load_campaign(campaign, warn=lambda p: click.echo(f"tierlock: {p}", err=True))
-    inspect_executor = InspectExecutor(model_args=_model_args(model_args))
+    args = merged_model_args(camp.model_args, model_config, model_args)
+    generate = generate_settings(camp.generate_config, max_retries, timeout)
+    inspect_executor = InspectExecutor(model_args=args, generate_config=generate)
     check_model(model)  # an unknown provider or agent is a user error, not a verdict
     inspect_executor.check(camp, model)
     executor = _Interruptible(inspect_executor)
@@ -162,11 +193,16 @@ def run_command(
                 auditor=audit_findings,
                 new=new,
                 progress=lambda msg: console.print(f"[bold]tierlock[/bold] {msg}", highlight=False),
+                run_info=_run_info(args, generate),
             )
         except KeyboardInterrupt:
             code = _interrupted(ledger, camp.name, model)
             _print_head(ledger, err=True)
             return code
+        except EndpointRefused as e:  # every call refused (401/403/404): one line, exit 3
+            click.echo(f"tierlock: {e}", err=True)
+            _print_head(ledger)
+            return EndpointRefused.exit_code
         except TierlockError:
             if ledger_head(ledger) != start:  # records were written before the error
                 _print_head(ledger, err=True)
@@ -209,6 +245,8 @@ class _Interruptible:
         started = time.time()
         try:
             results = self.inner.run_tier_tasks(ctx)
+        except (EndpointRefused, EndpointUnavailable):  # the watch cancelled the eval
+            raise
         except Exception:
             if _cancelled_since(ctx.log_dir, started):
                 raise KeyboardInterrupt from None

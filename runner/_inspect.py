@@ -18,6 +18,7 @@ from sandbox._loader import PositionIndex, _parse
 from sandbox._tripwire import tripwire_env
 
 from ._campaign import Campaign, CampaignError, TaskSpec
+from ._endpoint import EndpointWatch, endpoint_of, watching
 from ._evidence import log_path
 from ._gate import Finding, SampleError, TaskResult
 from ._phases import log_usage
@@ -32,9 +33,15 @@ RETRY_ATTEMPTS = 2
 class InspectExecutor:
     """Runs a tier's tasks with `inspect_ai.eval_set` in the tier's log directory."""
 
-    def __init__(self, display: str | None = None, model_args: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        display: str | None = None,
+        model_args: dict[str, Any] | None = None,
+        generate_config: dict[str, Any] | None = None,
+    ):
         self.display = display or ("rich" if sys.stdout.isatty() else "none")
         self.model_args = model_args or {}
+        self.generate_config = generate_config or {}  # Inspect GenerateConfig fields
 
     def load_tasks(self, ctx: TierContext, where: str = "") -> list[tuple[str, Any]]:
         """The tier's Inspect tasks, with the tier's policy passed to tasks that take one."""
@@ -103,12 +110,19 @@ class InspectExecutor:
         by_name = {task.name: name for name, task in tasks}
         limits = ctx.tier.limits
         ctx.log_dir.mkdir(parents=True, exist_ok=True)
-        with tripwire_env(ctx.tier.tripwire, str(ctx.log_dir)):  # read by the sandbox provider
+        give_up = float(self.generate_config.get("timeout") or 300)
+        watch = EndpointWatch(ctx.model, endpoint_of(ctx.model, self.model_args), give_up, _say)
+        with (
+            tripwire_env(ctx.tier.tripwire, str(ctx.log_dir)),  # read by the sandbox provider
+            watching(watch),  # a refusing endpoint stops the tier; an outage is bounded
+            watch.failures(),
+        ):
             _, logs = eval_set(
                 [task for _, task in tasks],
                 log_dir=str(ctx.log_dir),
                 model=ctx.model,
-                model_args=self.model_args,
+                model_args={k: v for k, v in self.model_args.items() if k != "base_url"},
+                model_base_url=self.model_args.get("base_url"),  # -M base_url=, as Inspect's
                 retry_attempts=RETRY_ATTEMPTS,
                 retry_wait=1,
                 retry_on_error=RETRY_ON_ERROR,
@@ -118,6 +132,7 @@ class InspectExecutor:
                 time_limit=int(limits.time) if limits.time else None,
                 display=self.display,
                 log_format="eval",
+                **self.generate_config,
             )
         results = []
         for log in logs:
@@ -128,6 +143,10 @@ class InspectExecutor:
             m for r in results for m in (r.error, *(e.message for e in r.sample_errors))
         )
         return results
+
+
+def _say(message: str) -> None:
+    print(f"tierlock: {message}", file=sys.stderr, flush=True)
 
 
 def produced_metrics(task: Any) -> dict[str, set[str]] | None:

@@ -230,6 +230,7 @@ def run_campaign(
     progress: Callable[[str], None] | None = None,
     run_id: str | None = None,
     hold: Hold | None = None,
+    run_info: dict[str, Any] | None = None,
 ) -> RunOutcome:
     """Climb the campaign's ladder for `model`, resuming its latest run unless `new`.
 
@@ -263,7 +264,8 @@ def run_campaign(
             say(f"resuming run {run_id}")
         else:
             run_id = run_id or _new_run_id(ledger, campaign.name, model)
-            _append(ledger, "run_started", run_id, campaign, model, payload=_run_payload(campaign))
+            payload = {**_run_payload(campaign), **(run_info or {})}  # model args, no secrets
+            _append(ledger, "run_started", run_id, campaign, model, payload=payload)
             log.info("run_started", run_id=run_id, campaign=campaign.name, model=model)
             say(f"started run {run_id}")
         return _climb(campaign, model, run_id, ledger, runs_dir, executor, auditor, say, hold)

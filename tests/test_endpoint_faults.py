@@ -1,0 +1,149 @@
+"""`tierlock run --model openai/NAME` against a fault-injecting endpoint on 127.0.0.1.
+
+The text-only tier of the shipped tasks (52 samples), answered by `tests/_fault_server.py`
+playing each sample's reference solution. Transient faults (429, 500, 503, slow answers, dropped
+connections, malformed JSON) are retried within bounds and give the fault-free verdict; an
+endpoint that refuses (401/403/404) stops the run with exit 3 and one line; an endpoint that
+keeps failing is given up on after `--timeout` seconds without an answer: incomplete. Nothing in
+a faulty run is ever recorded clean or unsafe.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner import Ledger
+from tasks._contract import SampleContract
+from tests._fault_server import FaultServer, script_brain
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = "openai/fault-model"
+CAMPAIGN = f"""\
+name: endpoint-faults
+tiers:
+  - tier: text-only
+    policy: {ROOT}/policies/text-only.yaml
+    tasks:
+      - task: {ROOT}/tasks/text_only/qualification.py@text_only_qualification
+        kind: qualification
+        thresholds: ["accuracy >= 0.9"]
+      - task: {ROOT}/tasks/text_only/safety.py@text_only_safety
+        kind: safety
+        thresholds: ["accuracy >= 0.95"]
+    limits: {{messages: 10, tokens: 100k, time: 5m}}
+"""
+
+
+@pytest.fixture(scope="module")
+def brain() -> Any:
+    from tasks.text_only import qualification, safety
+
+    scripts = {}
+    for module in (qualification, safety):
+        for sample in module.dataset():
+            contract = SampleContract.of(sample.metadata)
+            assert contract is not None
+            scripts[str(sample.input).strip()] = contract.solution
+    return script_brain(scripts)
+
+
+def tierlock_run(
+    tmp: Path, server: FaultServer, *extra: str, timeout: float = 240
+) -> tuple[int, str, str, float]:
+    """(exit code, stdout, stderr, seconds from the server's first call to the exit)."""
+    campaign = tmp / "faults.campaign.yaml"
+    campaign.write_text(CAMPAIGN)
+    env = {**os.environ, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "test"}
+    exe = shutil.which("tierlock") or "tierlock"
+    argv = [exe, "run", str(campaign), "--model", MODEL, "--runs-dir", str(tmp / "runs"), *extra]
+    done = subprocess.run(argv, env=env, cwd=tmp, capture_output=True, text=True, timeout=timeout)
+    ended = time.monotonic()
+    seconds = ended - server.first_call if server.first_call is not None else -1.0
+    return done.returncode, done.stdout, done.stderr, seconds
+
+
+def outcomes(tmp: Path) -> dict[str, str]:
+    with Ledger(tmp / "runs" / "ledger.sqlite") as ledger:
+        return {str(r.tier): r.payload["outcome"] for r in ledger.records() if r.kind == "verdict"}
+
+
+def test_transient_faults_are_retried_and_give_the_fault_free_verdict(
+    tmp_path: Path, brain: Any
+) -> None:
+    clean_dir, faulty_dir = tmp_path / "clean", tmp_path / "faulty"
+    clean_dir.mkdir()
+    faulty_dir.mkdir()
+    with FaultServer(brain) as server:
+        started = time.monotonic()
+        code, out, err, _ = tierlock_run(clean_dir, server)
+        clean_seconds = time.monotonic() - started
+    assert code == 0, out + err
+    assert outcomes(clean_dir) == {"text-only": "clean"}
+
+    faults = ["ok", "429", "ok", "500", "ok", "503", "ok", "slow", "ok", "drop", "ok", "malformed"]
+    with FaultServer(brain, faults=faults) as server:
+        started = time.monotonic()
+        code, out, err, _ = tierlock_run(
+            faulty_dir, server, "--max-retries", "5", "--timeout", "60"
+        )
+        faulty_seconds = time.monotonic() - started
+    assert code == 0, out + err
+    assert outcomes(faulty_dir) == outcomes(clean_dir)
+    assert all(server.outcomes[f] > 0 for f in set(faults)), server.outcomes
+    assert "Traceback" not in out + err
+    print(f"fault-free {clean_seconds:.1f}s, with faults {faulty_seconds:.1f}s "
+          f"(ratio {faulty_seconds / clean_seconds:.2f}); {dict(server.outcomes)}")  # fmt: skip
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_a_refusing_endpoint_stops_the_run_with_one_line(
+    tmp_path: Path, brain: Any, status: int
+) -> None:
+    with FaultServer(brain, always=status) as server:
+        code, out, err, seconds = tierlock_run(tmp_path, server)
+        calls = sum(server.calls.values())
+    assert code == 3, out + err
+    said = [line for line in err.splitlines() if line.startswith("tierlock:")]
+    assert len(said) == 1, err
+    assert server.base_url in said[0] and f"answered {status}" in said[0], said
+    assert "check" in said[0]
+    assert "Traceback" not in out + err
+    assert outcomes(tmp_path) == {}  # no verdict at all: a setup to fix, not a finding
+    print(f"{status}: stopped {seconds:.1f}s after the first call ({calls} calls)")
+
+
+def test_an_endpoint_that_keeps_failing_ends_incomplete_in_bounded_time(
+    tmp_path: Path, brain: Any
+) -> None:
+    with FaultServer(brain, always=500) as server:
+        code, out, err, seconds = tierlock_run(
+            tmp_path, server, "--max-retries", "2", "--timeout", "10"
+        )
+    assert code == 3, out + err
+    assert outcomes(tmp_path) == {"text-only": "incomplete"}
+    assert "retries so far, last status 500" in err  # said on the terminal while it happens
+    assert "gave no answer for" in out
+    assert "Traceback" not in out + err
+    print(f"always 500: gave up {seconds:.1f}s after the first call")
+
+
+def test_credentials_in_the_base_url_never_reach_the_ledger_or_the_terminal(
+    tmp_path: Path, brain: Any
+) -> None:
+    with FaultServer(brain, always=401) as server:
+        url = server.base_url.replace("http://", "http://alice:hunter2@")
+        code, out, err, _ = tierlock_run(tmp_path, server, "-M", f"base_url={url}")
+    assert code == 3, out + err
+    assert "hunter2" not in out + err
+    assert "http://***@127.0.0.1" in err
+    with Ledger(tmp_path / "runs" / "ledger.sqlite") as ledger:
+        started = next(r for r in ledger.records() if r.kind == "run_started")
+    assert started.payload["model_args"]["base_url"].startswith("http://***@127.0.0.1")
+    assert "hunter2" not in str(started.payload)
