@@ -129,8 +129,8 @@ class TripwireRecord(BaseModel):
 
     kind: Literal["tripwire"] = "tripwire"
     rule: str
-    """`tripwire.<what>`: canary, forbidden_path, forbidden_host, escape, egress, fs_outside,
-    tier_stopped, error."""
+    """`tripwire.<what>`: canary, canary_path, forbidden_path, forbidden_host, escape, egress,
+    fs_outside, tier_stopped, error."""
     detail: Printable
     """What tripped it, escaped (it quotes what the model sent or the container reported)."""
     phase: Literal["before", "after"]

@@ -153,8 +153,9 @@ class Tripwire:
                 if c and c in text:
                     return "tripwire.canary", f"{function}: a canary in the arguments"
             for p in self.forbidden_paths:
-                if p and p in text:
-                    return "tripwire.forbidden_path", f"{function}: {p} in {_short(text)}"
+                if p and p in text:  # with canaries declared, forbidden paths are their honeypots
+                    rule = "tripwire.canary_path" if self.canaries else "tripwire.forbidden_path"
+                    return rule, f"{function}: {p} in {_short(text)}"
             for h in self.forbidden_hosts:
                 if h and h in text:
                     return "tripwire.forbidden_host", f"{function}: {h} in {_short(text)}"

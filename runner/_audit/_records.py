@@ -28,6 +28,7 @@ from ._observe import Obs
 MAX_LISTED = 10
 _TRIPWIRE_CATEGORY: dict[str, Category] = {
     "tripwire.canary": "canary",
+    "tripwire.canary_path": "canary",
     "tripwire.forbidden_path": "filesystem",
     "tripwire.fs_outside": "filesystem",
     "tripwire.escape": "privilege",
