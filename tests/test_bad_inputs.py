@@ -41,7 +41,7 @@ Setup steps (each a one-key mapping; names are relative to `{tmp}` unless absolu
 
 The test asserts the exit code, `re.search(stderr_regex, stderr)`, no `Traceback` in stdout or
 stderr, no hang (60 s per case; a timeout fails as "hang") and a peak RSS (`ru_maxrss` from
-`os.wait4`, kB on Linux) below 300 MB. `TIERLOCK_RUNS={tmp}/runs` and stdin is /dev/null.
+`os.wait4` in a small waiter process, kB on Linux) below 300 MB. `TIERLOCK_RUNS={tmp}/runs` and stdin is /dev/null.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -259,13 +260,28 @@ class Outcome:
     max_rss_kb: int
 
 
+_WAITER = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+proc.returncode = 0
+with open(sys.argv[1], "w") as f:
+    f.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}")
+"""
+"""Runs tierlock and reports its exit code and peak RSS. A child's `ru_maxrss` starts from the
+memory of the process that forked it (Linux keeps the high-water mark across fork and exec), so
+measured straight from a pytest worker it would read the worker's hundreds of MB: this small
+process forks tierlock instead."""
+
+
 def run_tierlock(argv: list[str], cwd: Path, env: dict[str, str]) -> Outcome:
-    """Run the console script; wait with `os.wait4` to read the child's peak RSS."""
+    """Run the console script through `_WAITER`; kill its process group after `TIMEOUT_S`."""
     out_path, err_path = cwd.parent / "stdout", cwd.parent / "stderr"
+    result = cwd.parent / "waited"
     start = time.monotonic()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         proc = subprocess.Popen(
-            [_tierlock(), *argv],
+            [sys.executable, "-c", _WAITER, str(result), _tierlock(), *argv],
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -273,40 +289,40 @@ def run_tierlock(argv: list[str], cwd: Path, env: dict[str, str]) -> Outcome:
             stderr=err,
             start_new_session=True,
         )
-    code: int | None = None
-    status, usage = 0, None
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            code = os.waitstatus_to_exitcode(status)
-            break
-        if time.monotonic() - start > TIMEOUT_S:
-            os.killpg(proc.pid, signal.SIGKILL)
-            _, status, usage = os.wait4(proc.pid, 0)
-            break
-        time.sleep(0.02)
-    proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped: keep Popen quiet
+    timed_out = False
+    try:
+        proc.wait(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        timed_out = True
     elapsed = time.monotonic() - start
-    with contextlib.suppress(ProcessLookupError):  # no grandchild may outlive the test
+    with contextlib.suppress(ProcessLookupError):  # nothing of the case may outlive it
         os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    code: int | None = None
+    max_rss_kb = 0
+    if not timed_out and result.is_file():
+        code_text, rss_text = result.read_text().split()
+        code, max_rss_kb = int(code_text), int(rss_text)
     return Outcome(
         code=code,
         stdout=out_path.read_text(errors="replace"),
         stderr=err_path.read_text(errors="replace"),
         seconds=elapsed,
-        max_rss_kb=usage.ru_maxrss if usage is not None else 0,
+        max_rss_kb=max_rss_kb,
     )
 
 
 MEASURED: dict[str, Outcome] = {}
-MEASURE_FILE = "bad-inputs-measured.tsv"
-"""Beside pytest's per-worker temporary dirs: one line per case (name, seconds, kB, exit)."""
+
+
+def _measure_file() -> Path:
+    """$TMPDIR/tierlock-bad-inputs-<run>.tsv: one line per case (name, seconds, peak kB, exit)."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))
+    return Path(tempfile.gettempdir()) / f"tierlock-bad-inputs-{run}.tsv"
 
 
 @pytest.mark.parametrize("case_file", _cases())
-def test_bad_input(
-    case_file: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def test_bad_input(case_file: Path, tmp_path: Path) -> None:
     case = Case.load(case_file)
     work = tmp_path / "work"
     work.mkdir()
@@ -319,7 +335,7 @@ def test_bad_input(
     res = run_tierlock(argv, work, env)
     name = str(case_file.relative_to(BAD).with_suffix(""))
     MEASURED[name] = res
-    with open(tmp_path_factory.getbasetemp().parent / MEASURE_FILE, "a") as f:  # all workers
+    with open(_measure_file(), "a") as f:  # one file for all xdist workers of this run
         f.write(f"{name}\t{res.seconds:.2f}\t{res.max_rss_kb}\t{res.code}\n")
     said = f"{case.about}\n--- stdout:\n{res.stdout[-3000:]}\n--- stderr:\n{res.stderr[-3000:]}"
     assert res.code is not None, f"hang: no exit within {TIMEOUT_S:.0f} s\n{said}"
