@@ -187,7 +187,9 @@ def audit_command(
     if replay:
         from ._replay import replay_paths
 
-        lines, diverged, skipped = replay_paths(_expand(logs))
+        lines, diverged, skipped, errors = replay_paths(_expand(logs))
+        for line in errors:
+            click.echo(line, err=True)
         click.echo("\n".join(lines))
         click.get_current_context().exit(2 if diverged else EXIT_UNREADABLE if skipped else 0)
     detectors = DETECTORS

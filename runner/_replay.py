@@ -128,8 +128,9 @@ def _load_task(log: Any, path: str) -> Any:
     try:
         [task] = load_tasks([ref], dict(ev.task_args or {}))
     except Exception as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise TierlockError(
-            f"{display_path(path)}: cannot reload task {ref} to replay ({e})"
+            f"{display_path(path)}: cannot reload task {ref} to replay ({first[:300]})"
         ) from None
     return task
 
@@ -146,7 +147,8 @@ def replay_log(path: str) -> list[SampleReplay]:
     except TierlockError:
         raise
     except Exception as e:
-        raise TierlockError(f"{display_path(path)}: cannot read log: {e}") from None
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise TierlockError(f"{display_path(path)}: cannot read log: {first[:300]}") from None
     task = _load_task(log, path)
     by_id = {str(s.id): s for s in task.dataset}
     out = []
@@ -288,16 +290,23 @@ def render(path: str, samples: list[SampleReplay]) -> tuple[list[str], int]:
     return lines, diverged
 
 
-def replay_paths(paths: list[str]) -> tuple[list[str], int, int]:
-    """(report lines, divergent calls, samples not replayed) over the logs."""
+def replay_paths(paths: list[str]) -> tuple[list[str], int, int, list[str]]:
+    """(report lines, divergent calls, samples or logs not replayed, one error line per log
+    that could not be replayed at all) over the logs."""
     lines: list[str] = []
+    errors: list[str] = []
     diverged = skipped = 0
     for p in paths:
-        samples = replay_log(p)
+        try:
+            samples = replay_log(p)
+        except TierlockError as e:  # this log cannot be replayed; the others still are
+            errors.append(f"tierlock audit --replay: NOT REPLAYED: {str(e).splitlines()[0]}")
+            skipped += 1
+            continue
         more, n = render(p, samples)
         lines += more
         diverged += n
         skipped += sum(1 for s in samples if s.skipped)
     norms = ", ".join(what for what, _, _ in NORMALISATIONS)
     lines.append(f"normalised before comparing: per-sample canaries, {norms}")
-    return lines, diverged, skipped
+    return lines, diverged, skipped, errors

@@ -247,7 +247,9 @@ def install_tripwire(tw: Tripwire) -> None:
                 await run_sync(_outside_writable, tw, *tw.box)
             except Exception as e:
                 hit = ("tripwire.error", f"the baseline read failed: {type(e).__name__}: {e}")
-        if hit is not None and (tw.tripped is None or hit[0] == "tripwire.tier_stopped"):
+        if hit is not None and (
+            tw.tripped is None or not tw.ends or hit[0] == "tripwire.tier_stopped"
+        ):
             record = tw.trip(*hit, "before")
             if tw.ends:
                 return Approval(decision="terminate", explanation=tw.reason(record))
@@ -298,11 +300,12 @@ async def after_command(
 
     from ._docker import run_sync
 
-    if tw.tripped is not None:
+    if tw.tripped is not None and tw.ends:  # the sample is ending already
         return
     start = time.perf_counter()
-    model_call = in_tool_call()
+    model_call = True  # until shown otherwise: a failing check fails closed
     try:
+        model_call = in_tool_call()
         hit = tw.check_output(stdout, stderr) if model_call else None
         if hit is None and tw.check_fs:
             outside = await run_sync(_outside_writable, tw, client, container_id)
