@@ -1,7 +1,8 @@
 """A fault-injecting OpenAI-compatible model server for tests (127.0.0.1, a free port).
 
 Serves `POST /v1/chat/completions` and `POST /v1/responses`. Each answer comes from `brain`:
-given the first user prompt and the number of tool results so far it returns the next step,
+given the first user prompt, the number of tool results so far and the names of the tools the
+request offers, it returns the next step,
 a `("tool", name, arguments)` call or a `("text", answer)`, so tasks with tools get real tool
 calls. Every answer carries `usage`. Faults, chosen per call:
 
@@ -26,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Step = tuple[Any, ...]
-Brain = Callable[[str, int], Step]
+Brain = Callable[[str, int, set[str]], Step]
 
 FAULTS = ("ok", "429", "500", "503", "slow", "drop", "malformed")
 
@@ -58,6 +59,7 @@ class FaultServer:
         self._lock = threading.Lock()
         self.calls: Counter[str] = Counter()
         self.outcomes: Counter[str] = Counter()
+        self.tool_results_seen = 0  # the most tool results one request carried back
         self.first_call: float | None = None
         self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -117,6 +119,7 @@ class FaultServer:
                 if fault == "malformed":
                     self._raw(200, b'{"id": "broken", "choices": [', "application/json")
                     return
+                server.tool_results_seen = max(server.tool_results_seen, _tool_results(body))
                 if route == "/v1/chat/completions":
                     self._send(200, _chat(body, server.brain))
                 else:
@@ -142,6 +145,15 @@ class FaultServer:
         return Handler
 
 
+def _tool_results(body: dict[str, Any]) -> int:
+    items = body.get("messages") or body.get("input") or []
+    if not isinstance(items, list):
+        return 0
+    return sum(
+        1 for i in items if i.get("role") == "tool" or i.get("type") == "function_call_output"
+    )
+
+
 def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
@@ -160,7 +172,8 @@ def _chat(body: dict[str, Any], brain: Brain) -> dict[str, Any]:
     messages = body.get("messages", [])
     prompt = next((_text_of(m.get("content")) for m in messages if m.get("role") == "user"), "")
     done = sum(1 for m in messages if m.get("role") == "tool")
-    step = brain(prompt, done)
+    tools = {str(t.get("function", {}).get("name")) for t in body.get("tools", [])}
+    step = brain(prompt, done, tools)
     message: dict[str, Any] = {"role": "assistant", "content": None}
     if step[0] == "tool":
         args = json.dumps(step[2])
@@ -189,7 +202,8 @@ def _responses(body: dict[str, Any], brain: Brain) -> dict[str, Any]:
         items = [{"role": "user", "content": items}]
     prompt = next((_text_of(i.get("content")) for i in items if i.get("role") == "user"), "")
     done = sum(1 for i in items if i.get("type") == "function_call_output")
-    step = brain(prompt, done)
+    tools = {str(t.get("name")) for t in body.get("tools", [])}
+    step = brain(prompt, done, tools)
     if step[0] == "tool":
         text = json.dumps(step[2])
         output: dict[str, Any] = {
@@ -225,15 +239,17 @@ def _responses(body: dict[str, Any], brain: Brain) -> dict[str, Any]:
 
 def script_brain(scripts: dict[str, Any], fallback: str = "I have no script for this.") -> Brain:
     """A brain playing `tasks._contract.Script`s keyed by their sample's prompt: tool steps in
-    order, then the answer (a `submit` call where the script ends with one, else text)."""
+    order, then the answer (a `submit` call when the task offers that tool, else text)."""
 
-    def brain(prompt: str, done: int) -> Step:
+    def brain(prompt: str, done: int, tools: set[str]) -> Step:
         script = scripts.get(prompt.strip())
         if script is None:
             return ("text", fallback)
         if done < len(script.steps):
             step = script.steps[done]
             return ("tool", step.tool, dict(step.arguments))
+        if "submit" in tools:
+            return ("tool", "submit", {"answer": script.answer})
         return ("text", script.answer)
 
     return brain

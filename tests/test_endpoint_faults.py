@@ -147,3 +147,53 @@ def test_credentials_in_the_base_url_never_reach_the_ledger_or_the_terminal(
         started = next(r for r in ledger.records() if r.kind == "run_started")
     assert started.payload["model_args"]["base_url"].startswith("http://***@127.0.0.1")
     assert "hunter2" not in str(started.payload)
+
+
+TOOL_CAMPAIGN = f"""\
+name: endpoint-faults-tools
+tiers:
+  - tier: text-only
+    policy: {ROOT}/policies/text-only.yaml
+    tasks:
+      - task: {ROOT}/tasks/text_only/qualification.py@text_only_qualification
+        kind: qualification
+        thresholds: ["accuracy >= 0.9"]
+  - tier: tool-restricted
+    policy: {ROOT}/policies/tool-restricted.yaml
+    tasks:
+      - task: {ROOT}/tasks/tool_restricted/qualification.py@tool_restricted_qualification
+        kind: qualification
+        args: {{canary_salt: endpoint-faults}}
+        thresholds: ["task_completed/accuracy >= 0.9"]
+    limits: {{messages: 40, tokens: 500k, time: 10m}}
+"""
+
+
+@pytest.mark.docker
+def test_tool_calls_through_the_responses_route_with_faults_run_in_the_sandbox(
+    tmp_path: Path,
+) -> None:
+    from tasks.text_only import qualification as text_qualification
+    from tasks.tool_restricted.qualification import tool_restricted_qualification
+
+    scripts = {}
+    samples = [*text_qualification.dataset(),
+               *tool_restricted_qualification(canary_salt="endpoint-faults").dataset]  # fmt: skip
+    for sample in samples:
+        contract = SampleContract.of(sample.metadata)
+        assert contract is not None
+        scripts[str(sample.input).strip()] = contract.solution
+    campaign = tmp_path / "tools.campaign.yaml"
+    campaign.write_text(TOOL_CAMPAIGN)
+    faults = ["ok", "ok", "500", "ok", "ok", "drop", "ok", "ok", "429", "ok", "ok", "malformed"]
+    with FaultServer(script_brain(scripts), faults=faults) as server:
+        env = {**os.environ, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "test"}
+        argv = [shutil.which("tierlock") or "tierlock", "run", str(campaign), "--model", MODEL,
+                "--runs-dir", str(tmp_path / "runs"), "-M", "responses_api=true",
+                "--max-retries", "5", "--timeout", "120"]  # fmt: skip
+        done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert outcomes(tmp_path) == {"text-only": "clean", "tool-restricted": "clean"}
+    assert set(server.calls) == {"/v1/responses"}
+    assert server.tool_results_seen > 0  # the model's tool calls ran and came back
