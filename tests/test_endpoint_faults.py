@@ -197,3 +197,44 @@ def test_tool_calls_through_the_responses_route_with_faults_run_in_the_sandbox(
     assert outcomes(tmp_path) == {"text-only": "clean", "tool-restricted": "clean"}
     assert set(server.calls) == {"/v1/responses"}
     assert server.tool_results_seen > 0  # the model's tool calls ran and came back
+
+
+def _objects_of(client: Any, pid: int) -> set[str]:
+    """Every tierlock container (running, paused, created) and network that process `pid`
+    made on the daemon (its owner label is `host/boot/pid/start`)."""
+    label = {"label": "tierlock.project"}
+    containers = client.containers.list(all=True, filters=label)
+    networks = client.networks.list(filters=label)
+
+    def mine(labels: dict[str, str] | None) -> bool:
+        parts = (labels or {}).get("tierlock.owner", "").split("/")
+        return len(parts) == 4 and parts[2] == str(pid)
+
+    return {f"container {c.name} ({c.status})" for c in containers if mine(c.labels)} | {
+        f"network {n.name}" for n in networks if mine(n.attrs.get("Labels"))
+    }
+
+
+@pytest.mark.docker
+def test_a_refusing_endpoint_in_a_sandboxed_tier_leaves_nothing_behind(
+    tmp_path: Path, brain: Any, docker_client: Any
+) -> None:
+    """The refusal cancels the tier while other samples' sandboxes are being set up or used:
+    nothing of the run may be left, running, paused, created or as a network."""
+    campaign = tmp_path / "sandboxed.campaign.yaml"
+    campaign.write_text(TOOL_CAMPAIGN.split("  - tier: text-only")[0]
+                        + "  - tier: tool-restricted" + TOOL_CAMPAIGN.split(
+                            "  - tier: tool-restricted")[1])  # fmt: skip
+    with FaultServer(brain, always=401) as server:
+        env = {**os.environ, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "test"}
+        argv = [shutil.which("tierlock") or "tierlock", "run", str(campaign), "--model", MODEL,
+                "--runs-dir", str(tmp_path / "runs")]  # fmt: skip
+        with subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) as proc:  # fmt: skip
+            out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 3, out + err
+    said = [line for line in err.splitlines() if line.startswith("tierlock:")]
+    assert len(said) == 1 and "answered 401" in said[0], err
+    assert outcomes(tmp_path) == {}
+    assert server.calls  # the sandboxes were up: the samples reached the model
+    assert _objects_of(docker_client, proc.pid) == set()
