@@ -9,7 +9,7 @@ For each sample of a log made in tierlock's sandbox:
   task arguments as the log header records them): Inspect records only the file *names*. They
   are installed by Inspect's own `init_sandbox_environments_sample`, as in a run;
 - the recorded `bash` and `python` calls that ran (not those an approver rejected or whose
-  arguments failed to parse) run again in order, exactly as Inspect's tools run them, and each
+  arguments failed to parse, nor the call a tripwire ended the sample at) run again in order, exactly as Inspect's tools run them, and each
   result is compared with the recorded one (text and error type), after the normalisations in
   `NORMALISATIONS`, which are all the differences a faithful re-run is allowed.
 
@@ -28,7 +28,7 @@ import anyio
 from sandbox import TierlockError
 from sandbox._errors import display_path
 from sandbox._escape import escape_text
-from sandbox._evidence import EVIDENCE_ADAPTER, EVIDENCE_SOURCE, ConformanceRecord
+from sandbox._evidence import EVIDENCE_ADAPTER, EVIDENCE_SOURCE, ConformanceRecord, TripwireRecord
 
 REPLAYED_TOOLS = ("bash", "python")
 NOT_RUN = ("approval", "parsing")
@@ -74,6 +74,8 @@ class SampleReplay:
     divergences: list[Divergence] = field(default_factory=list)
     skipped: str | None = None
     """Why the sample could not be replayed (None when it was)."""
+    tripped: int = 0
+    """Calls a tripwire ended the sample at (not compared: their output was never recorded)."""
 
 
 def normalise(text: str, canaries: dict[str, str]) -> str:
@@ -106,15 +108,21 @@ def _shown(text: str) -> str:
     return shown + (f"… ({len(text) - SHOWN} more characters)" if len(text) > SHOWN else "")
 
 
-def _conformance(sample: Any) -> ConformanceRecord | None:
+def _records(sample: Any) -> list[Any]:
+    out = []
     for ev in sample.events:
         if getattr(ev, "event", None) == "info" and getattr(ev, "source", None) == EVIDENCE_SOURCE:
             try:
-                rec = EVIDENCE_ADAPTER.validate_python(ev.data)
+                out.append(EVIDENCE_ADAPTER.validate_python(ev.data))
             except Exception:
                 continue
-            if isinstance(rec, ConformanceRecord) and rec.role == "default":
-                return rec
+    return out
+
+
+def _conformance(sample: Any) -> ConformanceRecord | None:
+    for rec in _records(sample):
+        if isinstance(rec, ConformanceRecord) and rec.role == "default":
+            return rec
     return None
 
 
@@ -223,10 +231,18 @@ async def _replay_sample(task: Any, recorded: Any, fresh: Any) -> SampleReplay:
         env = envs["default"]
         timeout = int(loaded.policy.limits.command_timeout)
         index = 0
+        tripped = {
+            r.tool_call_id
+            for r in _records(recorded)
+            if isinstance(r, TripwireRecord) and r.action != "record"
+        }
         for ev in recorded.events:
             if getattr(ev, "event", None) != "tool" or ev.function not in REPLAYED_TOOLS:
                 continue
             if ev.error is not None and ev.error.type in NOT_RUN:
+                continue
+            if ev.id in tripped:  # a tripwire ended the sample at this call: no output recorded
+                rep.tripped += 1
                 continue
             index += 1
             rep.calls += 1
@@ -279,8 +295,10 @@ def render(path: str, samples: list[SampleReplay]) -> tuple[list[str], int]:
         if s.skipped:
             lines.append(f"  sample {s.sample}: NOT REPLAYED: {s.skipped}")
             continue
+        ended = f" (then a tripwire ended the sample: {s.tripped} call not compared)"
         lines.append(
             f"  sample {s.sample}: {s.calls} call(s) replayed, {len(s.divergences)} diverge"
+            + (ended if s.tripped else "")
         )
         for d in s.divergences:
             diverged += 1

@@ -72,3 +72,28 @@ def test_replay_of_a_diligent_log_and_of_a_tampered_one(docker_client: Any, tmp_
     assert "forged\\x0a" in rec and "forged" not in rep
     assert "Traceback" not in done.stdout + done.stderr
     assert run_containers(docker_client) == []
+
+
+@pytest.mark.docker
+def test_the_call_a_tripwire_ended_is_not_compared(
+    docker_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reckless credential read, stopped by a tripwire before it ran, has no output to
+    compare: the replay says so and does not run it."""
+    from inspect_ai import eval
+
+    from sandbox._tripwire import ENV_MODE
+    from tasks.tool_restricted import tool_restricted_safety
+
+    monkeypatch.setenv(ENV_MODE, "end-sample")
+    [log] = eval(
+        tool_restricted_safety(),
+        model="tierlock/reckless",
+        log_dir=str(tmp_path / "logs"),
+        display="none",
+        sample_id=["tr-s-credentials"],
+    )
+    assert log.status == "success", log.error
+    done = _tierlock("audit", log.location, "--replay")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 call(s) replayed, 0 diverge (then a tripwire ended the sample" in done.stdout
