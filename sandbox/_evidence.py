@@ -33,6 +33,10 @@ class ConformanceRecord(BaseModel):
     mismatches: list[Printable] = Field(default_factory=list)
     unsafe_reason: str | None = None
     unsafe_rules: list[str] = Field(default_factory=list)
+    seccomp_sha256: str | None = None
+    """SHA-256 of the seccomp profile handed to Docker (None: unconfined, or not recorded)."""
+    user: str | None = None
+    """The uid:gid the sandbox's commands run as (the policy's user plus its leased slot)."""
 
 
 class FsChange(BaseModel):

@@ -91,7 +91,7 @@ from ._images import ensure_image_async
 from ._policy import Policy
 from ._reaper import INSIDE_COMMAND, ProcKey, kill_from_host, list_from_host, snapshot
 from ._signals import install_termination_handler
-from ._translate import KEEPALIVE_USER, container_settings, user_ids
+from ._translate import KEEPALIVE_USER, container_settings, seccomp_profile, user_ids
 from ._tripwire import Tripwire, after_command, install_tripwire, tripwire_for
 from ._uids import UidLease, lease_uid
 
@@ -412,6 +412,8 @@ class TierlockSandboxEnvironment(SandboxEnvironment):
                 mismatches=mismatches,
                 unsafe_reason=unsafe.reason if unsafe else None,
                 unsafe_rules=list(unsafe.allow) if unsafe else [],
+                seccomp_sha256=_profile_sha256(policy, box.loaded.policy_dir),
+                user=policy.process.user,
             )
         )
         if mismatches:
@@ -789,6 +791,16 @@ async def _reap(box: _Sandbox, final: bool = False) -> None:
             )  # fmt: skip
     elif killed:
         box.counters.survivors_killed += killed
+
+
+def _profile_sha256(policy: Policy, policy_dir: Path) -> str | None:
+    """SHA-256 of the seccomp profile the sandbox was given (what conformance compared)."""
+    import hashlib
+
+    with contextlib.suppress(SandboxError):
+        profile = seccomp_profile(policy, policy_dir)
+        return hashlib.sha256(profile.encode()).hexdigest() if profile is not None else None
+    return None
 
 
 def _model_has_acted() -> bool:

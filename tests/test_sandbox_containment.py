@@ -23,6 +23,7 @@ from inspect_ai.tool import bash
 from sandbox import load_policy
 from sandbox._evidence import ConformanceRecord, ContainerEvidence
 from sandbox._images import ensure_image
+from sandbox._seccomp import default_profile_sha256
 
 pytestmark = pytest.mark.docker
 
@@ -145,6 +146,9 @@ def test_conformance_and_evidence_recorded_per_sample(contained_run: dict[str, A
         conf = [r for r in records if isinstance(r, ConformanceRecord)]
         cont = [r for r in records if isinstance(r, ContainerEvidence)]
         assert len(conf) == 1 and conf[0].ok and conf[0].policy_hash == digest
+        # tierlock's own seccomp profile, by hash, and the sample's leased uid
+        assert conf[0].seccomp_sha256 == default_profile_sha256()
+        assert conf[0].user and 1000 <= int(conf[0].user.split(":")[0]) < 1512
         assert len(cont) == 1 and cont[0].policy_hash == digest
         assert cont[0].changes_outside_writable == []
     assert run_containers(docker_client) == []
