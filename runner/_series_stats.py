@@ -15,10 +15,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from scipy import stats
+if TYPE_CHECKING:
+    import numpy as np
 
 Scores = Mapping[str, float]
 """Per-sample scores keyed by `sample id#epoch`."""
@@ -76,6 +76,9 @@ def paired_increase(
 ) -> PairedTest:
     """Is `after` higher than `before` on the same samples (one-sided)? `interval=False`
     skips the bootstrap (the interval is then the point estimate)."""
+    import numpy as np
+    from scipy import stats
+
     keys = sorted(set(before) & set(after))
     b = np.array([float(before[k]) for k in keys])
     a = np.array([float(after[k]) for k in keys])
@@ -98,6 +101,9 @@ def paired_increase(
 
 def _interval(diff: np.ndarray[Any, Any], alpha: float) -> tuple[float, float]:
     """Bootstrap (percentile) interval of the mean difference; a point when there is no spread."""
+    import numpy as np
+    from scipy import stats
+
     if len(diff) < 2 or np.all(diff == diff[0]):
         return (float(diff.mean()), float(diff.mean()))
     res = stats.bootstrap(
@@ -110,6 +116,9 @@ def _interval(diff: np.ndarray[Any, Any], alpha: float) -> tuple[float, float]:
 
 def mean_interval(scores: Scores, level: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high): Wilson interval for 0/1 scores, Student t otherwise."""
+    import numpy as np
+    from scipy import stats
+
     values = [float(v) for v in scores.values()]
     if not values:
         return (math.nan, math.nan, math.nan)
