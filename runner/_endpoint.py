@@ -82,12 +82,22 @@ class EndpointWatch:
     refused: tuple[int, str] | None = None
     unavailable: str | None = None
     tasks: set[str] = field(default_factory=set)
-    _last_answer: float = field(default_factory=time.monotonic)
+    _last_answer: float = field(default_factory=time.monotonic)  # or the start of the eval
     _last_said: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answered(self) -> None:
         self._last_answer = time.monotonic()
+
+    def task_started(self, task_id: str) -> None:
+        with self._lock:
+            self.tasks.add(task_id)
+            if self.failed:  # a retry of a task cancelled earlier: cancel it too
+                self._cancel()
+
+    @property
+    def failed(self) -> bool:
+        return self.refused is not None or self.unavailable is not None
 
     def retried(self, status: int | None, exception: str | None) -> None:
         now = time.monotonic()
@@ -99,23 +109,23 @@ class EndpointWatch:
                 self._last_said = now
                 self.say(
                     f"model endpoint {self.endpoint} is failing: {self.retries} retries so far, "
-                    f"last {self.last}; last answer {silent:.0f}s ago (giving up after "
-                    f"{self.give_up:.0f}s without one)"
+                    f"last {self.last}; no answer for {silent:.0f}s (giving up after "
+                    f"{self.give_up:.0f}s)"
                 )
-            if silent >= self.give_up and self.unavailable is None and self.refused is None:
+            if silent >= self.give_up and not self.failed:
                 self.unavailable = (
                     f"model endpoint {self.endpoint} gave no answer for {silent:.0f}s: "
                     f"{self.retries} retries, last {self.last}"
                 )
+            if self.failed:  # again on every event: a task between attempts may restart
                 self._cancel()
 
     def attempt_failed(self, message: str) -> None:
         status = fatal_status(message)
-        if status is None:
-            return
         with self._lock:
-            if self.refused is None:
+            if status is not None and not self.failed:
                 self.refused = (status, " ".join(message.split())[:200])
+            if self.failed:
                 self._cancel()
 
     def _cancel(self) -> None:
@@ -188,7 +198,7 @@ def _register() -> None:
 
         async def on_task_start(self, data: TaskStart) -> None:
             if _active is not None:
-                _active.tasks.add(data.spec.task_id)
+                _active.task_started(data.spec.task_id)
 
         async def on_model_retry(self, data: ModelRetry) -> None:
             if _active is not None:

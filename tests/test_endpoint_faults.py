@@ -238,3 +238,14 @@ def test_a_refusing_endpoint_in_a_sandboxed_tier_leaves_nothing_behind(
     assert outcomes(tmp_path) == {}
     assert server.calls  # the sandboxes were up: the samples reached the model
     assert _objects_of(docker_client, proc.pid) == set()
+
+
+def test_fatal_statuses_are_read_from_provider_errors() -> None:
+    from runner._endpoint import fatal_status
+
+    assert fatal_status("AuthenticationError('Error code: 401 - {\"error\": {}}')") == 401
+    assert fatal_status("PermissionDeniedError: Error code: 403 - forbidden") == 403
+    assert fatal_status("NotFoundError('Error code: 404 - no route /v1/responses')") == 404
+    assert fatal_status("InternalServerError('Error code: 500 - injected')") is None
+    assert fatal_status("RateLimitError('Error code: 429 - slow down')") is None
+    assert fatal_status("APIConnectionError('Connection error.')") is None
