@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from ._hostlock import host_lock
 from ._labels import OWNER_LABEL, PROJECT, PROJECT_LABEL, ROLE_LABEL, RUN_LABEL, owner_alive
 
 if TYPE_CHECKING:
@@ -85,9 +86,9 @@ def cleanup(
         except docker.errors.APIError as e:
             report.errors.append(f"container {c['Id'][:12]}: {e.explanation or e}")
     for n in client.api.networks(filters=flt):
-        if _unused_egress(client, n):  # shared, recreated on demand: remove once nothing uses it
-            pass
-        elif not judge(n.get("Labels")):
+        if (n.get("Labels") or {}).get(ROLE_LABEL) == "egress":
+            continue  # shared, recreated on demand: removed below once nothing uses it
+        if not judge(n.get("Labels")):
             continue
         try:
             _disconnect_ours(client, n["Id"])
@@ -97,6 +98,7 @@ def cleanup(
             pass
         except docker.errors.APIError as e:
             report.errors.append(f"network {n.get('Name')}: {e.explanation or e}")
+    report.networks += remove_unused_egress(client)
     volumes: list[dict[str, Any]] = (client.api.volumes(filters=flt) or {}).get("Volumes") or []
     for v in volumes:
         if not judge(v.get("Labels")):
@@ -129,11 +131,12 @@ def remove_unused_egress(client: docker.DockerClient) -> list[str]:
 
     removed = []
     flt = {"label": [f"{PROJECT_LABEL}={PROJECT}", f"{ROLE_LABEL}=egress"]}
-    for n in client.api.networks(filters=flt):
-        if _unused_egress(client, n):
-            with contextlib.suppress(docker.errors.APIError):  # in use again, or already gone
-                client.api.remove_network(n["Id"])
-                removed.append(n.get("Name", n["Id"][:12]))
+    with host_lock("egress"):  # never between another process's look-up and its attaching
+        for n in client.api.networks(filters=flt):
+            if _unused_egress(client, n):
+                with contextlib.suppress(docker.errors.APIError):  # in use again, or gone
+                    client.api.remove_network(n["Id"])
+                    removed.append(n.get("Name", n["Id"][:12]))
     return removed
 
 

@@ -33,6 +33,7 @@ from ._allow import effective_allow
 from ._docker import create_container, run_sync
 from ._errors import SandboxError
 from ._evidence import ConformanceRecord, ContainerEvidence, EvidenceRecord, ProxyLog
+from ._hostlock import host_lock
 from ._labels import PROJECT, PROJECT_LABEL, ROLE_LABEL
 from ._proxy import PROXY_PORT, PROXY_RECIPE, PROXY_START, describe_allow, squid_config
 from ._proxylog import (
@@ -678,11 +679,19 @@ async def _create_proxy(
     kwargs["log_config"] = {"type": "json-file", "config": proxy_log_options()}
     container = await _create_container(client, kwargs, "proxy", state, want)
     state.proxy = container.id
-    try:
-        await run_sync(lambda: client.api.connect_container_to_network(container.id, egress))
-    except docker.errors.NotFound:  # the default egress network was removed meanwhile (cleanup)
-        await _ensure_egress(client, egress)
-        await run_sync(lambda: client.api.connect_container_to_network(container.id, egress))
+
+    def attach() -> None:
+        # one host-wide lock with `remove_unused_egress`: another process's cleanup cannot drop
+        # the shared network between our look-up and our attaching to it
+        with host_lock("egress"):
+            try:
+                client.api.connect_container_to_network(container.id, egress)
+            except docker.errors.NotFound:  # removed since `_ensure_egress` (a cleanup)
+                with _egress_lock:
+                    _get_or_create_egress(client, egress)
+                client.api.connect_container_to_network(container.id, egress)
+
+    await run_sync(attach)
     return container
 
 
@@ -691,34 +700,36 @@ _egress_lock = threading.Lock()
 
 async def _ensure_egress(client: docker.DockerClient, name: str) -> list[str]:
     """The egress network's gateway addresses (the host), creating the default network."""
-    import docker.errors
 
     def get_or_create() -> list[str]:
         with _egress_lock:
-            return _get_or_create()
-
-    def _get_or_create() -> list[str]:
-        try:
-            net = client.networks.get(name)
-        except docker.errors.NotFound:
-            if name != DEFAULT_EGRESS_NETWORK:
-                raise SandboxError(
-                    f"egress network {name!r} (${EGRESS_NETWORK_ENV}) does not exist"
-                ) from None
-            net = client.networks.create(
-                name,
-                driver="bridge",
-                check_duplicate=True,
-                labels={**_PROJECT_LABEL, _ROLE_LABEL: "egress"},
-                options={"com.docker.network.bridge.enable_icc": "false"},
-            )
-            net.reload()
-        if net.attrs.get("Internal"):
-            raise SandboxError(f"egress network {name!r} is internal: it has no way out")
-        configs = (net.attrs.get("IPAM") or {}).get("Config") or []
-        return [c["Gateway"] for c in configs if c.get("Gateway")]
+            return _get_or_create_egress(client, name)
 
     return await run_sync(get_or_create)
+
+
+def _get_or_create_egress(client: docker.DockerClient, name: str) -> list[str]:
+    import docker.errors
+
+    try:
+        net = client.networks.get(name)
+    except docker.errors.NotFound:
+        if name != DEFAULT_EGRESS_NETWORK:
+            raise SandboxError(
+                f"egress network {name!r} (${EGRESS_NETWORK_ENV}) does not exist"
+            ) from None
+        net = client.networks.create(
+            name,
+            driver="bridge",
+            check_duplicate=True,
+            labels={**_PROJECT_LABEL, _ROLE_LABEL: "egress"},
+            options={"com.docker.network.bridge.enable_icc": "false"},
+        )
+        net.reload()
+    if net.attrs.get("Internal"):
+        raise SandboxError(f"egress network {name!r} is internal: it has no way out")
+    configs = (net.attrs.get("IPAM") or {}).get("Config") or []
+    return [c["Gateway"] for c in configs if c.get("Gateway")]
 
 
 async def _resolve_image(client: docker.DockerClient, image: str | None) -> str:

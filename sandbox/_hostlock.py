@@ -1,0 +1,39 @@
+"""Host-wide locks between tierlock processes (`flock`, released by the kernel on a crash).
+
+Used where two processes on one host must not interleave Docker operations on a shared object:
+the shared egress network is removed when unused by one process while another attaches its proxy.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _lock_dir() -> Path:
+    for base in ("/run", os.environ.get("XDG_RUNTIME_DIR") or "", tempfile.gettempdir()):
+        if not base:
+            continue
+        d = Path(base) / f"tierlock-{os.getuid()}" / "locks"
+        try:
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError:
+            continue
+        if os.access(d, os.W_OK):
+            return d
+    return Path(tempfile.gettempdir())
+
+
+@contextmanager
+def host_lock(name: str) -> Iterator[None]:
+    """Hold the host-wide lock `name` (blocking) for the duration of the block."""
+    fd = os.open(_lock_dir() / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
