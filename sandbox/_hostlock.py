@@ -14,18 +14,24 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def _lock_dir() -> Path:
+def runtime_dir(name: str) -> Path | None:
+    """`tierlock-<uid>/<name>` under the first writable of /run, $XDG_RUNTIME_DIR and the temp
+    directory (created private); None when none is writable."""
     for base in ("/run", os.environ.get("XDG_RUNTIME_DIR") or "", tempfile.gettempdir()):
         if not base:
             continue
-        d = Path(base) / f"tierlock-{os.getuid()}" / "locks"
+        d = Path(base) / f"tierlock-{os.getuid()}" / name
         try:
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError:
             continue
         if os.access(d, os.W_OK):
             return d
-    return Path(tempfile.gettempdir())
+    return None
+
+
+def _lock_dir() -> Path:
+    return runtime_dir("locks") or Path(tempfile.gettempdir())
 
 
 @contextmanager

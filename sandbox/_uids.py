@@ -15,11 +15,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._errors import SandboxError
+from ._hostlock import runtime_dir
 
 SLOTS_ENV = "TIERLOCK_UID_SLOTS"
 DEFAULT_SLOTS = 512
@@ -48,17 +48,10 @@ class UidLease:
 
 
 def _lease_dir() -> Path:
-    for base in ("/run", os.environ.get("XDG_RUNTIME_DIR") or "", tempfile.gettempdir()):
-        if not base:
-            continue
-        d = Path(base) / f"tierlock-{os.getuid()}" / "uid-slots"
-        try:
-            d.mkdir(parents=True, exist_ok=True, mode=0o700)
-        except OSError:
-            continue
-        if os.access(d, os.W_OK):
-            return d
-    raise SandboxError("no writable directory for uid leases (/run, $XDG_RUNTIME_DIR, /tmp)")
+    d = runtime_dir("uid-slots")
+    if d is None:
+        raise SandboxError("no writable directory for uid leases (/run, $XDG_RUNTIME_DIR, /tmp)")
+    return d
 
 
 def slots() -> int:
