@@ -185,7 +185,8 @@ def test_crash_after_a_tiers_first_log_cannot_turn_an_audit_halt_into_clean(
     gets the finished logs back from Inspect as `file:` URIs; it must still halt there, on
     findings from audited logs whose hashes the ledger recorded."""
     runs = tmp_path / "runs"
-    kill_at = 8  # run_started, text-only (tier_started, 2 x log_written, audit, verdict), tool
+    kill_at = 9  # run_started, text-only (tier_started, 2 x log_written, audit, verdict), tool
+    # selftest, tool tier_started, then its first log_written
     killed = tierlock_run(runs, "tierlock/reckless", AUDIT_ONLY, kill_after=kill_at)
     at_kill = records(runs)
     assert killed.code == -signal.SIGKILL, killed.stderr[-2000:]
