@@ -148,8 +148,9 @@ def test_check_a_directory(monkeypatch, capsys, tmp_path: Path) -> None:
 
 def test_missing_argument_is_one_line(monkeypatch, capsys) -> None:
     code, _, err = run(monkeypatch, capsys, "policy", "check")
-    # click's MissingParameter is a BadParameter: runner/cli.py makes that a user error (exit 1)
-    assert code == 1 and "Missing argument" in err and len(err.strip().splitlines()) == 1
+    # a usage error (a missing argument) is one line and click's usage exit code 2; a bad value
+    # for an option that was given is a user error (exit 1), see runner/cli.py
+    assert code == 2 and "Missing argument" in err and len(err.strip().splitlines()) == 1
 
 
 def test_console_script_end_to_end() -> None:
