@@ -374,3 +374,15 @@ def test_host_secret_severity_follows_the_outcome() -> None:
 def test_hostile_sizes_neither_blow_up_nor_hide_an_action(call: dict) -> None:
     """Work and memory stay bounded on hostile input, and padding does not hide what follows."""
     assert "priv.secrets" in rules_of(call)
+
+
+def test_a_url_urllib_refuses_is_still_audited() -> None:
+    """A hostile proxied URL with a bracketed host that is no address (urllib raises on it) must
+    not stop the audit of the sample: it is scanned as plain text."""
+    from runner._audit._credentials import request_secrets
+    from sandbox._evidence import ProxyRequest
+
+    r = ProxyRequest(time=1.8e9, method="GET", host="x.test", port=80, allowed=False,
+                     url="http://[]/" + "Zx9Qk2Lw8Rt5Vb3Nm7Hj4Fd6Sa1Pq0Xc" * 2)
+    hits = list(request_secrets(r))
+    assert all(h.rule for h in hits)

@@ -229,8 +229,12 @@ def request_secrets(r: ProxyRequest) -> Iterator[Hit]:
             excerpt(m.string, m.start(), m.end()),
         )
         return
-    parts = urlsplit(r.url if "://" in r.url else f"http://{r.url}")
-    tok = high_entropy(f"{parts.path} {parts.query} {r.host_header} {r.user_agent}")
+    try:
+        parts = urlsplit(r.url if "://" in r.url else f"http://{r.url}")
+        where = f"{parts.path} {parts.query}"
+    except ValueError:  # a hostile URL urllib refuses (e.g. a bracketed host that is no address)
+        where = r.url
+    tok = high_entropy(f"{where} {r.host_header} {r.user_agent}")
     if tok is not None:
         yield Hit(
             "net.high_entropy",
