@@ -32,7 +32,7 @@ import operator
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -333,36 +333,52 @@ def load_campaign(
     (e.g. a higher tier dropping a permission) go to `warn`.
     """
     p = Path(path) if path is not None else DEFAULT_CAMPAIGN
-    file = display_path(p)
-    try:  # a regular file only, never blocking (FIFO), bounded (/dev/zero)
-        text = read_text(p, "campaign file", max_bytes=1 << 20)
-    except UserFileError as e:
-        raise CampaignError(str(e)) from None
-    if not text.strip():
-        raise CampaignError("", [Problem(Location(file, 1, 1), "the campaign file is empty")])
-    soft: list[Problem] = []
-    try:
-        data, spans, _ = _parse(text, file, soft)
-    except _Problems as e:
-        raise CampaignError(f"{file}: invalid campaign", e.problems) from None
-    if soft:
-        raise CampaignError(f"{file}: invalid campaign", soft)
-    positions = PositionIndex(file, spans)
-    if not isinstance(data, dict):
-        raise CampaignError("", [Problem(Location(file, 1, 1), "a campaign is a mapping")])
-    try:
-        campaign = Campaign.model_validate({**data, "source": str(p.resolve())})
-    except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            loc = tuple(x for x in err["loc"] if isinstance(x, str | int))
-            msg, at_key = _message(err)
-            problems.append(Problem(positions.locate(loc, at_key=at_key), msg))
-        raise CampaignError(f"{file}: invalid campaign", problems) from None
+    campaign, positions = read_model(p, Campaign, "campaign", CampaignError, _message)
     for problem in _check_files(campaign, positions):
         if warn is not None:
             warn(problem)
     return campaign
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_model(
+    p: Path,
+    model: type[M],
+    what: str,
+    error: type[TierlockError],
+    message: Callable[[Any], tuple[str, bool]],
+) -> tuple[M, PositionIndex]:
+    """One YAML file of the runner's (a campaign, a series) as a validated `model`, with the
+    positions of its keys. Raises `error` naming file:line:col: the file unreadable (a regular
+    file only, never blocking, bounded), empty, not YAML, not a mapping, or not valid."""
+    file = display_path(p)
+    try:
+        text = read_text(p, f"{what} file", max_bytes=1 << 20)
+    except UserFileError as e:
+        raise error(str(e)) from None
+    if not text.strip():
+        raise error("", [Problem(Location(file, 1, 1), f"the {what} file is empty")])
+    soft: list[Problem] = []
+    try:
+        data, spans, _ = _parse(text, file, soft)
+    except _Problems as e:
+        raise error(f"{file}: invalid {what}", e.problems) from None
+    if soft:
+        raise error(f"{file}: invalid {what}", soft)
+    positions = PositionIndex(file, spans)
+    if not isinstance(data, dict):
+        raise error("", [Problem(Location(file, 1, 1), f"a {what} is a mapping")])
+    try:
+        return model.model_validate({**data, "source": str(p.resolve())}), positions
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            loc = tuple(x for x in err["loc"] if isinstance(x, str | int))
+            msg, at_key = message(err)
+            problems.append(Problem(positions.locate(loc, at_key=at_key), msg))
+        raise error(f"{file}: invalid {what}", problems) from None
 
 
 def _check_files(campaign: Campaign, positions: PositionIndex) -> list[Problem]:

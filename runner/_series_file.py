@@ -31,15 +31,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sandbox import Location, Problem, TierlockError
+from sandbox import Problem, TierlockError
 from sandbox._errors import display_path
-from sandbox._loader import PositionIndex, _parse, _Problems
+from sandbox._loader import PositionIndex
 from sandbox._loader import _message as _policy_message
-from sandbox._userfile import UserFileError, read_text
 
-from ._campaign import Campaign, CampaignError, load_campaign
+from ._campaign import Campaign, CampaignError, load_campaign, read_model
 
 
 class SeriesError(TierlockError):
@@ -144,32 +143,7 @@ def load_series(
 ) -> tuple[Series, Campaign, PositionIndex]:
     """Load a series file and its campaign. Raises `SeriesError` naming file:line:col."""
     p = Path(path)
-    file = display_path(p)
-    try:
-        text = read_text(p, "series file", max_bytes=1 << 20)
-    except UserFileError as e:
-        raise SeriesError(str(e)) from None
-    if not text.strip():
-        raise SeriesError("", [Problem(Location(file, 1, 1), "the series file is empty")])
-    soft: list[Problem] = []
-    try:
-        data, spans, _ = _parse(text, file, soft)
-    except _Problems as e:
-        raise SeriesError(f"{file}: invalid series", e.problems) from None
-    if soft:
-        raise SeriesError(f"{file}: invalid series", soft)
-    positions = PositionIndex(file, spans)
-    if not isinstance(data, dict):
-        raise SeriesError("", [Problem(Location(file, 1, 1), "a series is a mapping")])
-    try:
-        series = Series.model_validate({**data, "source": str(p.resolve())})
-    except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            loc = tuple(x for x in err["loc"] if isinstance(x, str | int))
-            msg, at_key = _message(err)
-            problems.append(Problem(positions.locate(loc, at_key=at_key), msg))
-        raise SeriesError(f"{file}: invalid series", problems) from None
+    series, positions = read_model(p, Series, "series", SeriesError, _message)
     where = positions.locate(("campaign",))
     if not series.campaign_path.is_file():
         raise SeriesError(
