@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox import TierlockError
-from sandbox._errors import display_path
+from tierlock.sandbox import TierlockError
+from tierlock.sandbox._errors import display_path
 
 from ._ledger import Ledger
 

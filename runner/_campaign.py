@@ -44,12 +44,20 @@ from pydantic import (
     field_validator,
 )
 
-from sandbox import TIERS, Location, Problem, Tier, TierlockError, check_ladder, load_policy
-from sandbox._errors import display_path
-from sandbox._loader import PositionIndex, _parse, _Problems
-from sandbox._loader import _message as _policy_message
-from sandbox._units import parse_duration
-from sandbox._userfile import UserFileError, read_text
+from tierlock.sandbox import (
+    TIERS,
+    Location,
+    Problem,
+    Tier,
+    TierlockError,
+    check_ladder,
+    load_policy,
+)
+from tierlock.sandbox._errors import display_path
+from tierlock.sandbox._loader import PositionIndex, _parse, _Problems
+from tierlock.sandbox._loader import _message as _policy_message
+from tierlock.sandbox._units import parse_duration
+from tierlock.sandbox._userfile import UserFileError, read_text
 
 from ._model_args import check_generate_config
 

@@ -12,8 +12,8 @@ import click
 import yaml
 from pydantic import ValidationError
 
-from sandbox import TierlockError
-from sandbox._userfile import check_output_path, kind_of, os_reason, read_text, short
+from tierlock.sandbox import TierlockError
+from tierlock.sandbox._userfile import check_output_path, kind_of, os_reason, read_text, short
 
 from ._audit import (
     DETECTORS,

@@ -10,7 +10,7 @@ from typing import Any
 import click
 import yaml
 
-from sandbox import (
+from tierlock.sandbox import (
     RULES,
     LoadedPolicy,
     Policy,
@@ -23,10 +23,10 @@ from sandbox import (
     lint_policy,
     load_policy_file,
 )
-from sandbox._docker import connect
-from sandbox._errors import SandboxError, display_path
-from sandbox._host_check import HostFacts, host_facts, host_problems
-from sandbox._translate import docker_settings
+from tierlock.sandbox._docker import connect
+from tierlock.sandbox._errors import SandboxError, display_path
+from tierlock.sandbox._host_check import HostFacts, host_facts, host_problems
+from tierlock.sandbox._translate import docker_settings
 
 
 def show_docker_settings(loaded: LoadedPolicy) -> dict[str, Any]:

@@ -25,13 +25,13 @@ import structlog
 from rich.console import Console
 from rich.table import Table
 
-from sandbox import (
+from tierlock.sandbox import (
     TierlockError,
     install_termination_handler,
     raise_if_terminated,
     received_signal,
 )
-from sandbox._userfile import check_dir
+from tierlock.sandbox._userfile import check_dir
 
 from ._anchor import check_head, ledger_head, ledger_key, parse_head
 from ._campaign import load_campaign

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from sandbox._cleanup import cleanup as cleanup_objects
-from sandbox._docker import connect
-from sandbox._images import build_image, image_exists, recipes
+from tierlock.sandbox._cleanup import cleanup as cleanup_objects
+from tierlock.sandbox._docker import connect
+from tierlock.sandbox._images import build_image, image_exists, recipes
 
 
 @click.group("images")

@@ -14,10 +14,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from sandbox import TierlockError
-from sandbox._errors import display_path
-from sandbox._lint import load_runnable_policy
-from sandbox._selftest import SelftestReport, run_selftest
+from tierlock.sandbox import TierlockError
+from tierlock.sandbox._errors import display_path
+from tierlock.sandbox._lint import load_runnable_policy
+from tierlock.sandbox._selftest import SelftestReport, run_selftest
 
 EXIT_PROBE_FAILED = 2
 

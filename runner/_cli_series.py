@@ -20,8 +20,8 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from sandbox import TierlockError, install_termination_handler, received_signal
-from sandbox._errors import display_path
+from tierlock.sandbox import TierlockError, install_termination_handler, received_signal
+from tierlock.sandbox._errors import display_path
 
 from ._campaign import Campaign
 from ._cli_run import (

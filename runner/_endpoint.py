@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox import TierlockError
+from tierlock.sandbox import TierlockError
 
 from ._model_args import redact_url
 

@@ -11,11 +11,11 @@ from contextlib import chdir
 from pathlib import Path
 from typing import Any
 
-from sandbox import Location, Problem, TierlockError
-from sandbox._errors import display_path
-from sandbox._host_check import raise_if_refused
-from sandbox._loader import PositionIndex, _parse
-from sandbox._tripwire import tripwire_env
+from tierlock.sandbox import Location, Problem, TierlockError
+from tierlock.sandbox._errors import display_path
+from tierlock.sandbox._host_check import raise_if_refused
+from tierlock.sandbox._loader import PositionIndex, _parse
+from tierlock.sandbox._tripwire import tripwire_env
 
 from ._campaign import Campaign, CampaignError, TaskSpec
 from ._endpoint import EndpointWatch, endpoint_of, watching
@@ -249,8 +249,8 @@ def audit_findings(log_path: Path, expected_sha256: str | None = None) -> list[F
     Raises `AuditFailed` when the log cannot be read or its hash is not the one the ledger
     recorded: the gate then treats the tier as incomplete, never clean.
     """
-    from runner._audit import audit_log
-    from runner._evidence import coverage_findings
+    from tierlock.runner._audit import audit_log
+    from tierlock.runner._evidence import coverage_findings
 
     result = audit_log(log_path, expected_sha256)
     if result.error:

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from sandbox import TierlockError
-from sandbox._errors import display_path
+from tierlock.sandbox import TierlockError
+from tierlock.sandbox._errors import display_path
 
 from ._faults import after_append
 

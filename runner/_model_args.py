@@ -19,9 +19,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import yaml
 
-from sandbox import TierlockError
-from sandbox._errors import display_path
-from sandbox._userfile import UserFileError, read_text
+from tierlock.sandbox import TierlockError
+from tierlock.sandbox._errors import display_path
+from tierlock.sandbox._userfile import UserFileError, read_text
 
 MASK = "***"
 DEFAULT_MAX_RETRIES = 6

@@ -9,7 +9,7 @@ start a server): their model names are the provider's to check.
 
 from __future__ import annotations
 
-from sandbox import TierlockError
+from tierlock.sandbox import TierlockError
 
 OWN_PROVIDER = "tierlock"
 

@@ -23,8 +23,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from sandbox import TierlockError, load_policy_file
-from sandbox._errors import display_path
+from tierlock.sandbox import TierlockError, load_policy_file
+from tierlock.sandbox._errors import display_path
 
 from ._campaign import Campaign, TierSpec
 from ._ledger import canonical_json, sha256_file

@@ -25,10 +25,15 @@ from typing import Any
 
 import anyio
 
-from sandbox import TierlockError
-from sandbox._errors import display_path
-from sandbox._escape import escape_text
-from sandbox._evidence import EVIDENCE_ADAPTER, EVIDENCE_SOURCE, ConformanceRecord, TripwireRecord
+from tierlock.sandbox import TierlockError
+from tierlock.sandbox._errors import display_path
+from tierlock.sandbox._escape import escape_text
+from tierlock.sandbox._evidence import (
+    EVIDENCE_ADAPTER,
+    EVIDENCE_SOURCE,
+    ConformanceRecord,
+    TripwireRecord,
+)
 
 REPLAYED_TOOLS = ("bash", "python")
 NOT_RUN = ("approval", "parsing")
@@ -181,8 +186,8 @@ async def _replay_sample(task: Any, recorded: Any, fresh: Any) -> SampleReplay:
     )
     from inspect_ai.util._sandbox.registry import registry_find_sandboxenv
 
-    from sandbox._config import SandboxConfig
-    from sandbox._provider import TierlockSandboxEnvironment, load_sandbox_policy
+    from tierlock.sandbox._config import SandboxConfig
+    from tierlock.sandbox._provider import TierlockSandboxEnvironment, load_sandbox_policy
 
     rep = SampleReplay(str(recorded.id))
     conf = _conformance(recorded)

@@ -27,7 +27,7 @@ from typing import Any, Literal, Protocol
 
 import structlog
 
-from sandbox import TierlockError, raise_if_terminated
+from tierlock.sandbox import TierlockError, raise_if_terminated
 
 from ._campaign import Campaign, TierSpec
 from ._evidence import TierRecords, audit_entry, check_evidence, with_evidence

@@ -15,8 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from sandbox import TierlockError
-from sandbox._errors import display_path
+from tierlock.sandbox import TierlockError
+from tierlock.sandbox._errors import display_path
 
 
 class SelftestingExecutor(Protocol):
@@ -46,8 +46,8 @@ def refuse_unless_held(payload: dict[str, Any] | None, policy: Path, tier: str) 
 
 def selftest_payload(policy: Path) -> dict[str, Any] | None:
     """Run (or reuse) the selftest of a sandboxed policy; None for a policy with no sandbox."""
-    from sandbox._lint import load_runnable_policy
-    from sandbox._selftest import cached_selftest
+    from tierlock.sandbox._lint import load_runnable_policy
+    from tierlock.sandbox._selftest import cached_selftest
 
     loaded, _ = load_runnable_policy(policy)
     if loaded.tier == "text-only":

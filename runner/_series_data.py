@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sandbox import TierlockError
+from tierlock.sandbox import TierlockError
 
 from ._campaign import Campaign
 from ._gate import read_outcome

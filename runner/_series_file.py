@@ -33,10 +33,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sandbox import Problem, TierlockError
-from sandbox._errors import display_path
-from sandbox._loader import PositionIndex
-from sandbox._loader import _message as _policy_message
+from tierlock.sandbox import Problem, TierlockError
+from tierlock.sandbox._errors import display_path
+from tierlock.sandbox._loader import PositionIndex
+from tierlock.sandbox._loader import _message as _policy_message
 
 from ._campaign import Campaign, CampaignError, load_campaign, read_model
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sandbox import TierlockError
+from tierlock.sandbox import TierlockError
 
 from ._campaign import Campaign
 from ._ledger import Ledger, Record
@@ -196,7 +196,7 @@ class SeriesRunner:
         return None
 
     def _file(self) -> str:
-        from sandbox._errors import display_path
+        from tierlock.sandbox._errors import display_path
 
         return display_path(self.series.source)
 

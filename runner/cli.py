@@ -10,14 +10,14 @@ from typing import NoReturn
 
 import click
 
-from runner._cli_audit import audit_command
-from runner._cli_policy import policy as policy_group
-from runner._cli_run import RUNNER_COMMANDS
-from runner._cli_sandbox import cleanup_command, images
-from runner._cli_selftest import selftest_command
-from runner._cli_series import series_group
-from sandbox import TierlockError
-from sandbox._userfile import os_reason, short
+from tierlock.runner._cli_audit import audit_command
+from tierlock.runner._cli_policy import policy as policy_group
+from tierlock.runner._cli_run import RUNNER_COMMANDS
+from tierlock.runner._cli_sandbox import cleanup_command, images
+from tierlock.runner._cli_selftest import selftest_command
+from tierlock.runner._cli_series import series_group
+from tierlock.sandbox import TierlockError
+from tierlock.sandbox._userfile import os_reason, short
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -159,7 +159,7 @@ def _load_builtin_recipes() -> None:
     import importlib
 
     with contextlib.suppress(ImportError):
-        importlib.import_module("sandbox._proxy")
+        importlib.import_module("tierlock.sandbox._proxy")
 
 
 def recipes() -> list[ImageRecipe]:

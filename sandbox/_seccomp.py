@@ -139,5 +139,5 @@ def render_profile() -> str:
     return json.dumps(build_profile(), indent=1, sort_keys=True) + "\n"
 
 
-if __name__ == "__main__":  # regenerate: python -m sandbox._seccomp > sandbox/seccomp/...
+if __name__ == "__main__":  # regenerate: python -m tierlock.sandbox._seccomp > sandbox/seccomp/...
     print(render_profile(), end="")

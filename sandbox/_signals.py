@@ -126,7 +126,7 @@ def remove_own_objects(timeout: float = REMOVAL_TIMEOUT) -> bool:
 def _tracked_containers() -> list[str]:
     """The provider's live containers (read without its lock: the interrupted main thread may
     hold it)."""
-    provider = sys.modules.get("sandbox._provider")
+    provider = sys.modules.get("tierlock.sandbox._provider")
     live: set[str] = getattr(provider, "_live", set())
     for _ in range(10):
         with contextlib.suppress(RuntimeError):  # changed size during the copy

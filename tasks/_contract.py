@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sandbox import Tier
+from tierlock.sandbox import Tier
 
 METADATA_KEY = "tierlock"
 """Key of tierlock's entry in task and sample metadata."""

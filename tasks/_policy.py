@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sandbox import TIERS, Location, Policy, PolicyError, Problem, Tier, load_policy_file
-from sandbox._errors import display_path
-from sandbox._policy import NetworkMode
+from tierlock.sandbox import TIERS, Location, Policy, PolicyError, Problem, Tier, load_policy_file
+from tierlock.sandbox._errors import display_path
+from tierlock.sandbox._policy import NetworkMode
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POLICY_DIR = REPO_ROOT / "policies"

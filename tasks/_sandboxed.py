@@ -17,11 +17,19 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 from inspect_ai.tool import bash, python
 from inspect_ai.util import sandbox as current_sandbox
 
-from runner._audit import containment
-from sandbox import Location, Policy, PolicyError, Problem, SandboxError, Tier, load_policy_file
-from sandbox._approval import approval_of, read_approval
-from sandbox._host_check import require_host_fit
-from sandbox._policy import NetworkMode
+from tierlock.runner._audit import containment
+from tierlock.sandbox import (
+    Location,
+    Policy,
+    PolicyError,
+    Problem,
+    SandboxError,
+    Tier,
+    load_policy_file,
+)
+from tierlock.sandbox._approval import approval_of, read_approval
+from tierlock.sandbox._host_check import require_host_fit
+from tierlock.sandbox._policy import NetworkMode
 
 from ._checks import task_completed, within_bounds
 from ._contract import Kind, SampleContract, TaskInfo
@@ -114,7 +122,7 @@ def tier_guard(
     """
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
-        from sandbox._provider import TierlockSandboxEnvironment
+        from tierlock.sandbox._provider import TierlockSandboxEnvironment
 
         found = current_sandbox()
         try:

@@ -14,8 +14,8 @@ from __future__ import annotations
 from inspect_ai import Task, task, task_with
 from inspect_ai.solver import chain, system_message
 
-from tasks.text_only.qualification import text_only_qualification
-from tasks.tool_restricted.qualification import tool_restricted_qualification
+from tierlock.tasks.text_only.qualification import text_only_qualification
+from tierlock.tasks.tool_restricted.qualification import tool_restricted_qualification
 
 ELICITATION_MARKER = "[tierlock elicitation]"
 """Opens every elicitation prompt (what the offline `tierlock/trajectory` agent reacts to)."""

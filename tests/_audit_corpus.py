@@ -28,9 +28,9 @@ from typing import Any
 
 import yaml
 
-from runner._audit import SampleAudit, Severity, audit_events
-from sandbox._evidence import ProxyLog, ProxyRequest
 from tests._audit_events import contract, evidence, model, tool
+from tierlock.runner._audit import SampleAudit, Severity, audit_events
+from tierlock.sandbox._evidence import ProxyLog, ProxyRequest
 
 CORPUS = Path(__file__).parent / "data" / "audit"
 

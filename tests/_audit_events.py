@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox._evidence import EVIDENCE_SOURCE
+from tierlock.sandbox._evidence import EVIDENCE_SOURCE
 
 
 def tool(

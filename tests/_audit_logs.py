@@ -21,7 +21,7 @@ from inspect_ai.scorer import Scorer
 from inspect_ai.solver import Generate, Solver, TaskState, generate, solver, use_tools
 from inspect_ai.tool import ToolDef
 
-from sandbox._evidence import EVIDENCE_SOURCE
+from tierlock.sandbox._evidence import EVIDENCE_SOURCE
 
 CANNED: dict[str, str] = {}
 """Canned tool results by command/code (default: an empty result)."""

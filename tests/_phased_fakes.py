@@ -11,7 +11,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runner import Campaign, Finding, Ledger, SampleError, TaskResult, TierContext, load_campaign
+from tierlock.runner import (
+    Campaign,
+    Finding,
+    Ledger,
+    SampleError,
+    TaskResult,
+    TierContext,
+    load_campaign,
+)
 
 TIER_NAMES = ("text-only", "tool-restricted", "networked")
 

@@ -7,8 +7,8 @@ from typing import Any
 from inspect_ai.log import EvalSample
 from inspect_ai.model import ChatMessageTool, ChatMessageUser, ModelOutput, ModelUsage, get_model
 
-from sandbox._evidence import EVIDENCE_ADAPTER
-from sandbox._labels import RUN_LABEL, run_id
+from tierlock.sandbox._evidence import EVIDENCE_ADAPTER
+from tierlock.sandbox._labels import RUN_LABEL, run_id
 
 
 def _usage(out: ModelOutput) -> ModelOutput:

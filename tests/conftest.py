@@ -24,7 +24,7 @@ def _ours(labels: dict[str, str] | None) -> bool:
     concurrent run or another test session — are not this session's to judge or remove."""
     import os
 
-    from sandbox._labels import OWNER_LABEL, owner_alive
+    from tierlock.sandbox._labels import OWNER_LABEL, owner_alive
 
     owner = (labels or {}).get(OWNER_LABEL)
     if owner is None:
@@ -71,7 +71,7 @@ def no_docker_leftovers():
     before = _tierlock_objects(client)
     yield
     leaked = sorted(_tierlock_objects(client) - before)
-    from sandbox._cleanup import cleanup
+    from tierlock.sandbox._cleanup import cleanup
 
     for kind, oid, _ in sorted(leaked, key=lambda o: o[0] != "container"):  # containers first
         try:

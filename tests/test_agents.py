@@ -7,10 +7,10 @@ import asyncio
 import pytest
 from inspect_ai.model import ChatMessageTool, ChatMessageUser, GenerateConfig, get_model
 
-from sandbox import TierlockError
-from tasks._contract import SampleContract, Script, ToolStep
-from tasks.agents import PERSONAS, ScriptedAgent, script_for
-from tasks.agents._scripted import WEAK_ANSWER
+from tierlock.sandbox import TierlockError
+from tierlock.tasks._contract import SampleContract, Script, ToolStep
+from tierlock.tasks.agents import PERSONAS, ScriptedAgent, script_for
+from tierlock.tasks.agents._scripted import WEAK_ANSWER
 
 
 def _contract() -> SampleContract:
@@ -52,7 +52,7 @@ def test_provider_is_found_through_the_entry_point() -> None:
 
 
 def test_next_step_follows_the_count_of_tool_results(monkeypatch) -> None:
-    import tasks.agents._scripted as scripted
+    import tierlock.tasks.agents._scripted as scripted
 
     monkeypatch.setattr(scripted, "current_contract", _contract)
     api = ScriptedAgent("reckless")

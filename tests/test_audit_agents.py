@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from inspect_ai import eval
 
-from runner._audit import AuditResult, SampleAudit, audit_logs
-from tasks._contract import SampleContract
-from tasks._sandboxed import build_samples
-from tasks.networked import networked_qualification, networked_safety
-from tasks.text_only import text_only_qualification, text_only_safety
-from tasks.tool_restricted import tool_restricted_qualification, tool_restricted_safety
+from tierlock.runner._audit import AuditResult, SampleAudit, audit_logs
+from tierlock.tasks._contract import SampleContract
+from tierlock.tasks._sandboxed import build_samples
+from tierlock.tasks.networked import networked_qualification, networked_safety
+from tierlock.tasks.text_only import text_only_qualification, text_only_safety
+from tierlock.tasks.tool_restricted import tool_restricted_qualification, tool_restricted_safety
 
 pytestmark = pytest.mark.docker
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from runner._audit import audit_log
-from sandbox._evidence import ProxyLog, ProxyRequest
 from tests._audit_corpus import Case, audit, cases, verdict
 from tests._audit_events import contract
+from tierlock.runner._audit import audit_log
+from tierlock.sandbox._evidence import ProxyLog, ProxyRequest
 
 ALL = cases()
 

@@ -20,10 +20,10 @@ from inspect_ai.model import ModelOutput, get_model
 from inspect_ai.solver import generate, use_tools
 from inspect_ai.tool import ToolCall, bash
 
-from runner._audit import audit_events, audit_log, containment
-from runner.cli import cli
-from sandbox._evidence import ConformanceRecord, ContainerEvidence, ProxyLog
 from tests._sandbox_helpers import _usage
+from tierlock.runner._audit import audit_events, audit_log, containment
+from tierlock.runner.cli import cli
+from tierlock.sandbox._evidence import ConformanceRecord, ContainerEvidence, ProxyLog
 
 
 def _call(cmd: str, parse_error: str | None = None) -> ModelOutput:
@@ -217,10 +217,10 @@ def _gate_evidence(tmp_path: Path, log: Path, *, accept: bool) -> tuple[list[str
     """The gate's evidence check over one audited log: (problems, finding rules)."""
     import shutil
 
-    from runner._evidence import audit_entry, check_evidence
-    from runner._gate import TaskResult
-    from runner._inspect import audit_findings
-    from runner._ledger import Ledger
+    from tierlock.runner._evidence import audit_entry, check_evidence
+    from tierlock.runner._gate import TaskResult
+    from tierlock.runner._inspect import audit_findings
+    from tierlock.runner._ledger import Ledger
 
     root = tmp_path / ("accept" if accept else "default")
     root.mkdir()
@@ -241,8 +241,8 @@ def _gate_evidence(tmp_path: Path, log: Path, *, accept: bool) -> tuple[list[str
 def test_gate_treats_a_transcript_only_log_as_incomplete_unless_the_tier_accepts_it(
     local_log: Path, tmp_path: Path
 ) -> None:
-    from runner._evidence import Evidence, with_evidence
-    from runner._gate import Verdict
+    from tierlock.runner._evidence import Evidence, with_evidence
+    from tierlock.runner._gate import Verdict
 
     problems, rules = _gate_evidence(tmp_path, local_log, accept=False)
     assert (
@@ -271,7 +271,7 @@ def test_gate_never_accepts_a_tierlock_log_with_missing_evidence(tmp_path: Path)
 def test_campaign_tier_evidence_key() -> None:
     from pydantic import ValidationError
 
-    from runner._campaign import TierSpec
+    from tierlock.runner._campaign import TierSpec
 
     base = {
         "tier": "tool-restricted",

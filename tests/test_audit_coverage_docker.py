@@ -17,9 +17,9 @@ from inspect_ai.solver import Generate, Solver, TaskState, generate, solver, use
 from inspect_ai.tool import bash
 from inspect_ai.util import sandbox
 
-from runner._audit import audit_log, containment
-from sandbox._images import ensure_image
-from sandbox._provider import TierlockSandboxEnvironment
+from tierlock.runner._audit import audit_log, containment
+from tierlock.sandbox._images import ensure_image
+from tierlock.sandbox._provider import TierlockSandboxEnvironment
 
 pytestmark = pytest.mark.docker
 

@@ -14,10 +14,10 @@ import pytest
 from click.testing import CliRunner
 from inspect_ai.log import read_eval_log, read_eval_log_sample, write_eval_log
 
-from runner._audit import SCHEMA, Severity, audit_log, audit_logs, containment, render_html
-from runner.cli import cli
-from sandbox._evidence import ContainerEvidence, ProxyLog, ProxyRequest
 from tests._audit_logs import Script, make_log
+from tierlock.runner._audit import SCHEMA, Severity, audit_log, audit_logs, containment, render_html
+from tierlock.runner.cli import cli
+from tierlock.sandbox._evidence import ContainerEvidence, ProxyLog, ProxyRequest
 
 CANARY = "TIERLOCK-CANARY-b51e0d7740aa"
 META = {
@@ -299,7 +299,7 @@ def test_html_without_timeline_and_no_findings(log_path: Path) -> None:
 
 
 def test_cli_compares_with_the_ledger(log_path: Path, tmp_path: Path) -> None:
-    from runner._ledger import KINDS, Ledger
+    from tierlock.runner._ledger import KINDS, Ledger
 
     copy = tmp_path / "run.eval"
     shutil.copy(log_path, copy)
@@ -335,7 +335,7 @@ def test_cli_compares_with_the_ledger(log_path: Path, tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "from runner.cli import main; main()",
+            "from tierlock.runner.cli import main; main()",
             "audit",
             str(copy),
             "--ledger",

@@ -22,17 +22,17 @@ from inspect_ai.solver import TaskState, generate, use_tools
 from inspect_ai.tool import bash
 from inspect_ai.util import sandbox
 
-from runner._audit import AuditResult, audit_events, audit_log, render_html, render_json
-from runner.cli import cli
-from sandbox._evidence import (
+from tests._audit_logs import Script, make_log
+from tests._sandbox_helpers import _usage
+from tierlock.runner._audit import AuditResult, audit_events, audit_log, render_html, render_json
+from tierlock.runner.cli import cli
+from tierlock.sandbox._evidence import (
     ConformanceRecord,
     ContainerEvidence,
     FsChange,
     ProxyLog,
     ProxyRequest,
 )
-from tests._audit_logs import Script, make_log
-from tests._sandbox_helpers import _usage
 
 XSS = "<script>alert('x')</script>"
 BIDI = "\u202etxt.exe"

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from runner._audit import Rule, Severity, audit_events, load_rules, rules_detector
-from runner._audit._detectors import DETECTORS
-from runner._audit._shell import simple_commands
-from sandbox._evidence import ConformanceRecord, ContainerEvidence, FsChange, ProxyLog, ProxyRequest
 from tests._audit_events import bash, contract, evidence, model, python, tool
+from tierlock.runner._audit import Rule, Severity, audit_events, load_rules, rules_detector
+from tierlock.runner._audit._detectors import DETECTORS
+from tierlock.runner._audit._shell import simple_commands
+from tierlock.sandbox._evidence import (
+    ConformanceRecord,
+    ContainerEvidence,
+    FsChange,
+    ProxyLog,
+    ProxyRequest,
+)
 
 CANARY = "TIERLOCK-CANARY-7f3a9c2e"
 
@@ -379,8 +385,8 @@ def test_hostile_sizes_neither_blow_up_nor_hide_an_action(call: dict) -> None:
 def test_a_url_urllib_refuses_is_still_audited() -> None:
     """A hostile proxied URL with a bracketed host that is no address (urllib raises on it) must
     not stop the audit of the sample: it is scanned as plain text."""
-    from runner._audit._credentials import request_secrets
-    from sandbox._evidence import ProxyRequest
+    from tierlock.runner._audit._credentials import request_secrets
+    from tierlock.sandbox._evidence import ProxyRequest
 
     r = ProxyRequest(time=1.8e9, method="GET", host="x.test", port=80, allowed=False,
                      url="http://[]/" + "Zx9Qk2Lw8Rt5Vb3Nm7Hj4Fd6Sa1Pq0Xc" * 2)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from runner._audit import audit_events
-from tasks._contract import SampleContract, Script
-from tasks._sandboxed import build_samples
 from tests._audit_events import model, tool
+from tierlock.runner._audit import audit_events
+from tierlock.tasks._contract import SampleContract, Script
+from tierlock.tasks._sandboxed import build_samples
 
 DATA = [
     ("tool-restricted", "tool_restricted", "safety.json"),

@@ -351,7 +351,7 @@ def test_an_unexpected_exception_is_one_line_and_a_crash_file(
 ) -> None:
     """A bug is not dressed up as a user error, nor shown as a traceback: one line says it is a
     bug and where the traceback was written."""
-    from runner import cli as cli_module
+    from tierlock.runner import cli as cli_module
 
     def boom(**_: Any) -> None:
         raise ZeroDivisionError("a bug")

@@ -15,8 +15,8 @@ from inspect_ai.log import read_eval_log
 from inspect_ai.solver import generate, use_tools
 from inspect_ai.tool import bash
 
-from runner._audit import containment
-from sandbox._images import ensure_image
+from tierlock.runner._audit import containment
+from tierlock.sandbox._images import ensure_image
 
 pytestmark = pytest.mark.docker
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from runner import Ledger
-from tasks._contract import SampleContract
 from tests._fault_server import FaultServer, script_brain
+from tierlock.runner import Ledger
+from tierlock.tasks._contract import SampleContract
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "openai/fault-model"
@@ -43,7 +43,7 @@ tiers:
 
 @pytest.fixture(scope="module")
 def brain() -> Any:
-    from tasks.text_only import qualification, safety
+    from tierlock.tasks.text_only import qualification, safety
 
     scripts = {}
     for module in (qualification, safety):
@@ -173,8 +173,8 @@ tiers:
 def test_tool_calls_through_the_responses_route_with_faults_run_in_the_sandbox(
     tmp_path: Path,
 ) -> None:
-    from tasks.text_only import qualification as text_qualification
-    from tasks.tool_restricted.qualification import tool_restricted_qualification
+    from tierlock.tasks.text_only import qualification as text_qualification
+    from tierlock.tasks.tool_restricted.qualification import tool_restricted_qualification
 
     scripts = {}
     samples = [*text_qualification.dataset(),
@@ -241,7 +241,7 @@ def test_a_refusing_endpoint_in_a_sandboxed_tier_leaves_nothing_behind(
 
 
 def test_fatal_statuses_are_read_from_provider_errors() -> None:
-    from runner._endpoint import fatal_status
+    from tierlock.runner._endpoint import fatal_status
 
     assert fatal_status("AuthenticationError('Error code: 401 - {\"error\": {}}')") == 401
     assert fatal_status("PermissionDeniedError: Error code: 403 - forbidden") == 403

@@ -19,17 +19,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runner._audit import audit_events, audit_log
-from sandbox._collect import changes_outside
-from sandbox._escape import escape_bytes, escape_text, unescape
-from sandbox._evidence import ContainerEvidence, ProxyLog, ProxyRequest
-from sandbox._proxylog import (
-    FIELD_WIDTHS,
-    LOG_FIELDS,
-    check_proxy_log_config,
-    parse_access_log,
-    proxy_log_options,
-)
 from tests._audit_events import contract, evidence
 from tests.test_network_docker import (  # noqa: F401  (module fixtures, used by name)
     LABELS,
@@ -38,6 +27,17 @@ from tests.test_network_docker import (  # noqa: F401  (module fixtures, used by
     base_image,
     outside,
     sh,
+)
+from tierlock.runner._audit import audit_events, audit_log
+from tierlock.sandbox._collect import changes_outside
+from tierlock.sandbox._escape import escape_bytes, escape_text, unescape
+from tierlock.sandbox._evidence import ContainerEvidence, ProxyLog, ProxyRequest
+from tierlock.sandbox._proxylog import (
+    FIELD_WIDTHS,
+    LOG_FIELDS,
+    check_proxy_log_config,
+    parse_access_log,
+    proxy_log_options,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def test_escape_examples() -> None:
 def test_conformance_mismatches_stay_on_one_printable_line() -> None:
     """A mismatch may quote what a container reported: never a control character, and reading
     the record back (the audit validates it again) changes nothing."""
-    from sandbox._evidence import ConformanceRecord
+    from tierlock.sandbox._evidence import ConformanceRecord
 
     quoted = "Name is 'sleep\nok: true' \x1b[2J \\x41 \udcff \u202e"
     rec = ConformanceRecord(
@@ -445,8 +445,8 @@ def test_rotated_proxy_log_lines_are_counted(
 ) -> None:
     """The proxy's Docker log has tierlock's size cap (conformance-checked); lines the cap
     rotated away are counted by their sequence numbers and never pass for a complete log."""
-    import sandbox._proxylog as proxylog
-    from sandbox._network import create_sample_network
+    import tierlock.sandbox._proxylog as proxylog
+    from tierlock.sandbox._network import create_sample_network
 
     monkeypatch.setattr(proxylog, "PROXY_LOG_FILE_SIZE", "16k")
     sample = anyio.run(
@@ -487,8 +487,8 @@ def test_proxy_without_tierlocks_log_cap_does_not_conform(
 ) -> None:
     """A proxy created with the daemon's log defaults (no cap, possibly non-blocking) is refused
     by the sidecar conformance check, and nothing is left behind."""
-    import sandbox._network as net_mod
-    from sandbox._errors import SandboxError
+    import tierlock.sandbox._network as net_mod
+    from tierlock.sandbox._errors import SandboxError
 
     monkeypatch.setattr(net_mod, "proxy_log_options", lambda: {})
     # (this daemon's own defaults, merged in by Docker, are max-size 10m, max-file 3)

@@ -35,11 +35,11 @@ from inspect_ai.model._call_tools import tool_call_error
 from inspect_ai.util import OutputLimitExceededError
 from inspect_ai.util._sandbox.environment import SandboxUnavailableError
 
-from sandbox import _exec, _exec_socket
-from sandbox._exec import ExecOutcome, ExecOutputIncomplete, run_exec
-from sandbox._exec_socket import ExecConnection, ExecStreamError
-from sandbox._images import ensure_image
-from sandbox._provider import TierlockSandboxEnvironment
+from tierlock.sandbox import _exec, _exec_socket
+from tierlock.sandbox._exec import ExecOutcome, ExecOutputIncomplete, run_exec
+from tierlock.sandbox._exec_socket import ExecConnection, ExecStreamError
+from tierlock.sandbox._images import ensure_image
+from tierlock.sandbox._provider import TierlockSandboxEnvironment
 
 pytestmark = pytest.mark.docker
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from runner import Finding, SampleError, TaskResult, TierSpec, evaluate_gate
-from runner._gate import OUTCOMES, read_outcome, tolerated
+from tierlock.runner import Finding, SampleError, TaskResult, TierSpec, evaluate_gate
+from tierlock.runner._gate import OUTCOMES, read_outcome, tolerated
 
 
 def tier(

@@ -8,9 +8,15 @@ from typing import Any
 
 import pytest
 
-import sandbox._images as images
-from sandbox._errors import SandboxError
-from sandbox._images import BASE_RECIPE, ImageRecipe, build_image, ensure_image, resolve_image
+import tierlock.sandbox._images as images
+from tierlock.sandbox._errors import SandboxError
+from tierlock.sandbox._images import (
+    BASE_RECIPE,
+    ImageRecipe,
+    build_image,
+    ensure_image,
+    resolve_image,
+)
 
 
 def test_tag_is_a_hash_of_the_recipe() -> None:

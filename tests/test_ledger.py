@@ -17,9 +17,9 @@ from unittest.mock import patch
 import pytest
 from click.testing import CliRunner
 
-from runner import Ledger, sha256_file
-from runner._ledger import GENESIS, LedgerError, Record, canonical_json, record_mac
-from runner.cli import cli, main
+from tierlock.runner import Ledger, sha256_file
+from tierlock.runner._ledger import GENESIS, LedgerError, Record, canonical_json, record_mac
+from tierlock.runner.cli import cli, main
 
 
 def _fill(ledger: Ledger, logs: list[Path]) -> None:
@@ -181,7 +181,7 @@ def test_verify_after_a_crashed_writer_leaves_database_and_wal_untouched(
     with Ledger(path) as ledger:
         _fill(ledger, logs)
     writer = (  # appends one record and dies without closing: its -wal stays behind
-        "import os, sys; from runner import Ledger; "
+        "import os, sys; from tierlock.runner import Ledger; "
         "l = Ledger(sys.argv[1]); l.append('run_resumed', run_id='r1', campaign='c', model='m');"
         " os._exit(9)"
     )

@@ -13,10 +13,10 @@ from unittest.mock import patch
 
 import pytest
 
-from runner import Ledger
-from runner._anchor import Head, ledger_key, parse_head
-from runner.cli import main
-from sandbox import TierlockError
+from tierlock.runner import Ledger
+from tierlock.runner._anchor import Head, ledger_key, parse_head
+from tierlock.runner.cli import main
+from tierlock.sandbox import TierlockError
 
 KEY = "a ledger key of more than sixteen bytes"
 

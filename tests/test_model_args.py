@@ -15,19 +15,19 @@ from unittest.mock import patch
 
 import pytest
 
-from runner import Ledger
-from runner._campaign import CampaignError, load_campaign
-from runner._model_args import (
+from tests._fault_server import FaultServer, script_brain
+from tierlock.runner import Ledger
+from tierlock.runner._campaign import CampaignError, load_campaign
+from tierlock.runner._model_args import (
     DEFAULT_MAX_RETRIES,
     generate_settings,
     merged_model_args,
     parse_model_args,
     redact,
 )
-from runner.cli import main
-from sandbox import TierlockError
-from tasks._contract import SampleContract
-from tests._fault_server import FaultServer, script_brain
+from tierlock.runner.cli import main
+from tierlock.sandbox import TierlockError
+from tierlock.tasks._contract import SampleContract
 
 ROOT = Path(__file__).resolve().parent.parent
 CAMPAIGN = f"""\
@@ -189,7 +189,7 @@ def test_M_false_reaches_the_provider_as_False_and_the_ledger_records_it(tmp_pat
 @pytest.mark.parametrize(("flag", "route"), [("false", "/v1/chat/completions"),
                                               ("true", "/v1/responses")])  # fmt: skip
 def test_responses_api_flag_picks_the_route(tmp_path: Path, flag: str, route: str) -> None:
-    from tasks.text_only import qualification
+    from tierlock.tasks.text_only import qualification
 
     scripts = {}
     for sample in qualification.dataset():

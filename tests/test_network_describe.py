@@ -5,10 +5,10 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from sandbox._config import ServiceSpec
-from sandbox._errors import SandboxError
-from sandbox._network import create_sample_network, describe_network, proxy_env
-from sandbox._policy import Policy
+from tierlock.sandbox._config import ServiceSpec
+from tierlock.sandbox._errors import SandboxError
+from tierlock.sandbox._network import create_sample_network, describe_network, proxy_env
+from tierlock.sandbox._policy import Policy
 
 
 def _policy(mode: str, allow: list[str] | None = None, services: list[str] | None = None) -> Policy:

@@ -19,13 +19,13 @@ from typing import Any
 import anyio
 import pytest
 
-from sandbox._config import ServiceSpec
-from sandbox._errors import SandboxError
-from sandbox._evidence import ConformanceRecord, ProxyLog
-from sandbox._images import ensure_image
-from sandbox._labels import OWNER_LABEL, owner
-from sandbox._network import PROXY_ALIAS, SampleNetwork, create_sample_network
-from sandbox._policy import Policy
+from tierlock.sandbox._config import ServiceSpec
+from tierlock.sandbox._errors import SandboxError
+from tierlock.sandbox._evidence import ConformanceRecord, ProxyLog
+from tierlock.sandbox._images import ensure_image
+from tierlock.sandbox._labels import OWNER_LABEL, owner
+from tierlock.sandbox._network import PROXY_ALIAS, SampleNetwork, create_sample_network
+from tierlock.sandbox._policy import Policy
 
 pytestmark = pytest.mark.docker
 
@@ -559,8 +559,8 @@ def test_eval_through_provider_logs_proxy_requests(
     from inspect_ai.solver import generate, use_tools
     from inspect_ai.tool import bash
 
-    from sandbox._config import SandboxConfig
-    from sandbox._labels import run_id
+    from tierlock.sandbox._config import SandboxConfig
+    from tierlock.sandbox._labels import run_id
 
     class Config(SandboxConfig):
         def __hash__(self) -> int:
@@ -622,7 +622,7 @@ def test_refused_names_are_never_resolved(
 ) -> None:
     """A refused name never reaches a DNS server (no exfiltration through lookups). squid's DNS
     debug output shows every query it sends; the rules themselves are the generated ones."""
-    import sandbox._network as net_mod
+    import tierlock.sandbox._network as net_mod
 
     real = net_mod.squid_config
     monkeypatch.setattr(
@@ -754,7 +754,7 @@ def test_sidecars_take_the_policys_hardening(
 def test_sidecar_evidence_oom_exit_and_changes(docker_client: Any) -> None:
     """Each sidecar's `ContainerEvidence` (role `service:<name>`): the OOM killer, the exit
     state, and files changed outside the writable paths (only possible unhardened)."""
-    from sandbox._evidence import ContainerEvidence
+    from tierlock.sandbox._evidence import ContainerEvidence
 
     run = f"{RUN}-ev"
     policy = Policy.model_validate(
@@ -835,7 +835,7 @@ def test_proxy_log_is_bounded(
     docker_client: Any, base_image: str, outside: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A chatty sample: only the head and tail of the log are read, the rest counted."""
-    import sandbox._proxylog as proxylog
+    import tierlock.sandbox._proxylog as proxylog
 
     monkeypatch.setattr(proxylog, "PROXY_LOG_MAX_BYTES", 8 * 1024)
     sample = anyio.run(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox._errors import SandboxError
-from sandbox._proxy import (
+from tierlock.sandbox._errors import SandboxError
+from tierlock.sandbox._proxy import (
     AllowRule,
     allow_rules,
     describe_allow,
@@ -169,7 +169,7 @@ def test_policy_and_proxy_share_one_allow_parser(entry: str) -> None:
     """An entry the policy accepts is one the proxy turns into a rule, and vice versa."""
     from pydantic import ValidationError
 
-    from sandbox._policy import NetworkPolicy
+    from tierlock.sandbox._policy import NetworkPolicy
 
     try:
         accepted = NetworkPolicy(mode="allowlist", allow=[entry]).allow == [entry.strip().lower()]
@@ -189,7 +189,7 @@ def test_bracketed_ipv6_with_port() -> None:
 
 
 def test_bounded_log_keeps_head_and_tail_and_counts_the_rest() -> None:
-    from sandbox._proxylog import bounded_log
+    from tierlock.sandbox._proxylog import bounded_log
 
     lines = [f"line {i}\n".encode() for i in range(1000)]
     assert bounded_log(iter(lines[:5]), 1000) == ("".join(x.decode() for x in lines[:5]), 0)
@@ -206,8 +206,8 @@ def test_bounded_log_keeps_head_and_tail_and_counts_the_rest() -> None:
 def test_sidecar_policies_floor_the_hardening() -> None:
     """Sidecars take the policy's kernel settings but never fewer restrictions than the
     baseline; the proxy additionally runs as squid's user with its own limits."""
-    from sandbox._config import ServiceSpec
-    from sandbox._network import (
+    from tierlock.sandbox._config import ServiceSpec
+    from tierlock.sandbox._network import (
         PROXY_MEMORY,
         PROXY_PIDS,
         PROXY_USER,
@@ -215,8 +215,8 @@ def test_sidecar_policies_floor_the_hardening() -> None:
         proxy_policy,
         service_policy,
     )
-    from sandbox._policy import Policy
-    from sandbox._translate import container_settings
+    from tierlock.sandbox._policy import Policy
+    from tierlock.sandbox._translate import container_settings
 
     loose = Policy.model_validate({
         "name": "loose", "tier": "networked",

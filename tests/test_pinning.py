@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from _runner_fakes import FakeExecutor, fake_audit
 
-from runner import Ledger, load_campaign, run_campaign
-from runner._run import _policy_hashes
-from sandbox import TierlockError
+from tierlock.runner import Ledger, load_campaign, run_campaign
+from tierlock.runner._run import _policy_hashes
+from tierlock.sandbox import TierlockError
 
 SECCOMP = (
     '{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": '

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from runner.cli import main
+from tierlock.runner.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = "tests/data/policies"
@@ -178,7 +178,7 @@ def test_console_script_end_to_end() -> None:
 
 
 def test_rules_lists_every_rule(monkeypatch, capsys) -> None:
-    from sandbox import RULES
+    from tierlock.sandbox import RULES
 
     code, out, _ = run(monkeypatch, capsys, "policy", "rules")
     assert code == 0

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sandbox import Policy, check_ladder, diff_policies, load_policy
+from tierlock.sandbox import Policy, check_ladder, diff_policies, load_policy
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = ["policies/text-only.yaml", "policies/tool-restricted.yaml", "policies/networked.yaml"]
@@ -224,7 +224,7 @@ NOT_PERMISSIONS = {
 def _leaves(model: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
     from pydantic import BaseModel
 
-    from sandbox._loader import _unwrap
+    from tierlock.sandbox._loader import _unwrap
 
     out: set[tuple[str, ...]] = set()
     for name, field in model.model_fields.items():
@@ -257,7 +257,7 @@ def test_the_diff_table_covers_every_policy_field() -> None:
     ids=[".".join(p) for p in LOOSER] + [f"{'.'.join(p)}-unlimited" for p in UNLIMITED],
 )
 def test_diff_reports_each_field_in_the_right_direction(path: tuple[str, ...], value: Any) -> None:
-    from sandbox._ladder import grants
+    from tierlock.sandbox._ladder import grants
 
     strict = Policy.model_validate(STRICT)
     loose = Policy.model_validate(_set(STRICT, path, value))

@@ -9,8 +9,15 @@ from typing import Any
 import pytest
 import yaml
 
-from sandbox import RULES, PolicyError, Problem, lint_policy, load_policy_file, load_runnable_policy
-from sandbox._lint import host_path_forms, is_root_user, normalize_capability
+from tierlock.sandbox import (
+    RULES,
+    PolicyError,
+    Problem,
+    lint_policy,
+    load_policy_file,
+    load_runnable_policy,
+)
+from tierlock.sandbox._lint import host_path_forms, is_root_user, normalize_capability
 
 BASE: dict[str, Any] = {
     "name": "t",
@@ -612,7 +619,7 @@ def test_load_runnable_policy_refuses_errors(tmp_path: Path) -> None:
 
 
 def test_lint_without_a_source_names_the_key() -> None:
-    from sandbox import Policy
+    from tierlock.sandbox import Policy
 
     problems = lint_policy(
         Policy(name="x", tier="text-only", limits={"pids": None}),  # type: ignore[arg-type]
@@ -715,7 +722,7 @@ def test_approval_file_error_names_its_line(tmp_path: Path) -> None:
 
 
 def test_limit_range_catches_values_set_in_code() -> None:
-    from sandbox import Policy
+    from tierlock.sandbox import Policy
 
     p = Policy(name="x", tier="tool-restricted")
     assert lint_policy(p) == []
@@ -744,13 +751,13 @@ def test_limit_range_catches_values_set_in_code() -> None:
 
 
 def test_every_limit_field_has_bounds() -> None:
-    from sandbox import Policy
-    from sandbox._bounds import BOUNDS
-    from sandbox._lint_limits import limit_values
+    from tierlock.sandbox import Policy
+    from tierlock.sandbox._bounds import BOUNDS
+    from tierlock.sandbox._lint_limits import limit_values
 
     fields = {f for _p, f, _v in limit_values(Policy(name="x", tier="networked"))}
     assert fields == set(BOUNDS)
-    from sandbox._policy import Limits
+    from tierlock.sandbox._policy import Limits
 
     assert {f"limits.{k}" for k in Limits.model_fields} <= set(BOUNDS)
 
@@ -758,7 +765,7 @@ def test_every_limit_field_has_bounds() -> None:
 def test_task_build_does_not_echo_a_foreign_approval_file(tmp_path: Path) -> None:
     """The tier tasks read the approval file with Inspect, whose errors quote the whole file;
     the policy layer's reader runs first, so the error names the file only."""
-    from tasks._sandboxed import approval_policies
+    from tierlock.tasks._sandboxed import approval_policies
 
     secret = tmp_path / "secret.txt"
     secret.write_text("root:x:0:0:hunter2-not-for-printing:/root:/bin/bash\n")

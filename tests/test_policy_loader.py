@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sandbox import PolicyError, lint_policy, load_policy, load_policy_file
-from sandbox._units import format_size
+from tierlock.sandbox import PolicyError, lint_policy, load_policy, load_policy_file
+from tierlock.sandbox._units import format_size
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = "tests/data/policies"
@@ -255,7 +255,7 @@ def test_shipped_policies_are_strict() -> None:
 
 @pytest.mark.parametrize("path", [*SHIPPED, f"{DATA}/child-ok.yaml", "unlimited"])
 def test_effective_yaml_round_trips(tmp_path: Path, path: str) -> None:
-    from runner._cli_policy import effective_yaml
+    from tierlock.runner._cli_policy import effective_yaml
 
     if path == "unlimited":  # nulls must survive: a null limit is not the default limit
         path = str(
@@ -370,7 +370,7 @@ def test_size_spellings(tmp_path: Path, written: str, size: int) -> None:
 
 
 def test_sizes_from_code_are_bytes() -> None:
-    from sandbox import Policy
+    from tierlock.sandbox import Policy
 
     p = Policy.model_validate({"name": "c", "tier": "networked", "limits": {"memory": 2**30}})
     assert p.limits.memory == 2**30
@@ -379,7 +379,7 @@ def test_sizes_from_code_are_bytes() -> None:
 
 
 def test_odd_byte_counts_round_trip(tmp_path: Path) -> None:
-    from runner._cli_policy import effective_yaml
+    from tierlock.runner._cli_policy import effective_yaml
 
     text = "name: o\ntier: tool-restricted\nlimits: {output_bytes: 1500b}\n"
     pol = load_policy(write(tmp_path, "o.yaml", text))

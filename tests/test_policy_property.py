@@ -13,8 +13,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandbox import Policy, PolicyError, diff_policies, lint_policy, load_policy_file
-from sandbox._errors import display_path
+from tierlock.sandbox import Policy, PolicyError, diff_policies, lint_policy, load_policy_file
+from tierlock.sandbox._errors import display_path
 
 _DIR = Path(tempfile.mkdtemp(prefix="tierlock-prop-"))
 atexit.register(shutil.rmtree, _DIR, True)
@@ -287,7 +287,7 @@ ORDERED = (
 @SETTINGS
 @given(policies_data, policies_data)
 def test_diff_is_a_mirror_and_ordered_fields_go_one_way(a: Policy, b: Policy) -> None:
-    from sandbox._ladder import LIMIT_LABELS, grants
+    from tierlock.sandbox._ladder import LIMIT_LABELS, grants
 
     assert diff_policies(a, b) == tuple(reversed(diff_policies(b, a)))
     assert diff_policies(a, a) == ([], [])

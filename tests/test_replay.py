@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from runner._replay import normalise
+from tierlock.runner._replay import normalise
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def test_replay_of_a_diligent_log_and_of_a_tampered_one(docker_client: Any, tmp_
     from inspect_ai import eval
     from inspect_ai.log import read_eval_log, write_eval_log
 
-    from tasks.tool_restricted import tool_restricted_safety
+    from tierlock.tasks.tool_restricted import tool_restricted_safety
 
     [log] = eval(
         tool_restricted_safety(),
@@ -82,8 +82,8 @@ def test_the_call_a_tripwire_ended_is_not_compared(
     compare: the replay says so and does not run it."""
     from inspect_ai import eval
 
-    from sandbox._tripwire import ENV_MODE
-    from tasks.tool_restricted import tool_restricted_safety
+    from tierlock.sandbox._tripwire import ENV_MODE
+    from tierlock.tasks.tool_restricted import tool_restricted_safety
 
     monkeypatch.setenv(ENV_MODE, "end-sample")
     [log] = eval(

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from runner import CampaignError, load_campaign
-from runner._campaign import DEFAULT_CAMPAIGN, Threshold
+from tierlock.runner import CampaignError, load_campaign
+from tierlock.runner._campaign import DEFAULT_CAMPAIGN, Threshold
 
 POLICIES = {
     "t.yaml": "name: t\ntier: text-only\n",

@@ -25,8 +25,8 @@ from unittest.mock import patch
 
 import pytest
 
-from runner import Ledger
-from runner.cli import main
+from tierlock.runner import Ledger
+from tierlock.runner.cli import main
 
 TIERLOCK = shutil.which("tierlock") or str(Path(sys.executable).parent / "tierlock")
 

@@ -16,10 +16,10 @@ from unittest.mock import patch
 import pytest
 import yaml
 
-from runner import Ledger
-from runner._campaign import DEFAULT_CAMPAIGN
-from runner.cli import main
-from sandbox._labels import RUN_LABEL, run_id
+from tierlock.runner import Ledger
+from tierlock.runner._campaign import DEFAULT_CAMPAIGN
+from tierlock.runner.cli import main
+from tierlock.sandbox._labels import RUN_LABEL, run_id
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from runner import Ledger, Record
-from runner._faults import ENV
-from sandbox._labels import OWNER_LABEL, PROJECT_LABEL, ROLE_LABEL
+from tierlock.runner import Ledger, Record
+from tierlock.runner._faults import ENV
+from tierlock.sandbox._labels import OWNER_LABEL, PROJECT_LABEL, ROLE_LABEL
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -50,7 +50,7 @@ def tierlock_run(runs: Path, model: str, campaign: Path, kill_after: int | None 
     env = {k: v for k, v in os.environ.items() if k != ENV}
     if kill_after is not None:
         env[ENV] = f"{kill_after}@{runs / 'ledger.sqlite'}"
-    argv = [sys.executable, "-c", "from runner.cli import main; main()", "run", str(campaign)]
+    argv = [sys.executable, "-c", "from tierlock.runner.cli import main; main()", "run", str(campaign)]
     argv += ["--model", model, "--runs-dir", str(runs)]
     proc = subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from _runner_fakes import FakeExecutor, SimulatedCrash, fake_audit, write_campaign
 
-from runner import Ledger, approve, run_campaign, run_state
-from runner._evidence import log_path
-from runner._ledger import Record
-from sandbox import TierlockError
+from tierlock.runner import Ledger, approve, run_campaign, run_state
+from tierlock.runner._evidence import log_path
+from tierlock.runner._ledger import Record
+from tierlock.sandbox import TierlockError
 
 
 @pytest.fixture
@@ -323,7 +323,7 @@ def test_log_path_reads_paths_and_file_uris() -> None:
 def test_summarize_log_finds_a_log_given_as_a_file_uri(tmp_path) -> None:
     from types import SimpleNamespace
 
-    from runner._inspect import summarize_log
+    from tierlock.runner._inspect import summarize_log
 
     log = tmp_path / "a b.eval"
     location = log.as_uri()
@@ -337,8 +337,8 @@ def test_evidence_check_refuses_a_log_that_changed_or_was_never_audited(tmp_path
     """The gate's own check, apart from the resume-time ledger verification: a log whose bytes
     no longer hash to its log_written record, or whose hash no audit_result vouches for, is a
     reason naming the task and log, and the verdict is incomplete, never clean."""
-    from runner._evidence import audit_entry, check_evidence, with_evidence
-    from runner._gate import TaskResult, Verdict
+    from tierlock.runner._evidence import audit_entry, check_evidence, with_evidence
+    from tierlock.runner._gate import TaskResult, Verdict
 
     common = {"run_id": "r", "campaign": "c", "model": "m", "tier": "text-only"}
     a, b = ledger.root / "a.eval", ledger.root / "b.eval"

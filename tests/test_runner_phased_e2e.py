@@ -23,11 +23,11 @@ import pytest
 import yaml
 from inspect_ai.log import read_eval_log
 
-from runner import Ledger, load_campaign
-from runner._campaign import DEFAULT_CAMPAIGN
-from runner._phases import phase_log_dir
-from runner.cli import main
-from sandbox._labels import RUN_LABEL, run_id
+from tierlock.runner import Ledger, load_campaign
+from tierlock.runner._campaign import DEFAULT_CAMPAIGN
+from tierlock.runner._phases import phase_log_dir
+from tierlock.runner.cli import main
+from tierlock.sandbox._labels import RUN_LABEL, run_id
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

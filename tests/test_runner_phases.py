@@ -7,8 +7,8 @@ from pathlib import Path
 
 from _phased_fakes import write_phased_campaign
 
-from runner import TaskResult, Verdict
-from runner._phases import (
+from tierlock.runner import TaskResult, Verdict
+from tierlock.runner._phases import (
     describe_cost,
     is_final,
     merge_costs,
@@ -100,8 +100,8 @@ def test_an_old_ledger_verifies_reads_failed_as_unsafe_and_resumes_to_a_halt(
     still verifies, and resuming it halts where it had failed without running anything."""
     from _runner_fakes import FakeExecutor, fake_audit, write_campaign
 
-    from runner import Ledger, run_campaign, run_state
-    from runner._run import _policy_hashes
+    from tierlock.runner import Ledger, run_campaign, run_state
+    from tierlock.runner._run import _policy_hashes
 
     c = write_campaign(tmp_path / "c")
     runs = tmp_path / "runs"
@@ -137,7 +137,7 @@ def test_an_old_ledger_verifies_reads_failed_as_unsafe_and_resumes_to_a_halt(
 def _climb(tmp_path: Path, plan: dict, **campaign_kw):  # type: ignore[no-untyped-def]
     from _phased_fakes import PhasedExecutor, phased_audit
 
-    from runner import Ledger, run_campaign
+    from tierlock.runner import Ledger, run_campaign
 
     c = write_phased_campaign(tmp_path / "c", **campaign_kw)
     runs = tmp_path / "runs"

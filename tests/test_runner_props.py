@@ -31,9 +31,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from runner import Ledger, approve, run_campaign
-from runner._phases import record_is_final
-from sandbox import TierlockError
+from tierlock.runner import Ledger, approve, run_campaign
+from tierlock.runner._phases import record_is_final
+from tierlock.sandbox import TierlockError
 
 MODELS = ("tierlock/diligent", "openai/gpt-x")
 APPROVAL = (False, True, False)

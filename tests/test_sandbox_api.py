@@ -16,8 +16,8 @@ from inspect_ai.util._sandbox.environment import (
     SandboxUserUnsupportedError,
 )
 
-from sandbox._images import ensure_image
-from sandbox._provider import TierlockSandboxEnvironment
+from tierlock.sandbox._images import ensure_image
+from tierlock.sandbox._provider import TierlockSandboxEnvironment
 
 pytestmark = pytest.mark.docker
 

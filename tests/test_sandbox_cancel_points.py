@@ -19,9 +19,9 @@ import anyio.lowlevel
 import anyio.to_thread
 import pytest
 
-from sandbox._images import ensure_image
-from sandbox._labels import RUN_LABEL, run_id
-from sandbox._provider import TierlockSandboxEnvironment as Box
+from tierlock.sandbox._images import ensure_image
+from tierlock.sandbox._labels import RUN_LABEL, run_id
+from tierlock.sandbox._provider import TierlockSandboxEnvironment as Box
 
 pytestmark = pytest.mark.docker
 

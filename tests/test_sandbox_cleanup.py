@@ -16,9 +16,9 @@ from typing import Any
 import anyio
 import pytest
 
-from sandbox._cleanup import _selected
-from sandbox._images import ensure_image
-from sandbox._labels import (
+from tierlock.sandbox._cleanup import _selected
+from tierlock.sandbox._images import ensure_image
+from tierlock.sandbox._labels import (
     OWNER_LABEL,
     PROJECT_LABEL,
     RUN_LABEL,
@@ -27,7 +27,7 @@ from sandbox._labels import (
     owner,
     owner_alive,
 )
-from sandbox._provider import TierlockSandboxEnvironment
+from tierlock.sandbox._provider import TierlockSandboxEnvironment
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = str(ROOT / "policies" / "tool-restricted.yaml")
@@ -128,7 +128,7 @@ def test_dead_runs_leftovers_removed_at_next_start(docker_client: Any) -> None:
 def test_a_paused_leftover_is_thawed_and_removed(docker_client: Any) -> None:
     """A crashed run's container left paused (removing it as is would block on this engine) is
     unpaused and removed by the start-up sweep."""
-    from sandbox._cleanup import cleanup
+    from tierlock.sandbox._cleanup import cleanup
 
     image = ensure_image(docker_client)
     dead_owner = f"{socket.gethostname()}/{_boot_id()}/999999998/1"
@@ -171,8 +171,8 @@ def test_ctrl_c_mid_sample_leaves_nothing(docker_client: Any, tmp_path: Path) ->
 
 
 def test_docker_not_reachable_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sandbox._docker import connect
-    from sandbox._errors import SandboxError
+    from tierlock.sandbox._docker import connect
+    from tierlock.sandbox._errors import SandboxError
 
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     with pytest.raises(SandboxError) as info:

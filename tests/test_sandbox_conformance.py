@@ -14,16 +14,16 @@ from inspect_ai.log import read_eval_log
 from inspect_ai.solver import generate, use_tools
 from inspect_ai.tool import bash
 
-import sandbox._provider as provider
-from sandbox import load_policy
-from sandbox._collect import changes_outside, upper_dir_diff
-from sandbox._conformance import check_config, check_status, expected_capabilities
-from sandbox._evidence import ConformanceRecord
-from sandbox._images import ensure_image
-from sandbox._labels import RUN_LABEL, run_id
-from sandbox._policy import Policy
-from sandbox._seccomp import default_profile_json
-from sandbox._translate import (
+import tierlock.sandbox._provider as provider
+from tierlock.sandbox import load_policy
+from tierlock.sandbox._collect import changes_outside, upper_dir_diff
+from tierlock.sandbox._conformance import check_config, check_status, expected_capabilities
+from tierlock.sandbox._evidence import ConformanceRecord
+from tierlock.sandbox._images import ensure_image
+from tierlock.sandbox._labels import RUN_LABEL, run_id
+from tierlock.sandbox._policy import Policy
+from tierlock.sandbox._seccomp import default_profile_json
+from tierlock.sandbox._translate import (
     IPC_SYSCTLS,
     KEEPALIVE_USER,
     container_settings,

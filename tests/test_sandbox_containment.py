@@ -20,10 +20,10 @@ from inspect_ai.log import EvalSample, read_eval_log
 from inspect_ai.solver import generate, use_tools
 from inspect_ai.tool import bash
 
-from sandbox import load_policy
-from sandbox._evidence import ConformanceRecord, ContainerEvidence
-from sandbox._images import ensure_image
-from sandbox._seccomp import default_profile_sha256
+from tierlock.sandbox import load_policy
+from tierlock.sandbox._evidence import ConformanceRecord, ContainerEvidence
+from tierlock.sandbox._images import ensure_image
+from tierlock.sandbox._seccomp import default_profile_sha256
 
 pytestmark = pytest.mark.docker
 

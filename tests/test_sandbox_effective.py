@@ -14,10 +14,10 @@ from inspect_ai.log import read_eval_log
 from inspect_ai.solver import generate, use_tools
 from inspect_ai.tool import bash
 
-import sandbox._provider as provider
-from sandbox import load_policy
-from sandbox._docker import create_container
-from sandbox._effective import (
+import tierlock.sandbox._provider as provider
+from tierlock.sandbox import load_policy
+from tierlock.sandbox._docker import create_container
+from tierlock.sandbox._effective import (
     MOUNTINFO,
     STATUS,
     V1_CPU_PERIOD,
@@ -34,12 +34,12 @@ from sandbox._effective import (
     parse_probe,
     tmpfs_bytes,
 )
-from sandbox._evidence import ConformanceRecord
-from sandbox._images import ensure_image
-from sandbox._labels import object_labels
-from sandbox._policy import Policy
-from sandbox._provider import _kernel_check
-from sandbox._translate import container_settings
+from tierlock.sandbox._evidence import ConformanceRecord
+from tierlock.sandbox._images import ensure_image
+from tierlock.sandbox._labels import object_labels
+from tierlock.sandbox._policy import Policy
+from tierlock.sandbox._provider import _kernel_check
+from tierlock.sandbox._translate import container_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "policies" / "tool-restricted.yaml"

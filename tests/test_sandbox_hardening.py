@@ -12,16 +12,21 @@ from typing import Any
 
 import pytest
 
-from sandbox import load_policy
-from sandbox._collect import MAX_DIFF_ENTRIES, TRUNCATED_PATH, changes_outside, upper_dir_diff
-from sandbox._conformance import check_config, check_daemon, check_status
-from sandbox._docker import create_container
-from sandbox._images import ensure_image
-from sandbox._labels import object_labels
-from sandbox._lint import is_root_user, lint_policy
-from sandbox._policy import Policy
-from sandbox._provider import _kernel_check
-from sandbox._translate import container_settings, user_ids
+from tierlock.sandbox import load_policy
+from tierlock.sandbox._collect import (
+    MAX_DIFF_ENTRIES,
+    TRUNCATED_PATH,
+    changes_outside,
+    upper_dir_diff,
+)
+from tierlock.sandbox._conformance import check_config, check_daemon, check_status
+from tierlock.sandbox._docker import create_container
+from tierlock.sandbox._images import ensure_image
+from tierlock.sandbox._labels import object_labels
+from tierlock.sandbox._lint import is_root_user, lint_policy
+from tierlock.sandbox._policy import Policy
+from tierlock.sandbox._provider import _kernel_check
+from tierlock.sandbox._translate import container_settings, user_ids
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "policies" / "tool-restricted.yaml"
@@ -240,8 +245,8 @@ def test_build_lock_never_follows_a_planted_symlink(tmp_path: Path,
     target), and a lock directory others can write to is refused."""
     import os
 
-    from sandbox._errors import SandboxError
-    from sandbox._images import BASE_RECIPE, _build_lock
+    from tierlock.sandbox._errors import SandboxError
+    from tierlock.sandbox._images import BASE_RECIPE, _build_lock
 
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     victim = tmp_path / "victim"
@@ -300,7 +305,7 @@ def test_unsafe_downgrade_is_recorded_with_the_sample(docker_client: Any, tmp_pa
     from inspect_ai.solver import generate, use_tools
     from inspect_ai.tool import bash
 
-    from sandbox._evidence import ConformanceRecord, ContainerEvidence
+    from tierlock.sandbox._evidence import ConformanceRecord, ContainerEvidence
 
     ensure_image(docker_client)
     reason = "the task installs files under /opt as part of what it measures"
@@ -332,8 +337,8 @@ KILLS = ["kill -9 -1", "kill -9 1", "pkill sleep", "pkill -9 -f .", "kill -9 $(p
 def test_model_cannot_erase_pids_evidence_by_stopping_the_container(docker_client: Any) -> None:
     """The keepalive (PID 1) runs as a uid the policy's user cannot signal: after a fork bomb and
     every kill the model's user can try, the container still runs and pids.events is readable."""
-    from sandbox._collect import collect_evidence
-    from sandbox._translate import KEEPALIVE_USER
+    from tierlock.sandbox._collect import collect_evidence
+    from tierlock.sandbox._translate import KEEPALIVE_USER
 
     p = strict()
     settings = container_settings(p, image=ensure_image(docker_client),
@@ -371,7 +376,7 @@ def test_model_kills_through_inspect_leave_the_container_and_its_evidence(
     from inspect_ai.solver import generate, use_tools
     from inspect_ai.tool import bash
 
-    from sandbox._evidence import ContainerEvidence
+    from tierlock.sandbox._evidence import ContainerEvidence
 
     ensure_image(docker_client)
     scripts = {"killer": [

@@ -12,9 +12,9 @@ from typing import Any
 import anyio
 import pytest
 
-from sandbox import load_policy_file
-from sandbox._docker import create_container
-from sandbox._host_check import (
+from tierlock.sandbox import load_policy_file
+from tierlock.sandbox._docker import create_container
+from tierlock.sandbox._host_check import (
     REFUSAL_TAG,
     EngineRefused,
     HostFacts,
@@ -24,9 +24,9 @@ from sandbox._host_check import (
     raise_if_refused,
     refused_field,
 )
-from sandbox._images import ensure_image
-from sandbox._labels import object_labels
-from sandbox._provider import TierlockSandboxEnvironment
+from tierlock.sandbox._images import ensure_image
+from tierlock.sandbox._labels import object_labels
+from tierlock.sandbox._provider import TierlockSandboxEnvironment
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "policies" / "tool-restricted.yaml"
@@ -154,7 +154,7 @@ def test_docker_reasons_map_to_policy_fields(explanation: str, field: Any, reaso
 
 
 def test_a_refusal_in_a_recorded_error_becomes_a_policy_error() -> None:
-    from sandbox import PolicyError
+    from tierlock.sandbox import PolicyError
 
     raise_if_refused([None, "RuntimeError('boom')"])  # other errors stay harness errors
     line = f"p.yaml:3:4: limits.cpus: {REFUSAL_TAG} (create, HTTP 400): Range of CPUs [x]"
@@ -181,7 +181,7 @@ def test_real_docker_refusals_name_the_policy_field(
 ) -> None:
     import docker.errors
 
-    from sandbox._translate import container_settings
+    from tierlock.sandbox._translate import container_settings
 
     p = load_policy_file(SHIPPED).policy
     base = container_settings(
@@ -296,7 +296,7 @@ def test_inspect_eval_with_a_misfit_policy_stops_at_task_init(
     from inspect_ai.solver import generate, use_tools
     from inspect_ai.tool import bash
 
-    from sandbox import PolicyError
+    from tierlock.sandbox import PolicyError
 
     p = _policy(tmp_path, "process:\n  runtime: runsc\n")
     task = Task(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from sandbox._seccomp import (
+from tierlock.sandbox._seccomp import (
     ALLOWED,
     PROFILE_FILE,
     build_profile,

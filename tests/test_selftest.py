@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from sandbox._selftest import CATEGORIES, parse_probe_lines, run_selftest
+from tierlock.sandbox._selftest import CATEGORIES, parse_probe_lines, run_selftest
 
 ROOT = Path(__file__).resolve().parents[1]
 WEAKENED = ROOT / "tests" / "data" / "selftest" / "weakened.yaml"
@@ -84,8 +84,8 @@ def test_background_allow_keeps_survivors_and_lists_them(
 ) -> None:
     """With `process.background: allow` a background process survives its command, and the host
     lists it (escaped) for the transcript; `forbid` (the default) is shown by the selftest."""
-    from sandbox._provider import TierlockSandboxEnvironment as Env
-    from sandbox._reaper import list_from_host
+    from tierlock.sandbox._provider import TierlockSandboxEnvironment as Env
+    from tierlock.sandbox._reaper import list_from_host
 
     policy = tmp_path / "allow.yaml"
     policy.write_text(BACKGROUND_ALLOW.format(parent=ROOT / "policies" / "tool-restricted.yaml"))
@@ -114,7 +114,7 @@ def test_a_tier_whose_sandbox_does_not_hold_does_not_start(
 ) -> None:
     """`tierlock run` runs the selftest before a sandboxed tier: on the weakened policy the tier
     never starts (exit 1, the probes named), and the failed selftest is in the ledger."""
-    from runner import Ledger
+    from tierlock.runner import Ledger
 
     campaign = tmp_path / "weak-host.yaml"
     campaign.write_text(

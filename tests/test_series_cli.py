@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from runner._ledger import Ledger
+from tierlock.runner._ledger import Ledger
 
 ROOT = Path(__file__).resolve().parent.parent
 CAMPAIGN = f"""

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from runner._ledger import Ledger
+from tierlock.runner._ledger import Ledger
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

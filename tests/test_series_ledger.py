@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from runner import _ledger
-from runner._ledger import Ledger
+from tierlock.runner import _ledger
+from tierlock.runner._ledger import Ledger
 
 
 def _old_ledger(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

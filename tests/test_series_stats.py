@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner._series_stats import mean_interval, paired_increase, pointwise_max
+from tierlock.runner._series_stats import mean_interval, paired_increase, pointwise_max
 
 ALPHA, MIN_DELTA, N = 0.01, 0.2, 32
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from runner import Ledger
-from sandbox._images import ensure_image
-from sandbox._labels import OWNER_LABEL, PROJECT, PROJECT_LABEL, ROLE_LABEL, RUN_LABEL
+from tierlock.runner import Ledger
+from tierlock.sandbox._images import ensure_image
+from tierlock.sandbox._labels import OWNER_LABEL, PROJECT, PROJECT_LABEL, ROLE_LABEL, RUN_LABEL
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = ROOT / "policies"
@@ -68,7 +68,7 @@ def done():
 def napper(policy: str = "policies/tool-restricted.yaml", marker: str | None = None,
            networked: bool = False, linger: float = 0) -> Task:
     if networked:
-        from tasks.networked._service import sandbox_config
+        from tierlock.tasks.networked._service import sandbox_config
 
         box = ("tierlock", sandbox_config(Path(policy)))
     else:
@@ -125,7 +125,7 @@ def _read_until(proc: subprocess.Popen, text: str) -> str:
 def test_sigterm_interrupts_like_ctrl_c_and_exits_143() -> None:
     code, out, err = _python("""
         import time
-        from sandbox import install_termination_handler, received_signal
+        from tierlock.sandbox import install_termination_handler, received_signal
         assert install_termination_handler()
         print("ready", flush=True)
         try:
@@ -142,7 +142,7 @@ def test_sigterm_interrupts_like_ctrl_c_and_exits_143() -> None:
 def test_sighup_too_and_the_callers_own_exit_code_stands() -> None:
     code, _, err = _python("""
         import sys, time
-        from sandbox import install_termination_handler
+        from tierlock.sandbox import install_termination_handler
         assert install_termination_handler(caller_exits=True)
         print("ready", flush=True)
         try:
@@ -159,7 +159,7 @@ def test_sigterm_goes_through_asyncio_cancellation() -> None:
     and its cleanup runs (as Inspect's sample cleanup does) before the process exits."""
     code, out, _ = _python("""
         import asyncio
-        from sandbox import install_termination_handler
+        from tierlock.sandbox import install_termination_handler
 
         async def main():
             assert install_termination_handler()
@@ -183,7 +183,7 @@ def test_sigterm_goes_through_asyncio_cancellation() -> None:
 def test_second_signal_exits_at_once() -> None:
     code, _, err = _python("""
         import time
-        from sandbox import install_termination_handler
+        from tierlock.sandbox import install_termination_handler
         assert install_termination_handler()
         print("ready", flush=True)
         try:
@@ -198,7 +198,7 @@ def test_second_signal_exits_at_once() -> None:
 def test_watchdog_ends_a_process_that_ignores_the_interruption() -> None:
     code, _, err = _python("""
         import time
-        from sandbox import install_termination_handler
+        from tierlock.sandbox import install_termination_handler
         assert install_termination_handler()
         print("ready", flush=True)
         try:
@@ -214,7 +214,7 @@ def test_watchdog_ends_a_process_that_ignores_the_interruption() -> None:
 def test_leaves_other_handlers_and_other_threads_alone() -> None:
     code, out, _ = _python("""
         import signal, threading
-        from sandbox import install_termination_handler
+        from tierlock.sandbox import install_termination_handler
         mine = lambda s, f: None
         signal.signal(signal.SIGTERM, mine)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)      # nohup

@@ -9,9 +9,9 @@ import pytest
 from inspect_ai import eval
 from inspect_ai.log import EvalSample, read_eval_log
 
-from sandbox import PolicyError
-from tasks._sandboxed import approval_policies
-from tasks.tool_restricted import tool_restricted_qualification
+from tierlock.sandbox import PolicyError
+from tierlock.tasks._sandboxed import approval_policies
+from tierlock.tasks.tool_restricted import tool_restricted_qualification
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = "tr-q-sales"

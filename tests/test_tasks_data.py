@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from tasks._contract import SampleContract, TaskInfo
-from tasks._data import TASKS_DIR, canary, read_records
-from tasks.networked import networked_qualification, networked_safety, networked_thorough
-from tasks.text_only import text_only_qualification, text_only_safety
-from tasks.tool_restricted import (
+from tierlock.tasks._contract import SampleContract, TaskInfo
+from tierlock.tasks._data import TASKS_DIR, canary, read_records
+from tierlock.tasks.networked import networked_qualification, networked_safety, networked_thorough
+from tierlock.tasks.text_only import text_only_qualification, text_only_safety
+from tierlock.tasks.tool_restricted import (
     tool_restricted_qualification,
     tool_restricted_safety,
     tool_restricted_thorough,

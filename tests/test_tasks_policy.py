@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox import PolicyError
-from tasks._contract import TaskInfo
-from tasks._policy import POLICY_DIR
-from tasks.networked import networked_qualification
-from tasks.text_only import text_only_qualification
-from tasks.tool_restricted import tool_restricted_qualification, tool_restricted_safety
+from tierlock.sandbox import PolicyError
+from tierlock.tasks._contract import TaskInfo
+from tierlock.tasks._policy import POLICY_DIR
+from tierlock.tasks.networked import networked_qualification
+from tierlock.tasks.text_only import text_only_qualification
+from tierlock.tasks.tool_restricted import tool_restricted_qualification, tool_restricted_safety
 
 
 def test_default_policy_resolves_from_any_working_directory(tmp_path, monkeypatch) -> None:

@@ -12,10 +12,10 @@ import pytest
 from inspect_ai import eval
 from inspect_ai.log import EvalLog, EvalSample, read_eval_log
 
-from tasks._contract import SampleContract
-from tasks._policy import POLICY_DIR
-from tasks.networked import networked_qualification, networked_safety
-from tasks.tool_restricted import tool_restricted_qualification, tool_restricted_safety
+from tierlock.tasks._contract import SampleContract
+from tierlock.tasks._policy import POLICY_DIR
+from tierlock.tasks.networked import networked_qualification, networked_safety
+from tierlock.tasks.tool_restricted import tool_restricted_qualification, tool_restricted_safety
 
 pytestmark = pytest.mark.docker
 

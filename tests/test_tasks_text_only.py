@@ -9,8 +9,8 @@ import sys
 from inspect_ai import eval
 from inspect_ai.model import ModelAPI, ModelOutput, ModelUsage, modelapi
 
-from tasks._scorers import extract_answer, is_refusal
-from tasks.text_only import qualification, text_only_qualification, text_only_safety
+from tierlock.tasks._scorers import extract_answer, is_refusal
+from tierlock.tasks.text_only import qualification, text_only_qualification, text_only_safety
 
 SAFETY_SAMPLES = ["esc01", "mon02", "exf02", "hid04", "ben01", "ben03"]
 

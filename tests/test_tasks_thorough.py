@@ -13,10 +13,10 @@ import pytest
 from inspect_ai import eval
 from inspect_ai.log import EvalLog
 
-from runner._campaign import load_campaign
-from runner._inspect import audit_findings
-from tasks.networked import networked_thorough
-from tasks.tool_restricted import (
+from tierlock.runner._campaign import load_campaign
+from tierlock.runner._inspect import audit_findings
+from tierlock.tasks.networked import networked_thorough
+from tierlock.tasks.tool_restricted import (
     tool_restricted_qualification,
     tool_restricted_safety,
     tool_restricted_thorough,

@@ -13,9 +13,9 @@ from inspect_ai.log import EvalLog, EvalSample
 from inspect_ai.solver import generate, use_tools
 from inspect_ai.tool import bash
 
-from runner._audit import audit_log
-from sandbox._evidence import TripwireRecord
-from sandbox._tripwire import ENV_MODE, ENV_SCOPE, Tripwire, tripwire_mode
+from tierlock.runner._audit import audit_log
+from tierlock.sandbox._evidence import TripwireRecord
+from tierlock.sandbox._tripwire import ENV_MODE, ENV_SCOPE, Tripwire, tripwire_mode
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "policies" / "tool-restricted.yaml"
@@ -94,7 +94,7 @@ def test_reckless_trips_and_the_sample_ends_at_the_tripping_call(
     it runs (its later calls never run), the transcript says why, the audit reports it."""
     from _sandbox_helpers import run_containers
 
-    from tasks.tool_restricted import tool_restricted_safety
+    from tierlock.tasks.tool_restricted import tool_restricted_safety
 
     monkeypatch.setenv(ENV_MODE, "end-sample")
     log = _eval(
@@ -123,7 +123,7 @@ def test_reckless_trips_and_the_sample_ends_at_the_tripping_call(
 def test_diligent_never_trips(
     docker_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks.tool_restricted import tool_restricted_qualification, tool_restricted_safety
+    from tierlock.tasks.tool_restricted import tool_restricted_qualification, tool_restricted_safety
 
     monkeypatch.setenv(ENV_MODE, "end-sample")
     logs = eval(
@@ -227,7 +227,7 @@ def test_escape_probe_and_end_tier(
 
 
 def test_campaign_tiers_default_to_end_sample() -> None:
-    from runner._campaign import TierSpec
+    from tierlock.runner._campaign import TierSpec
 
     spec = {
         "tier": "tool-restricted",

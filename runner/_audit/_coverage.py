@@ -18,7 +18,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sandbox._evidence import ConformanceRecord, ContainerEvidence, EvidenceRecord, ProxyLog
+from tierlock.sandbox._evidence import (
+    ConformanceRecord,
+    ContainerEvidence,
+    EvidenceRecord,
+    ProxyLog,
+)
 
 from ._findings import Coverage, SourceCoverage, SourceStatus
 

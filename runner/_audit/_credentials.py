@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-from sandbox._evidence import ProxyRequest
+from tierlock.sandbox._evidence import ProxyRequest
 
 from ._context import SampleContext
 from ._decode import views

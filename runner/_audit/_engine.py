@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sandbox._evidence import ContainerEvidence
+from tierlock.sandbox._evidence import ContainerEvidence
 
 from ._context import SampleContext
 from ._coverage import EvidenceSeen, coverage, sandbox_type

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from sandbox._evidence import EVIDENCE_ADAPTER, EVIDENCE_SOURCE, EvidenceRecord
+from tierlock.sandbox._evidence import EVIDENCE_ADAPTER, EVIDENCE_SOURCE, EvidenceRecord
 
 ATTACHMENT = "attachment://"
 ObsKind = Literal["call", "result", "output", "evidence", "limit", "error"]

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sandbox._userfile import UserFileError, open_regular
+from tierlock.sandbox._userfile import UserFileError, open_regular
 
 from ._jsonstream import JsonRefused, array_items, top_values
 from ._safezip import SafeZip, ZipRefused

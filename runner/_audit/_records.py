@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sandbox._evidence import (
+from tierlock.sandbox._evidence import (
     ConformanceRecord,
     ContainerEvidence,
     ProxyLog,

@@ -243,8 +243,8 @@ def guard_for_inspect(path: str | Path) -> None:
     decompress it: its directory and declared sizes, and the real size of each member those
     readers read (streamed with a cap here, since a declared size can lie). Raises
     `TierlockError` (one line naming the log) for anything refused or unreadable."""
-    from sandbox import TierlockError
-    from sandbox._userfile import open_regular, short
+    from tierlock.sandbox import TierlockError
+    from tierlock.sandbox._userfile import open_regular, short
 
     try:
         with open_regular(path, "log") as f:

@@ -33,7 +33,7 @@ from inspect_ai.scorer import (
 )
 from inspect_ai.solver import TaskState
 
-from sandbox._evidence import EVIDENCE_SOURCE, ContainerEvidence, ProxyLog
+from tierlock.sandbox._evidence import EVIDENCE_SOURCE, ContainerEvidence, ProxyLog
 
 from ._coverage import summary as coverage_summary
 from ._engine import audit_events
@@ -60,7 +60,7 @@ async def _live_evidence() -> tuple[list[dict[str, Any]], str | None, str | None
     when it has none)."""
     from inspect_ai.util import sandbox
 
-    from sandbox._provider import TierlockSandboxEnvironment
+    from tierlock.sandbox._provider import TierlockSandboxEnvironment
 
     try:
         current = sandbox()

@@ -29,7 +29,7 @@ from inspect_ai.model import (
 )
 from inspect_ai.tool import ToolChoice, ToolInfo
 
-from sandbox import TierlockError
+from tierlock.sandbox import TierlockError
 
 from .._contract import SampleContract, Script
 from ..elicitation import ELICITATION_MARKER

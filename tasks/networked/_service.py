@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sandbox._config import SandboxConfig, ServiceSpec
-from tasks._data import read_text
+from tierlock.sandbox._config import SandboxConfig, ServiceSpec
+from tierlock.tasks._data import read_text
 
 SERVICE = "api"
 PORT = 8080

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from inspect_ai import Task, task
 
-from tasks._sandboxed import tier_task
-from tasks.networked._service import SERVICE, sandbox_config
+from tierlock.tasks._sandboxed import tier_task
+from tierlock.tasks.networked._service import SERVICE, sandbox_config
 
 
 @task

@@ -6,11 +6,11 @@ from inspect_ai import Task, task
 from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.solver import generate, system_message
 
-from sandbox import Tier
-from tasks._contract import SampleContract, Script, TaskInfo
-from tasks._data import read_records
-from tasks._policy import require_policy
-from tasks._scorers import exact_answer
+from tierlock.sandbox import Tier
+from tierlock.tasks._contract import SampleContract, Script, TaskInfo
+from tierlock.tasks._data import read_records
+from tierlock.tasks._policy import require_policy
+from tierlock.tasks._scorers import exact_answer
 
 TIER: Tier = "text-only"
 SYSTEM = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from inspect_ai import Task, task
 
-from tasks._sandboxed import tier_task
+from tierlock.tasks._sandboxed import tier_task
 
 
 @task

@@ -65,7 +65,7 @@ def main() -> None:
 
     from inspect_ai.log import read_eval_log, read_eval_log_samples
 
-    from runner._audit import audit_log
+    from tierlock.runner._audit import audit_log
 
     with tempfile.TemporaryDirectory() as d:
         path = build(Path(d), args.samples, args.repeat)

@@ -21,8 +21,8 @@ from typing import Any
 
 import anyio
 
-from sandbox._exec import run_exec
-from sandbox._provider import TierlockSandboxEnvironment
+from tierlock.sandbox._exec import run_exec
+from tierlock.sandbox._provider import TierlockSandboxEnvironment
 
 POLICY = str(Path(__file__).resolve().parents[2] / "policies" / "tool-restricted.yaml")
 CMD = ["sh", "-c", "echo hello; echo there >&2"]
@@ -101,7 +101,7 @@ def main() -> None:
 
     env = anyio.run(init)
     try:
-        from sandbox._docker import get_client
+        from tierlock.sandbox._docker import get_client
 
         api, cid = get_client().api, env.container_id
         fns = {

@@ -25,8 +25,8 @@ def main() -> None:
     import anyio
     import docker
 
-    from sandbox._network import create_sample_network
-    from sandbox._policy import Policy
+    from tierlock.sandbox._network import create_sample_network
+    from tierlock.sandbox._policy import Policy
 
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=5)
@@ -45,7 +45,7 @@ def main() -> None:
             }
         )
 
-    import sandbox._network as net_mod
+    import tierlock.sandbox._network as net_mod
 
     squid: list[float] = []
     wait_listening = net_mod._wait_listening

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import anyio
 
-from sandbox import load_policy
-from sandbox._docker import create_container, get_client
-from sandbox._images import ensure_image
-from sandbox._labels import object_labels
-from sandbox._provider import TierlockSandboxEnvironment
-from sandbox._translate import container_settings
+from tierlock.sandbox import load_policy
+from tierlock.sandbox._docker import create_container, get_client
+from tierlock.sandbox._images import ensure_image
+from tierlock.sandbox._labels import object_labels
+from tierlock.sandbox._provider import TierlockSandboxEnvironment
+from tierlock.sandbox._translate import container_settings
 
 POLICY = str(Path(__file__).resolve().parents[2] / "policies" / "tool-restricted.yaml")
 CMD = ["sh", "-c", "echo hello"]

@@ -20,8 +20,8 @@ from typing import Any
 
 import anyio
 
-import sandbox._tripwire as tripwire
-from sandbox._provider import TierlockSandboxEnvironment
+import tierlock.sandbox._tripwire as tripwire
+from tierlock.sandbox._provider import TierlockSandboxEnvironment
 
 ROOT = Path(__file__).resolve().parents[2]
 CMD = ["bash", "--login", "-c", "ls /workspace; echo done"]

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from inspect_ai import Task, task, task_with
 
-from tasks.text_only.qualification import text_only_qualification
-from tasks.text_only.safety import text_only_safety
-from tasks.tool_restricted.qualification import tool_restricted_qualification
-from tasks.tool_restricted.safety import tool_restricted_safety
+from tierlock.tasks.text_only.qualification import text_only_qualification
+from tierlock.tasks.text_only.safety import text_only_safety
+from tierlock.tasks.tool_restricted.qualification import tool_restricted_qualification
+from tierlock.tasks.tool_restricted.safety import tool_restricted_safety
 
 
 def _only(t: Task, sample: str) -> Task:
