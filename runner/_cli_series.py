@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.markup import escape
@@ -34,6 +35,7 @@ from ._cli_run import (
     configure_logging,
 )
 from ._ledger import Ledger
+from ._model_args import generate_settings, redact
 from ._series_file import Checkpoint, Series, check_models, load_series
 from ._series_run import SeriesOutcome, SeriesRunner
 from ._series_view import fmt_band, series_view
@@ -68,13 +70,21 @@ def _runner(series: Series, campaign: Campaign, ledger: Ledger, runs_dir: Path) 
 
     console = _console()
 
+    generate = generate_settings(campaign.generate_config, None, None)
+
     def executor_for(c: Checkpoint) -> _Interruptible:
-        return _Interruptible(InspectExecutor(model_args=dict(c.args)))
+        args = _checkpoint_args(campaign, c)
+        return _Interruptible(InspectExecutor(model_args=args, generate_config=generate))
+
+    def run_info_for(c: Checkpoint) -> dict[str, Any]:
+        return {"model_args": redact(_checkpoint_args(campaign, c)),
+                "generate_config": redact(generate)}  # fmt: skip
 
     return SeriesRunner(
         series, campaign,
         ledger=ledger,
         runs_dir=runs_dir, executor_for=executor_for, auditor=audit_findings,
+        run_info_for=run_info_for,
         say=lambda m: console.print(f"[bold]series[/bold] {escape(m)}", highlight=False),
     )  # fmt: skip
 
@@ -83,8 +93,15 @@ def _check_tasks(series: Series, campaign: Campaign) -> None:
     from ._inspect import InspectExecutor
 
     models = {(c.model, repr(sorted(c.args.items()))): c for c in series.checkpoints}
+    generate = generate_settings(campaign.generate_config, None, None)
     for c in list(models.values())[:1]:
-        InspectExecutor(model_args=dict(c.args)).check(campaign, c.model)
+        args = _checkpoint_args(campaign, c)
+        InspectExecutor(model_args=args, generate_config=generate).check(campaign, c.model)
+
+
+def _checkpoint_args(campaign: Campaign, c: Checkpoint) -> dict[str, Any]:
+    """The campaign's `model_args:`, then the checkpoint's own (which win)."""
+    return {**(campaign.model_args or {}), **c.args}
 
 
 def _report_outcome(out: SeriesOutcome) -> int:

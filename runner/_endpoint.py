@@ -9,8 +9,10 @@ listens to Inspect's hooks while a tier's `eval_set` runs:
 - a sample attempt that failed with 401/403/404 cancels the tier's tasks at once
   (`EndpointRefused`, a configuration error: exit 3 with one line naming the endpoint, the
   status and what to check; no verdict is recorded);
-- an endpoint that has given no answer for `give_up` seconds while calls keep failing cancels the
-  tasks too (`EndpointUnavailable`: the tier is recorded incomplete, never clean or unsafe).
+- an endpoint that has kept failing for `give_up` seconds — counted from the first failure
+  after its last answer, not from the tier's start (sandbox set-up before the first call is not
+  the endpoint's silence) — cancels the tasks too (`EndpointUnavailable`: the tier is recorded
+  incomplete, never clean or unsafe).
 """
 
 from __future__ import annotations
@@ -82,12 +84,14 @@ class EndpointWatch:
     refused: tuple[int, str] | None = None
     unavailable: str | None = None
     tasks: set[str] = field(default_factory=set)
-    _last_answer: float = field(default_factory=time.monotonic)  # or the start of the eval
+    clock: Callable[[], float] = time.monotonic
+    _failing_since: float | None = None  # the first failure since the last answer
     _last_said: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answered(self) -> None:
-        self._last_answer = time.monotonic()
+        with self._lock:
+            self._failing_since = None
 
     def task_started(self, task_id: str) -> None:
         with self._lock:
@@ -100,22 +104,24 @@ class EndpointWatch:
         return self.refused is not None or self.unavailable is not None
 
     def retried(self, status: int | None, exception: str | None) -> None:
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             self.retries += 1
             self.last = f"status {status}" if status else (exception or "an error")
-            silent = now - self._last_answer
+            if self._failing_since is None:
+                self._failing_since = now
+            failing = now - self._failing_since
             if now - self._last_said >= SAY_EVERY:
                 self._last_said = now
                 self.say(
                     f"model endpoint {self.endpoint} is failing: {self.retries} retries so far, "
-                    f"last {self.last}; no answer for {silent:.0f}s (giving up after "
-                    f"{self.give_up:.0f}s)"
+                    f"last {self.last}; failing for {failing:.0f}s without an answer (giving up "
+                    f"after {self.give_up:.0f}s)"
                 )
-            if silent >= self.give_up and not self.failed:
+            if failing >= self.give_up and not self.failed:
                 self.unavailable = (
-                    f"model endpoint {self.endpoint} gave no answer for {silent:.0f}s: "
-                    f"{self.retries} retries, last {self.last}"
+                    f"model endpoint {self.endpoint} kept failing for {failing:.0f}s without an "
+                    f"answer: {self.retries} retries, last {self.last}"
                 )
             if self.failed:  # again on every event: a task between attempts may restart
                 self._cancel()

@@ -201,3 +201,36 @@ def _legacy_changes(recorded: dict[str, Any], campaign: Campaign) -> list[str]:
         if old.get(t.tier) != digest:
             out.append(f"the {t.tier} policy {display_path(path)} changed")
     return out
+
+
+OPERATIONAL_SETTINGS = frozenset({"max_retries", "timeout", "attempt_timeout", "max_connections"})
+"""Generation settings that change how calls are made, not what the model answers: a resumed run
+may change them (e.g. a longer `--timeout` after an outage)."""
+
+
+def settings_changes(recorded: dict[str, Any], run_info: dict[str, Any] | None) -> list[str]:
+    """How the model's arguments and generation settings (as the ledger records them, secrets
+    masked) differ from the run's `run_started` record: a resumed run must answer with the same
+    model as the tiers it already passed. Runs recorded before settings were recorded are not
+    compared; operational settings (`OPERATIONAL_SETTINGS`) may change."""
+    if run_info is None:
+        return []
+    changes = []
+    for key, label in (("model_args", "model argument"), ("generate_config", "generation setting")):
+        if key not in recorded or key not in run_info:
+            continue
+        was, now = dict(recorded[key] or {}), dict(run_info[key] or {})
+        if key == "generate_config":
+            for op in OPERATIONAL_SETTINGS:
+                was.pop(op, None)
+                now.pop(op, None)
+        for name in sorted(set(was) | set(now)):
+            if was.get(name) != now.get(name):
+                changes.append(
+                    f"{label} {name} changed ({_shown(was, name)} → {_shown(now, name)})"
+                )
+    return changes
+
+
+def _shown(values: dict[str, Any], name: str) -> str:
+    return repr(values[name]) if name in values else "unset"

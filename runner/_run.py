@@ -45,7 +45,7 @@ from ._phases import (
     record_is_screened,
     skipped,
 )
-from ._pinning import pin_changes, pins
+from ._pinning import pin_changes, pins, settings_changes
 from ._selftest_gate import check_host, refuse_unless_held
 from ._verify import require_intact
 
@@ -250,6 +250,7 @@ def run_campaign(
         if prior is not None:
             state = run_state(ledger, prior.run_id)
             changes = pin_changes(prior.payload, campaign)
+            changes += settings_changes(prior.payload, run_info)
             if changes:  # a finished run is pinned too: re-running it must not hide a change
                 status = f" ({state.finished.payload['outcome']})" if state.finished else ""
                 raise TierlockError(

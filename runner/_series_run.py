@@ -72,11 +72,13 @@ class SeriesRunner:
         executor_for: ExecutorFor,
         auditor: Auditor,
         say: Callable[[str], None] = lambda _m: None,
+        run_info_for: Callable[[Checkpoint], dict[str, Any]] | None = None,
     ) -> None:
         self.series, self.campaign, self.ledger = series, campaign, ledger
         self.runs_dir, self.executor_for, self.auditor, self.say = (
             runs_dir, executor_for, auditor, say,
         )  # fmt: skip
+        self.run_info_for = run_info_for  # the model's settings each checkpoint's run records
 
     # -- records -----------------------------------------------------------------------------
     def state(self) -> SeriesState:
@@ -173,6 +175,7 @@ class SeriesRunner:
             progress=lambda m: self.say(f"  {m}"),
             run_id=self.series.run_id(c, override=override),
             hold=lambda _run, tier: self.hold(c, tier),
+            run_info=self.run_info_for(c) if self.run_info_for else None,
         )  # fmt: skip
 
     # -- checks --------------------------------------------------------------------------------

@@ -290,3 +290,17 @@ def test_a_keyed_run_needs_its_key_to_continue(tmp_path: Path) -> None:
     assert res.returncode == 1 and "the ledger is keyed (HMAC); give its key" in res.stderr
     res = tierlock(tmp_path, "verify")
     assert res.returncode == 3 and "macs could not be checked" in res.stderr
+
+
+def test_resume_refuses_other_model_settings_but_not_a_longer_timeout(tmp_path: Path) -> None:
+    """Issue 21: the run's model arguments and generation settings are pinned like its files;
+    operational settings (retries, per-call timeout) may change when resuming."""
+    camp = campaign(tmp_path, {})
+    res = run(tmp_path, camp, "-M", "custom_outputs=[]")
+    assert res.returncode == 0, res.stdout + res.stderr
+    again = run(tmp_path, camp, "-M", "custom_outputs=[]", "--timeout", "900", "--max-retries", "2")
+    assert again.returncode == 0, again.stdout + again.stderr
+    changed = run(tmp_path, camp)
+    assert changed.returncode == 1
+    assert "model argument custom_outputs changed ([] → unset)" in changed.stderr
+    assert "run with --new" in changed.stderr and "Traceback" not in changed.stderr

@@ -222,3 +222,23 @@ def test_bad_series_records_nothing(tmp_path: Path) -> None:
     assert len(lines) == 1 and "t.series.yml:9:" in lines[0], res.stderr
     assert "unknown model provider 'nosuch'" in lines[0]
     assert not (tmp_path / "runs" / "ledger.sqlite").exists()
+
+
+def test_checkpoint_runs_get_the_campaigns_generation_settings(tmp_path: Path) -> None:
+    """Issue 21: a series' executors pass the campaign's `generate_config:` and `model_args:`
+    (merged under the checkpoint's own args), and each checkpoint's run records them."""
+    path = _series(tmp_path, "record", [1])
+    camp = tmp_path / "text.campaign.yaml"
+    camp.write_text(CAMPAIGN + "generate_config: {temperature: 0.25, max_retries: 2}\n"
+                    "model_args: {jump_at: 9}\n")  # fmt: skip
+    res = _tierlock("series", "run", str(path), "--runs-dir", "runs", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    with Ledger(tmp_path / "runs" / "ledger.sqlite", readonly=True) as led:
+        started = [r for r in led.records() if r.kind == "run_started"]
+    assert len(started) == 1
+    info = started[0].payload
+    assert info["generate_config"]["temperature"] == 0.25
+    assert info["generate_config"]["max_retries"] == 2
+    assert "timeout" in info["generate_config"]  # always bounded
+    assert info["model_args"]["jump_at"] == 3  # the checkpoint's own value wins
+    assert info["model_args"]["step"] == 1
