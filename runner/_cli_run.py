@@ -146,6 +146,21 @@ def _run_info(model_args: dict[str, Any], generate: dict[str, Any]) -> dict[str,
     help="Seconds one model call may take, retries included; an endpoint silent that long "
     f"makes the tier incomplete (default: the campaign's, else {DEFAULT_TIMEOUT}).",
 )
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    help="Concurrent connections to the model API (default: the campaign's, else Inspect's).",
+)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(min=1),
+    help="Most tokens one model answer may have (default: the campaign's, else the model's).",
+)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(min=0),
+    help="Sampling temperature (default: the campaign's, else the model's).",
+)
 @click.option("--new", is_flag=True, help="Start a new run instead of resuming the latest one.")
 @_runs_option
 @_key_option
@@ -156,6 +171,9 @@ def run_command(
     model_config: Path | None,
     max_retries: int | None,
     timeout: int | None,
+    max_connections: int | None,
+    max_tokens: int | None,
+    temperature: float | None,
     new: bool,
     runs_dir: Path,
     key_file: Path | None,
@@ -175,7 +193,10 @@ def run_command(
     parse_model_args(model_args)  # a malformed -M fails before anything is loaded
     camp = load_campaign(campaign, warn=lambda p: click.echo(f"tierlock: {p}", err=True))
     args = merged_model_args(camp.model_args, model_config, model_args)
-    generate = generate_settings(camp.generate_config, max_retries, timeout)
+    generate = generate_settings(
+        camp.generate_config, max_retries, timeout,
+        max_connections=max_connections, max_tokens=max_tokens, temperature=temperature,
+    )  # fmt: skip
     inspect_executor = InspectExecutor(model_args=args, generate_config=generate)
     check_model(model)  # an unknown provider or agent is a user error, not a verdict
     inspect_executor.check(camp, model)

@@ -4,8 +4,9 @@
 (`inspect_ai._util.config.parse_cli_args`: `false` is a bool, `3` an int, `a,b` a list, dashes in
 keys become underscores); `--model-config FILE` is a YAML or JSON mapping. Precedence, lowest
 first: the campaign's `model_args:`, the `--model-config` file, `-M`. Generation settings
-(`--max-retries`, `--timeout` over the campaign's `generate_config:`) become Inspect's
-`GenerateConfig`. What reaches the ledger goes through `redact`: values of keys that name a
+(`--max-retries`, `--timeout`, `--max-connections`, `--max-tokens`, `--temperature` over the
+campaign's `generate_config:`) become Inspect's `GenerateConfig`, recorded in the run's first
+ledger record. What reaches the ledger goes through `redact`: values of keys that name a
 secret (api_key, token, password, secret, authorization...) are `***`, and credentials in URLs
 (`https://user:pass@host`, `?api_key=...`) are masked.
 """
@@ -90,15 +91,18 @@ def merged_model_args(
 
 
 def generate_settings(
-    campaign: dict[str, Any] | None, max_retries: int | None, timeout: int | None
+    campaign: dict[str, Any] | None,
+    max_retries: int | None,
+    timeout: int | None,
+    **cli: Any,
 ) -> dict[str, Any]:
     """The `GenerateConfig` fields tierlock passes to Inspect: the campaign's `generate_config:`,
-    then the command line; retries and the per-call time are always bounded."""
+    then the command line (`max_retries`, `timeout` and any other `GenerateConfig` field given as
+    a keyword: `max_connections`, `max_tokens`, `temperature`; None means not given); retries
+    and the per-call time are always bounded."""
     out = {k: v for k, v in (campaign or {}).items() if v is not None}
-    if max_retries is not None:
-        out["max_retries"] = max_retries
-    if timeout is not None:
-        out["timeout"] = timeout
+    given = {"max_retries": max_retries, "timeout": timeout, **cli}
+    out.update({k: v for k, v in given.items() if v is not None})
     out.setdefault("max_retries", DEFAULT_MAX_RETRIES)
     out.setdefault("timeout", DEFAULT_TIMEOUT)
     return out
