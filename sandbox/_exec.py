@@ -5,11 +5,14 @@ thread while reading the multiplexed stdout/stderr frames, stops reading once a 
 limit, and kills the exec'd process group when the output limit or the host-side deadline is hit.
 Output is complete or an error: the stream is read on a connection that no HTTP library buffers
 (`_exec_socket`), and a stream that ends other than cleanly raises `ExecOutputIncomplete`.
+`exec_permission_error` tells a command the kernel refused to execute (not an executable file)
+from the command's own result, as Inspect's sandbox contract wants it told.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import threading
@@ -29,7 +32,11 @@ if TYPE_CHECKING:
 PINNED_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 """PATH for tierlock's own helper commands (never the image's, which a user may control)."""
 
+TIMEOUT_WRAPPER = "/usr/bin/timeout"
+"""The in-container `timeout` every command runs under (GNU coreutils)."""
+
 _CHUNK = 1 << 16
+_QUOTES = (("\u2018", "\u2019"), ("'", "'"))  # GNU quotes as the locale says: ‘x’ or 'x'
 
 
 @dataclass
@@ -215,3 +222,24 @@ def _exit_status(api: APIClient, exec_id: str, until: float | None) -> tuple[int
             return None, False
         time.sleep(pause)
         pause = min(pause * 2, 0.1)
+
+
+def exec_permission_error(
+    exit_code: int | None, stdout: bytes, stderr: bytes, cmd: list[str]
+) -> PermissionError | None:
+    """The `PermissionError` to raise for `cmd` when the `timeout` wrapper could not execute it
+    (`cmd[0]` is not an executable file, a directory, on a `noexec` mount), else None.
+
+    Inspect's contract (its `self_check.test_exec_permission_error`, its docker sandbox) raises
+    here instead of returning a result. Only the wrapper's own report counts: exit 126, nothing on
+    stdout, and stderr exactly its one line naming `cmd[0]` (a command that ran and failed with
+    126 itself, e.g. a shell refusing a script, stays an ordinary result).
+    """
+    if exit_code != 126 or stdout or not cmd:
+        return None
+    target = cmd[0]
+    for left, right in _QUOTES:
+        line = f"{TIMEOUT_WRAPPER}: failed to run command {left}{target}{right}: Permission denied\n"
+        if stderr == line.encode("utf-8", errors="surrogateescape"):
+            return PermissionError(errno.EACCES, "Permission denied executing command", target)
+    return None
