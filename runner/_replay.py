@@ -187,7 +187,8 @@ async def _replay_sample(task: Any, recorded: Any, fresh: Any) -> SampleReplay:
     from inspect_ai.util._sandbox.registry import registry_find_sandboxenv
 
     from tierlock.sandbox._config import SandboxConfig
-    from tierlock.sandbox._provider import TierlockSandboxEnvironment, load_sandbox_policy
+    from tierlock.sandbox._provider import TierlockSandboxEnvironment
+    from tierlock.sandbox._sandbox_policy import load_sandbox_policy
 
     rep = SampleReplay(str(recorded.id))
     conf = _conformance(recorded)

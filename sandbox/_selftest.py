@@ -250,7 +250,7 @@ def selftest_key(policy_path: str) -> dict[str, str]:
     import socket
 
     from ._docker import get_client
-    from ._provider import load_sandbox_policy
+    from ._sandbox_policy import load_sandbox_policy
 
     policy = load_sandbox_policy(policy_path).policy
     battery = hashlib.sha256()

@@ -126,8 +126,8 @@ def remove_own_objects(timeout: float = REMOVAL_TIMEOUT) -> bool:
 def _tracked_containers() -> list[str]:
     """The provider's live containers (read without its lock: the interrupted main thread may
     hold it)."""
-    provider = sys.modules.get("tierlock.sandbox._provider")
-    live: set[str] = getattr(provider, "_live", set())
+    boxes = sys.modules.get("tierlock.sandbox._sample_box")
+    live: set[str] = getattr(boxes, "_live", set())
     for _ in range(10):
         with contextlib.suppress(RuntimeError):  # changed size during the copy
             return list(live)

@@ -15,6 +15,7 @@ from inspect_ai.solver import generate, use_tools
 from inspect_ai.tool import bash
 
 import tierlock.sandbox._provider as provider
+import tierlock.sandbox._sample_conform as sample_conform
 from tierlock.sandbox import load_policy
 from tierlock.sandbox._docker import create_container
 from tierlock.sandbox._effective import (
@@ -38,7 +39,6 @@ from tierlock.sandbox._evidence import ConformanceRecord
 from tierlock.sandbox._images import ensure_image
 from tierlock.sandbox._labels import object_labels
 from tierlock.sandbox._policy import Policy
-from tierlock.sandbox._provider import _kernel_check
 from tierlock.sandbox._translate import container_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,7 +171,7 @@ def test_kernel_check_refuses_a_container_looser_than_its_policy(docker_client: 
     c = _loose_container(docker_client, p)
     try:
         c.start()
-        assert _kernel_check(docker_client, c.id, p) == []
+        assert sample_conform.kernel_check(docker_client, c.id, p) == []
     finally:
         c.remove(force=True)
     tmpfs = {"/workspace": "size=0,nosuid,nodev,mode=1777", "/tmp": "size=128m,nosuid,nodev"}
@@ -186,7 +186,7 @@ def test_kernel_check_refuses_a_container_looser_than_its_policy(docker_client: 
     )
     try:
         c.start()
-        bad = _kernel_check(docker_client, c.id, p)
+        bad = sample_conform.kernel_check(docker_client, c.id, p)
     finally:
         c.remove(force=True)
     text = "\n".join(bad)
@@ -220,7 +220,7 @@ def test_a_looser_sandbox_is_refused_before_the_model_acts(
         }
 
     monkeypatch.setattr(provider, "container_settings", looser)
-    monkeypatch.setattr(provider, "check_config", lambda *a, **k: [])
+    monkeypatch.setattr(sample_conform, "check_config", lambda *a, **k: [])
     calls: list[str] = []
     task = Task(
         dataset=[Sample(id="s", input="contain")],

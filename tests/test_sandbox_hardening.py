@@ -25,7 +25,7 @@ from tierlock.sandbox._images import ensure_image
 from tierlock.sandbox._labels import object_labels
 from tierlock.sandbox._lint import is_root_user, lint_policy
 from tierlock.sandbox._policy import Policy
-from tierlock.sandbox._provider import _kernel_check
+from tierlock.sandbox._sample_conform import kernel_check
 from tierlock.sandbox._translate import container_settings, user_ids
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,7 +164,7 @@ def test_plus_zero_user_is_root_on_the_real_daemon(docker_client: Any) -> None:
     try:
         c.start()
         assert c.exec_run(["id", "-u"], user=p.process.user).output.strip() == b"0"
-        assert _kernel_check(docker_client, c.id, p) == []  # conforms: the policy says root
+        assert kernel_check(docker_client, c.id, p) == []  # conforms: the policy says root
     finally:
         c.remove(force=True)
     # a container whose PID 1 runs as the policy's root (not the keepalive user) is refused
@@ -172,7 +172,7 @@ def test_plus_zero_user_is_root_on_the_real_daemon(docker_client: Any) -> None:
     try:
         c.start()
         assert any(m.startswith("PID 1:") and "uid" in m
-                   for m in _kernel_check(docker_client, c.id, p))
+                   for m in kernel_check(docker_client, c.id, p))
     finally:
         c.remove(force=True)
 
@@ -347,7 +347,7 @@ def test_model_cannot_erase_pids_evidence_by_stopping_the_container(docker_clien
     c = create_container(docker_client, settings)
     try:
         c.start()
-        assert _kernel_check(docker_client, c.id, p) == []
+        assert kernel_check(docker_client, c.id, p) == []
         c.exec_run(["bash", "-c", "for i in $(seq 300); do sleep 2 & done 2>/dev/null; wait"],
                    user=p.process.user)
         for cmd in KILLS:

@@ -1,0 +1,182 @@
+"""A sample's sandbox brought up under check: the created container read back against its
+policy (`_conformance`) and against the daemon's security options, started, the kernel's view of
+its PID 1 and of a command run as the model's are, the effective limits read back (`_effective`),
+and the outcome recorded in the transcript as a `ConformanceRecord`."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._conformance import (
+    EXEC_PROBE,
+    check_config,
+    check_daemon,
+    check_kernel_exec_output,
+    check_kernel_host,
+    check_status,
+    host_proc_visible,
+)
+from ._docker import run_sync
+from ._effective import (
+    CGROUP_FILES,
+    SELF_PROBE,
+    STATUS,
+    check_effective,
+    host_cgroup_files,
+    parse_probe,
+)
+from ._errors import SandboxError, display_path
+from ._evidence import ConformanceRecord
+from ._exec import PINNED_PATH, run_exec
+from ._host_check import engine_refusal
+from ._policy import Policy
+from ._running_sandbox import KILL_GRACE
+from ._sample_context import record_evidence
+from ._translate import KEEPALIVE_USER, seccomp_profile
+
+if TYPE_CHECKING:
+    import docker
+
+    from ._sample_box import SampleBox
+
+
+async def conform(box: SampleBox, image: str, attrs: dict[str, Any]) -> None:
+    """Check the created container against its policy, start it, check the kernel's view,
+    and record the outcome; raise `SandboxError` on any mismatch."""
+    policy, client = box.policy, box.client
+    image_env = (await _image_config(client, image)).get("Env")
+    net = box.network
+    mismatches = check_config(
+        attrs,
+        policy,
+        image_env=image_env,
+        extra_env=net.env if net else None,
+        network=net.network if net else None,
+        policy_dir=box.loaded.policy_dir,
+        sandbox=True,
+    ) + check_daemon(await _daemon_security(client), policy)
+    if not mismatches:
+        try:
+            await run_sync(client.api.start, box.container_id)
+        except Exception as e:
+            raise engine_refusal(e, box.loaded.path, "start") or e from None
+        mismatches = await run_sync(kernel_check, client, box.container_id, policy)
+        state = (await run_sync(client.api.inspect_container, box.container_id))["State"]
+        box.init_pid = int(state.get("Pid") or 0)
+    unsafe = policy.unsafe
+    record_evidence(
+        ConformanceRecord(
+            container=box.name,
+            role="default",
+            policy_name=policy.name,
+            policy_hash=box.loaded.policy.digest(),
+            policy_path=str(box.loaded.path),
+            ok=not mismatches,
+            mismatches=mismatches,
+            unsafe_reason=unsafe.reason if unsafe else None,
+            unsafe_rules=list(unsafe.allow) if unsafe else [],
+            seccomp_sha256=_profile_sha256(policy, box.loaded.policy_dir),
+            user=policy.process.user,
+        )
+    )
+    if mismatches:
+        more = f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
+        raise SandboxError(
+            f"{display_path(box.loaded.path)}: sandbox {box.name} does not conform to policy "
+            f"{policy.name!r}: {mismatches[0]}{more}"
+        )
+
+
+def _profile_sha256(policy: Policy, policy_dir: Path) -> str | None:
+    """SHA-256 of the seccomp profile the sandbox was given (what conformance compared)."""
+    import hashlib
+
+    with contextlib.suppress(SandboxError):
+        profile = seccomp_profile(policy, policy_dir)
+        return hashlib.sha256(profile.encode()).hexdigest() if profile is not None else None
+    return None
+
+
+_image_configs: dict[str, dict[str, Any]] = {}
+_daemon_security_options: dict[int, list[str]] = {}
+
+
+async def _daemon_security(client: docker.DockerClient) -> list[str]:
+    """The daemon's `docker info` SecurityOptions (read once per client)."""
+    key = id(client)
+    if key not in _daemon_security_options:
+        info = await run_sync(client.info)
+        _daemon_security_options[key] = list(info.get("SecurityOptions") or [])
+    return _daemon_security_options[key]
+
+
+async def _image_config(client: docker.DockerClient, image: str) -> dict[str, Any]:
+    if image not in _image_configs:
+        info = await run_sync(client.api.inspect_image, image)
+        _image_configs[image] = info.get("Config") or {}
+    return _image_configs[image]
+
+
+def kernel_check(client: docker.DockerClient, container_id: str, policy: Policy) -> list[str]:
+    """The kernel's view of the started sandbox: its PID 1 (the keepalive, as `KEEPALIVE_USER`)
+    from the host's /proc when it can see it, else from inside; then one command exec'd the way
+    the model's are (as the policy's user, through `timeout`), which must run as the policy
+    says (uid/gid, capabilities, no_new_privs, seccomp) and reads back the effective limits
+    (cgroup memory, pids, CPU; tmpfs sizes from the mount table: `_effective`)."""
+    attrs = client.api.inspect_container(container_id)
+    state = attrs.get("State") or {}
+    if not state.get("Running"):
+        return [f"container is not running after start (exit code {state.get('ExitCode')})"]
+    pid = int(state.get("Pid") or 0)
+    bad: list[str] | None = None
+    if host_proc_visible(pid, container_id):
+        with contextlib.suppress(OSError):
+            bad = check_kernel_host(pid, policy, user=KEEPALIVE_USER)
+    if bad is None:
+        out = run_exec(
+            client.api,
+            container_id,
+            EXEC_PROBE,
+            env={"PATH": PINNED_PATH},
+            user=KEEPALIVE_USER,
+            limit=1 << 16,
+            deadline=30,
+        )
+        if out.exit_code != 0:
+            return [
+                "cannot read the container's process status "
+                f"({out.stderr.decode(errors='replace')})"
+            ]
+        bad = check_kernel_exec_output(
+            out.stdout.decode(errors="replace"), policy, user=KEEPALIVE_USER
+        )
+    bad = [f"PID 1: {m}" for m in bad]
+    out = run_exec(
+        client.api,
+        container_id,
+        ["/usr/bin/timeout", "-k", KILL_GRACE, "30s", *SELF_PROBE],
+        env={"PATH": PINNED_PATH},
+        workdir=policy.filesystem.workdir,
+        user=policy.process.user,
+        limit=1 << 18,
+        deadline=45,
+    )
+    files = parse_probe(out.stdout.decode(errors="replace"))
+    if out.exit_code not in (0, 2) or STATUS not in files:  # grep: 2 when a file is absent
+        text = (out.stdout + out.stderr).decode(errors="replace").strip()[:300]
+        return [
+            *bad,
+            f"cannot run a command as policy process.user {policy.process.user!r} "
+            f"(exit {out.exit_code}: {text})",
+        ]
+    if not any(f in files for f in CGROUP_FILES) and host_proc_visible(pid, container_id):
+        with contextlib.suppress(OSError, ValueError):
+            files = {**host_cgroup_files(pid), **files}
+    return (
+        bad
+        + [f"commands: {m}" for m in check_status(files[STATUS], policy, None)]
+        + [f"limits: {m}" for m in check_effective(files, policy)]
+    )
+
