@@ -6,12 +6,13 @@ image and an unchanged one is found by tag (a second build is a no-op). Builds h
 so parallel samples, tests and processes never build the same image twice. `SOURCE_DATE_EPOCH` is
 fixed per recipe, which makes `mmdebstrap` output reproducible for a given mirror state.
 
-Other modules add recipes with `register_recipe` (the egress proxy does).
+The project's own recipes are defined here, as data: the sandbox base image and the egress proxy's
+image (`_proxy` owns the squid configuration it runs). Other code may add recipes with
+`register_recipe`; `_proxy` imports this module, never the reverse.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import json
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BASE_IMAGE",
     "BASE_RECIPE",
+    "PROXY_RECIPE",
     "ImageRecipe",
     "build_image",
     "ensure_image",
@@ -143,7 +145,20 @@ BASE_RECIPE = ImageRecipe(
 )
 """The sandbox base image: `tierlock-base` in policies."""
 
-_RECIPES: dict[str, ImageRecipe] = {BASE_RECIPE.name: BASE_RECIPE}
+PROXY_RECIPE = ImageRecipe(
+    name="proxy",
+    suite="bookworm",
+    # squid 5.7 built with OpenSSL (peeks at the TLS SNI of CONNECT tunnels), and openssl to
+    # make the throwaway certificate an SslBump port needs even when it never bumps
+    packages=("squid-openssl", "openssl"),
+    customize=('test -x "$1/usr/sbin/squid"',),
+    user="proxy",
+    cmd=("squid", "-N", "-f", "/etc/squid/squid.conf"),
+)
+"""The egress proxy image `tierlock-proxy`: Debian's squid, built like the base image. The proxy
+sidecar runs `_proxy.PROXY_START` in it."""
+
+_RECIPES: dict[str, ImageRecipe] = {r.name: r for r in (BASE_RECIPE, PROXY_RECIPE)}
 _recipes_lock = threading.Lock()
 
 
@@ -154,26 +169,16 @@ def register_recipe(recipe: ImageRecipe) -> ImageRecipe:
     return recipe
 
 
-def _load_builtin_recipes() -> None:
-    """Import the modules that register the project's other recipes (the egress proxy)."""
-    import importlib
-
-    with contextlib.suppress(ImportError):
-        importlib.import_module("tierlock.sandbox._proxy")
-
-
 def recipes() -> list[ImageRecipe]:
     """Every known recipe."""
-    _load_builtin_recipes()
-    return list(_RECIPES.values())
+    with _recipes_lock:
+        return list(_RECIPES.values())
 
 
 def get_recipe(name: str) -> ImageRecipe | None:
     """The recipe for `base`, `tierlock-base` or `tierlock-base:<hash>`, if there is one."""
     short = name.split(":", 1)[0]
     short = short.removeprefix("tierlock-")
-    if short not in _RECIPES:
-        _load_builtin_recipes()
     recipe = _RECIPES.get(short)
     if recipe is None:
         return None
@@ -262,7 +267,9 @@ def build_image(
                 "(apt-get install mmdebstrap)"
             )
         mirror = os.environ.get(MIRROR_ENV, DEFAULT_MIRROR)
-        say(f"building image {tag} from Debian {recipe.suite} ({mirror}); this takes about a minute")
+        say(
+            f"building image {tag} from Debian {recipe.suite} ({mirror}); this takes about a minute"
+        )
         with tempfile.TemporaryDirectory(prefix="tierlock-image-") as tmp:
             tarball = os.path.join(tmp, "rootfs.tar")
             _run_mmdebstrap(recipe.mmdebstrap_args(tarball, mirror), recipe, say)

@@ -7,8 +7,7 @@ import re
 from collections.abc import Iterator
 
 from ._lint_rule import Finding, LintContext
-from ._policy import Policy
-from ._translate import numeric_id
+from ._policy import Policy, numeric_id
 
 # --- capabilities -----------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
@@ -172,6 +173,15 @@ class ProcessPolicy(_Strict):
     def _numeric_user(cls, v: object) -> object:
         """`user: 1000` (a YAML number) means uid 1000."""
         return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+_GO_INT = re.compile(r"[+-]?[0-9]+")
+
+
+def numeric_id(text: str) -> int | None:
+    """A uid/gid of `process.user` as Docker reads it (Go's `strconv.Atoi`: optional sign, ASCII
+    digits, so `+0` and `-0` are 0); None for a name."""
+    return int(text) if _GO_INT.fullmatch(text) else None
 
 
 Cpus = Annotated[float, BeforeValidator(parse_number), AfterValidator(bounded("limits.cpus"))]

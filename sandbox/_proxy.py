@@ -17,7 +17,7 @@ import ipaddress
 from ._allow import DEFAULT_PORTS as DEFAULT_PORTS
 from ._allow import AllowRule, is_ip, parse_allow_entry
 from ._errors import SandboxError
-from ._images import ImageRecipe, register_recipe
+from ._images import PROXY_RECIPE as PROXY_RECIPE
 from ._proxylog import LOG_MARK, log_format
 from ._proxylog import bounded_log as bounded_log
 from ._proxylog import parse_access_log as parse_access_log
@@ -54,20 +54,6 @@ PRIVATE_DESTINATIONS: tuple[str, ...] = (
     "fc00::/7",
 )
 """Private addresses, refused too unless the upstreams are known to be local (e.g. tests)."""
-
-PROXY_RECIPE = register_recipe(
-    ImageRecipe(
-        name="proxy",
-        suite="bookworm",
-        # squid 5.7 built with OpenSSL (peeks at the TLS SNI of CONNECT tunnels), and openssl to
-        # make the throwaway certificate an SslBump port needs even when it never bumps
-        packages=("squid-openssl", "openssl"),
-        customize=('test -x "$1/usr/sbin/squid"',),
-        user="proxy",
-        cmd=("squid", "-N", "-f", "/etc/squid/squid.conf"),
-    )
-)
-"""The egress proxy image `tierlock-proxy`: Debian's squid, built like the base image."""
 
 
 def parse_allow(entry: str) -> AllowRule:

@@ -9,12 +9,11 @@ policy, derived independently, so a mistake here cannot pass silently.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from ._errors import SandboxError
-from ._policy import Policy
+from ._policy import Policy, numeric_id
 from ._units import format_size
 
 HOSTNAME = "sandbox"
@@ -51,15 +50,6 @@ POSIX message queues, so the writable paths stay the only storage a sandbox has.
 
 KNOWN_USERS: dict[str, tuple[int, int]] = {"root": (0, 0), "agent": (1000, 1000)}
 """Users of the project's images, for owning the writable tmpfs mounts."""
-
-
-_GO_INT = re.compile(r"[+-]?[0-9]+")
-
-
-def numeric_id(text: str) -> int | None:
-    """A uid/gid as Docker reads it (Go's `strconv.Atoi`: optional sign, ASCII digits, so `+0`
-    and `-0` are 0); None for a name."""
-    return int(text) if _GO_INT.fullmatch(text) else None
 
 
 def user_ids(user: str) -> tuple[int, int] | None:
