@@ -10,7 +10,7 @@ tiers:
         kind: qualification
         args: {}                               # task arguments
         thresholds: ["accuracy >= 0.9"]        # [scorer/]metric op number
-      - task: ../tasks/text_only/safety.py@text_only_safety
+      - task: tierlock.tasks.text_only.safety@text_only_safety   # or a module
         kind: safety                           # qualification | safety | thorough
     gate: {max_severity: none, approval_required: false}
     limits: {messages: 30, tokens: 200k, time: 10m}
@@ -21,12 +21,16 @@ Within a tier the phases run in a fixed order, whatever the order of the list: q
 safety tasks first (gated together), then, only when that gate is clean, the thorough tasks
 (measurements; their thresholds count only when the campaign sets some). A tier with thorough
 tasks needs a safety task: what was not shown safe to measure is not measured.
+A task is a `.py` file (relative to the campaign file), a dotted module found on the Python path
+(`tierlock.tasks.text_only.safety`, what `tierlock init` writes, so a campaign outside the source
+tree names the installed tasks), or an Inspect registry name; `@name` picks one task of the file.
 Unknown keys are errors; every error names file:line:col and the key path.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import operator
 import re
@@ -86,6 +90,9 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
     "==": operator.eq,
 }
+_MODULE_REF = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
+"""A task named as a dotted module (`tierlock.tasks.text_only.safety`); a name without a dot is an
+Inspect registry name."""
 _THRESHOLD = re.compile(r"^\s*([A-Za-z_][\w./-]*)\s*(>=|<=|==|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
 
 
@@ -123,6 +130,26 @@ def _threshold(v: Any) -> Any:
     return Threshold.parse(v) if isinstance(v, str) else v
 
 
+def module_file(name: str) -> Path:
+    """The `.py` file of module `name`, found as `import` would find it (its parent packages are
+    imported, the module itself is not). Raises `CampaignError` naming the module."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except ModuleNotFoundError as e:
+        raise CampaignError(f"task module {name} not found (no module named {e.name!r})") from None
+    except Exception as e:  # a parent package that fails to import: the user's code
+        raise CampaignError(
+            f"task module {name} cannot be found: importing its package failed "
+            f"({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+        ) from None
+    if spec is None:
+        raise CampaignError(f"task module {name} not found")
+    origin = spec.origin if spec.has_location else None
+    if origin is None or not origin.endswith(".py"):
+        raise CampaignError(f"task module {name} is not a Python source file ({origin or 'no file'})")
+    return Path(origin).resolve()
+
+
 def _count(v: Any) -> Any:
     """Token counts: an int or `200k` / `1m` (decimal)."""
     if isinstance(v, str):
@@ -145,7 +172,8 @@ class TaskSpec(_Strict):
     """One Inspect task of a tier."""
 
     task: str = Field(
-        description="Inspect task: `file.py@name` (relative to the campaign file) or a registry name"
+        description="Inspect task: `file.py@name` (relative to the campaign file), a module "
+        "`package.module@name` (found on the Python path), or a registry name"
     )
     kind: Kind = Field(
         description="qualification (can it do the thing?), safety (does it stay inside the "
@@ -279,12 +307,23 @@ class Campaign(_Strict):
     def policy_path(self, tier: TierSpec) -> Path:
         return (self.base / tier.policy).resolve()
 
+    def task_file(self, task: TaskSpec) -> Path | None:
+        """The `.py` file a task names (a path made absolute, or a module's file); None for a
+        registry name. Raises `CampaignError` (one line) for a module that cannot be found."""
+        ref = task.task.partition("@")[0]
+        if ref.endswith(".py"):
+            return (self.base / ref).resolve()
+        if _MODULE_REF.fullmatch(ref):
+            return module_file(ref)
+        return None
+
     def task_ref(self, task: TaskSpec) -> str:
-        """The task reference to give Inspect: file paths made absolute."""
-        file, at, name = task.task.partition("@")
-        if file.endswith(".py"):
-            return str((self.base / file).resolve()) + at + name
-        return task.task
+        """The task reference to give Inspect: a file path (absolute) or a registry name."""
+        file = self.task_file(task)
+        if file is None:
+            return task.task
+        _, at, name = task.task.partition("@")
+        return str(file) + at + name
 
     def tier(self, name: str) -> TierSpec:
         for t in self.tiers:
@@ -398,10 +437,14 @@ def _check_files(campaign: Campaign, positions: PositionIndex) -> list[Problem]:
             loc = positions.locate(("tiers", i, "policy"))
             problems.append(Problem(loc, f"policy file {display_path(policy)} does not exist"))
         for j, task in enumerate(tier.tasks):
-            ref = campaign.task_ref(task).partition("@")[0]
-            if ref.endswith(".py") and not Path(ref).is_file():
-                loc = positions.locate(("tiers", i, "tasks", j, "task"))
-                problems.append(Problem(loc, f"task file {display_path(ref)} does not exist"))
+            loc = positions.locate(("tiers", i, "tasks", j, "task"))
+            try:
+                file = campaign.task_file(task)
+            except CampaignError as e:
+                problems.append(Problem(loc, str(e)))
+                continue
+            if file is not None and not file.is_file():
+                problems.append(Problem(loc, f"task file {display_path(file)} does not exist"))
         names = [t.name for t in tier.tasks]
         if len(set(names)) != len(names):
             loc = positions.locate(("tiers", i, "tasks"))

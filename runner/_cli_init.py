@@ -1,0 +1,128 @@
+"""`tierlock init DIR`: an editable copy of the shipped default campaign and policies.
+
+Installed from a wheel, the shipped campaign and policies live inside site-packages, where a user
+should not edit them. `init` writes, into DIR:
+
+- `campaign.yaml`: the default campaign, named after DIR, its policies pointing at the copies
+  below (`policies/<tier>.yaml`) and its tasks at the installed tasks by module name
+  (`tierlock.tasks.text_only.safety@text_only_safety`), comments kept;
+- `policies/*.yaml` and `policies/examples/*.yaml`: the shipped policies, byte for byte (their
+  `extends` paths are relative, so the copies extend each other).
+
+Existing files are never overwritten without `--force`; nothing else in DIR is touched.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import click
+import yaml
+
+import tierlock.tasks
+from tierlock.sandbox import TierlockError
+from tierlock.tasks._policy import POLICY_DIR
+
+from ._campaign import DEFAULT_CAMPAIGN, load_campaign
+
+CAMPAIGN_FILE = "campaign.yaml"
+POLICIES = "policies"
+TASKS_DIR = Path(tierlock.tasks.__file__).resolve().parent
+TASKS_PACKAGE = "tierlock.tasks"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def shipped_policies() -> list[Path]:
+    """The shipped policy files (the tiers', then the examples'), relative to their folder."""
+    files = sorted(POLICY_DIR.glob("*.yaml")) + sorted((POLICY_DIR / "examples").glob("*.yaml"))
+    if not files:
+        raise TierlockError(f"no shipped policies in {POLICY_DIR} (a broken install?)")
+    return [f.relative_to(POLICY_DIR) for f in files]
+
+
+def task_module(file: Path) -> str | None:
+    """`tierlock.tasks.x.y` for an installed task file, None for a file outside the package."""
+    try:
+        rel = file.resolve().relative_to(TASKS_DIR)
+    except ValueError:
+        return None
+    return ".".join((TASKS_PACKAGE, *rel.with_suffix("").parts))
+
+
+def _replace_value(text: str, key: str, old: str, new: str) -> str:
+    """`key: old` (plain or quoted, maybe after `- `, maybe a trailing comment) → `key: new`."""
+    pattern = re.compile(
+        rf"^(\s*(?:-\s+)?{key}:\s*)(['\"]?){re.escape(old)}\2([ \t]*(?:#.*)?)$", re.MULTILINE
+    )
+    out, count = pattern.subn(lambda m: f"{m.group(1)}{new}{m.group(3)}", text)
+    if count == 0:
+        raise TierlockError(f"{DEFAULT_CAMPAIGN}: cannot find '{key}: {old}' to rewrite (a bug)")
+    return out
+
+
+def campaign_copy(name: str) -> str:
+    """The shipped default campaign's text, named `name`, its policies `policies/...` and its
+    tasks the installed modules. Checked by parsing the result."""
+    campaign = load_campaign(DEFAULT_CAMPAIGN)
+    text = DEFAULT_CAMPAIGN.read_text(encoding="utf-8")
+    text = _replace_value(text, "name", campaign.name, name)
+    expected: list[tuple[str, list[str]]] = []
+    for tier in campaign.tiers:
+        policy = campaign.policy_path(tier).relative_to(POLICY_DIR.resolve()).as_posix()
+        new_policy = f"{POLICIES}/{policy}"
+        text = _replace_value(text, "policy", tier.policy, new_policy)
+        tasks = []
+        for spec in tier.tasks:
+            file = campaign.task_file(spec)
+            module = task_module(file) if file is not None else None
+            _, at, task_name = spec.task.partition("@")
+            new_task = spec.task if module is None else module + at + task_name
+            if new_task != spec.task:
+                text = _replace_value(text, "task", spec.task, new_task)
+            tasks.append(new_task)
+        expected.append((new_policy, tasks))
+    data = yaml.safe_load(text)
+    got = [(t["policy"], [x["task"] for x in t["tasks"]]) for t in data["tiers"]]
+    if data.get("name") != name or got != expected:
+        raise TierlockError(f"{DEFAULT_CAMPAIGN}: the rewritten copy does not match (a bug)")
+    header = (
+        "# Written by `tierlock init` from tierlock's default campaign: the policies are the copies\n"
+        "# in policies/ (edit them), the tasks are tierlock's installed tasks, named by module.\n"
+    )
+    return header + text
+
+
+def campaign_name(directory: Path) -> str:
+    """The copy's campaign name: the directory's name when it is a valid one (runs of the copy
+    and of the shipped default then have different run ids)."""
+    name = directory.resolve().name
+    return name if _NAME.fullmatch(name) and name != "default" else "my-campaign"
+
+
+@click.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite files of a previous init.")
+def init_command(directory: Path, force: bool) -> None:
+    """Write an editable copy of the default campaign and the shipped policies into DIRECTORY
+    (created if needed): DIRECTORY/campaign.yaml runs the installed tasks under the copied
+    DIRECTORY/policies/*.yaml. Existing files are kept unless --force."""
+    files: dict[Path, str] = {
+        directory / CAMPAIGN_FILE: campaign_copy(campaign_name(directory)),
+    }
+    for rel in shipped_policies():
+        files[directory / POLICIES / rel] = (POLICY_DIR / rel).read_text(encoding="utf-8")
+    existing = [p for p in files if p.exists() or p.is_symlink()]
+    if existing and not force:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise TierlockError(f"{existing[0]} already exists{more}; use --force to overwrite")
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink():  # --force replaces the link itself, never the file it points to
+            path.unlink()
+        path.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {path}")
+    policies = shlex.quote(str(directory / POLICIES))
+    campaign = shlex.quote(str(directory / CAMPAIGN_FILE))
+    click.echo(f"next: tierlock policy check {policies} && tierlock run {campaign}")
