@@ -26,7 +26,14 @@ from inspect_ai.util._sandbox.limits import SandboxEnvironmentLimits
 from ._collect import collect_evidence
 from ._docker import run_sync
 from ._evidence import ContainerEvidence
-from ._exec import PINNED_PATH, ContainerGone, ExecOutcome, kill_exec, run_exec
+from ._exec import (
+    PINNED_PATH,
+    ContainerGone,
+    ExecOutcome,
+    exec_permission_error,
+    kill_exec,
+    run_exec,
+)
 from ._policy import Policy
 from ._sample_box import SampleBox, remove_box
 from ._sample_context import record_evidence
@@ -198,6 +205,8 @@ class RunningSandbox(SandboxEnvironment):
             if stdout or stderr:
                 err.truncated_output = stdout + stderr  # type: ignore[attr-defined]
             raise err
+        if (refused := exec_permission_error(code, out.stdout, out.stderr, cmd)) is not None:
+            raise refused  # cmd[0] is not executable: Inspect's contract raises
         if code == 126 and "OCI runtime exec failed" in stdout:
             if "unable to find user" in stdout:
                 raise SandboxUserUnsupportedError(stdout.strip())
