@@ -6,7 +6,8 @@ from ._images import ImageRecipe, build_image, ensure_image, register_recipe, re
 from ._ladder import check_ladder, diff_policies
 from ._lint import RULES, has_errors, lint_policy, load_runnable_policy
 from ._loader import LoadedPolicy, load_policy, load_policy_file
-from ._network import SampleNetwork, create_sample_network, describe_network
+from ._network import SampleNetwork, create_sample_network
+from ._network_describe import describe_network
 from ._policy import BASE_IMAGE, NETWORK_MODES, TIERS, Policy, Tier
 from ._signals import install_termination_handler, raise_if_terminated, received_signal
 from ._translate import container_settings, docker_settings

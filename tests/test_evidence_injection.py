@@ -487,10 +487,11 @@ def test_proxy_without_tierlocks_log_cap_does_not_conform(
 ) -> None:
     """A proxy created with the daemon's log defaults (no cap, possibly non-blocking) is refused
     by the sidecar conformance check, and nothing is left behind."""
+    import tierlock.sandbox._egress_proxy as egress_proxy
     import tierlock.sandbox._network as net_mod
     from tierlock.sandbox._errors import SandboxError
 
-    monkeypatch.setattr(net_mod, "proxy_log_options", lambda: {})
+    monkeypatch.setattr(egress_proxy, "proxy_log_options", lambda: {})
     # (this daemon's own defaults, merged in by Docker, are max-size 10m, max-file 3)
     want = r"does not conform: log option max-size is .*, want '16m'.*log option mode is None"
     with pytest.raises(SandboxError, match=want):

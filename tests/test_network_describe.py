@@ -6,8 +6,10 @@ import anyio
 import pytest
 
 from tierlock.sandbox._config import ServiceSpec
+from tierlock.sandbox._egress_proxy import proxy_env
 from tierlock.sandbox._errors import SandboxError
-from tierlock.sandbox._network import create_sample_network, describe_network, proxy_env
+from tierlock.sandbox._network import create_sample_network
+from tierlock.sandbox._network_describe import describe_network
 from tierlock.sandbox._policy import Policy
 
 

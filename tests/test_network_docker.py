@@ -24,8 +24,9 @@ from tierlock.sandbox._errors import SandboxError
 from tierlock.sandbox._evidence import ConformanceRecord, ProxyLog
 from tierlock.sandbox._images import ensure_image
 from tierlock.sandbox._labels import OWNER_LABEL, owner
-from tierlock.sandbox._network import PROXY_ALIAS, SampleNetwork, create_sample_network
+from tierlock.sandbox._network import SampleNetwork, create_sample_network
 from tierlock.sandbox._policy import Policy
+from tierlock.sandbox._sidecars import PROXY_ALIAS
 
 pytestmark = pytest.mark.docker
 
@@ -622,11 +623,11 @@ def test_refused_names_are_never_resolved(
 ) -> None:
     """A refused name never reaches a DNS server (no exfiltration through lookups). squid's DNS
     debug output shows every query it sends; the rules themselves are the generated ones."""
-    import tierlock.sandbox._network as net_mod
+    import tierlock.sandbox._egress_proxy as egress_proxy
 
-    real = net_mod.squid_config
+    real = egress_proxy.squid_config
     monkeypatch.setattr(
-        net_mod, "squid_config", lambda *a, **k: real(*a, **k) + "debug_options ALL,1 78,3\n"
+        egress_proxy, "squid_config", lambda *a, **k: real(*a, **k) + "debug_options ALL,1 78,3\n"
     )
     sample = anyio.run(
         lambda: create_sample_network(

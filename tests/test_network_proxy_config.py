@@ -207,7 +207,8 @@ def test_sidecar_policies_floor_the_hardening() -> None:
     """Sidecars take the policy's kernel settings but never fewer restrictions than the
     baseline; the proxy additionally runs as squid's user with its own limits."""
     from tierlock.sandbox._config import ServiceSpec
-    from tierlock.sandbox._network import (
+    from tierlock.sandbox._policy import Policy
+    from tierlock.sandbox._sidecar_policy import (
         PROXY_MEMORY,
         PROXY_PIDS,
         PROXY_USER,
@@ -215,7 +216,6 @@ def test_sidecar_policies_floor_the_hardening() -> None:
         proxy_policy,
         service_policy,
     )
-    from tierlock.sandbox._policy import Policy
     from tierlock.sandbox._translate import container_settings
 
     loose = Policy.model_validate({

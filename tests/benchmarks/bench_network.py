@@ -48,14 +48,14 @@ def main() -> None:
     import tierlock.sandbox._network as net_mod
 
     squid: list[float] = []
-    wait_listening = net_mod._wait_listening
+    wait_listening = net_mod.wait_listening
 
     async def timed_wait(*args, **kwargs):  # type: ignore[no-untyped-def]
         t0 = time.perf_counter()
         await wait_listening(*args, **kwargs)
         squid.append(time.perf_counter() - t0)
 
-    net_mod._wait_listening = timed_wait  # type: ignore[assignment]
+    net_mod.wait_listening = timed_wait  # type: ignore[assignment]
     times: dict[str, list[float]] = {}
     try:
         # warm up: images present, egress network known
