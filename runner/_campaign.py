@@ -146,7 +146,9 @@ def module_file(name: str) -> Path:
         raise CampaignError(f"task module {name} not found")
     origin = spec.origin if spec.has_location else None
     if origin is None or not origin.endswith(".py"):
-        raise CampaignError(f"task module {name} is not a Python source file ({origin or 'no file'})")
+        raise CampaignError(
+            f"task module {name} is not a Python source file ({origin or 'no file'})"
+        )
     return Path(origin).resolve()
 
 
