@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,11 @@ def policy() -> None:
 @policy.command("check")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
-    "--ladder", is_flag=True, help="Also check the files as a tier ladder, in the order given."
+    "--ladder",
+    is_flag=True,
+    help="Also check the files as a tier ladder, ordered by tier (several policies of one tier "
+    "are alternatives, each checked against the next tier's); a folder gives its own *.yaml, "
+    "not its subfolders' (name policies/examples to include it).",
 )
 @click.option(
     "--no-host",
@@ -59,17 +65,17 @@ def policy() -> None:
 )
 @click.pass_context
 def check(ctx: click.Context, paths: tuple[Path, ...], ladder: bool, no_host: bool) -> None:
-    """Load and lint policy files (a directory: every *.yaml below it), then check them against
-    the Docker host (what Docker would refuse, or run with less than the policy says); print
-    every error and warning. Exit 1 if any error. Errors also go to standard error (once, when
-    both outputs are the same terminal)."""
-    files = [f for p in paths for f in (sorted(p.rglob("*.yaml")) if p.is_dir() else [p])]
+    """Load and lint policy files (a directory: every *.yaml below it; with --ladder, the
+    *.yaml directly in it), then check them against the Docker host (what Docker would refuse,
+    or run with less than the policy says); print every error and warning. Exit 1 if any
+    error. Errors also go to standard error, unless both outputs go to the same place."""
+    files = _policy_files(paths, recursive=not ladder)
     if not files:
         raise click.UsageError(f"no *.yaml files in {', '.join(map(str, paths))}")
     problems: list[Problem] = []
     loaded_files: list[LoadedPolicy] = []
     if ladder:
-        problems = check_ladder(files)
+        problems = check_ladder(files, by_tier=True)
     for f in files:
         try:
             loaded = load_policy_file(f)
@@ -93,11 +99,35 @@ def check(ctx: click.Context, paths: tuple[Path, ...], ladder: bool, no_host: bo
     what = f"ladder of {len(files)} {noun}" if ladder else f"{len(files)} {noun}"
     verdict = "FAILED" if errors else "ok"
     click.echo(f"{verdict}: {what} checked, {errors} error(s), {warnings} warning(s)")
-    if errors and not (sys.stdout.isatty() and sys.stderr.isatty()):
+    if errors and not _same_output():
         for p in problems:
             if p.severity == "error":
                 click.echo(f"tierlock: {p}", err=True)
     ctx.exit(1 if has_errors(problems) else 0)
+
+
+def _policy_files(paths: tuple[Path, ...], *, recursive: bool) -> list[Path]:
+    """The files to check, each once, in the order named (a folder's files sorted)."""
+    out: list[Path] = []
+    seen: set[Path] = set()
+    for p in paths:
+        found = sorted(p.rglob("*.yaml") if recursive else p.glob("*.yaml")) if p.is_dir() else [p]
+        for f in found:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                out.append(f)
+    return out
+
+
+def _same_output() -> bool:
+    """Whether standard output and standard error go to the same terminal, file or pipe
+    (`2>&1`): the errors already printed on standard output are then not repeated."""
+    try:
+        out, err = os.fstat(sys.stdout.fileno()), os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return False
+    return (out.st_dev, out.st_ino) == (err.st_dev, err.st_ino)
 
 
 def _host_facts() -> HostFacts | None:

@@ -11,6 +11,7 @@ with the key path that sets it; `diff_policies` gives both directions in plain w
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,28 +186,41 @@ def diff_policies(a: Policy, b: Policy) -> tuple[list[str], list[str]]:
     return [g.text for g in grants(a, b)], [g.text for g in grants(b, a)]
 
 
-def check_ladder(paths: Sequence[str | Path]) -> list[Problem]:
-    """Every problem of a ladder: each file's load or lint problems, then the ladder's own."""
+def check_ladder(paths: Sequence[str | Path], *, by_tier: bool = False) -> list[Problem]:
+    """Every problem of a ladder: each file's load or lint problems, then the ladder's own.
+
+    In the order given (a campaign's tiers), or with `by_tier` (`policy check --ladder` on
+    files and folders) ordered by each policy's tier: several policies of one tier are then
+    alternatives, each checked against every policy of the next tier present. A file named
+    twice is checked once."""
     problems: list[Problem] = []
-    loaded: list[LoadedPolicy | None] = []
+    loaded: list[LoadedPolicy] = []
+    seen: set[Path] = set()
     for path in paths:
+        real = Path(path).resolve()
+        if by_tier and real in seen:
+            continue
+        seen.add(real)
         try:
             lp = load_policy_file(path)
         except PolicyError as e:
-            problems += e.problems or [Problem(Location(str(path)), str(e))]
-            loaded.append(None)
+            problems += [p for p in e.problems or [Problem(Location(str(path)), str(e))]
+                         if p not in problems]  # fmt: skip
             continue
-        problems += lint_policy(lp.policy, source=lp)
+        problems += [p for p in lint_policy(lp.policy, source=lp) if p not in problems]
         loaded.append(lp)
     if len(paths) == 0:
         problems.append(Problem(Location("<ladder>"), "a ladder needs at least one policy"))
-    prev: LoadedPolicy | None = None
-    for step in loaded:
-        if step is None:
-            continue
-        if prev is not None:
-            problems += _step(prev, step)
-        prev = step
+    if by_tier:
+        levels = [[p for p in loaded if p.policy.tier == t] for t in TIERS]
+        present = [level for level in levels if level]
+        for lower, higher in itertools.pairwise(present):
+            for lo in lower:
+                for hi in higher:
+                    problems += [p for p in _step(lo, hi) if p not in problems]
+        return problems
+    for lower_step, higher_step in itertools.pairwise(loaded):
+        problems += _step(lower_step, higher_step)
     return problems
 
 

@@ -84,8 +84,43 @@ def test_warnings_alone_exit_0(monkeypatch, capsys, tmp_path: Path) -> None:
 def test_check_ladder(monkeypatch, capsys) -> None:
     code, out, _ = run(monkeypatch, capsys, "policy", "check", "--ladder", *SHIPPED)
     assert code == 0 and "ladder of 3 files" in out
+    # files are ordered by tier, whatever order they are named in; a file named twice counts once
+    code, out, _ = run(monkeypatch, capsys, "policy", "check", "--ladder",
+                       SHIPPED[2], SHIPPED[0], SHIPPED[1], SHIPPED[2])  # fmt: skip
+    assert code == 0 and "ok: ladder of 3 files" in out, out
     code, out, _ = run(monkeypatch, capsys, "policy", "check", "--ladder", SHIPPED[2], SHIPPED[0])
-    assert code == 1 and "[ladder-order]" in out
+    assert code == 0 and "the ladder skips tool-restricted [ladder-skip]" in out
+
+
+def test_check_ladder_on_the_shipped_folder(monkeypatch, capsys) -> None:
+    """Issue 20 item 5: the README's own example passes (examples/ is not part of the ladder
+    unless named); named, the example is an alternative tool-restricted policy, checked against
+    the networked tier above it (it grants more memory than the shipped networked policy)."""
+    code, out, _ = run(monkeypatch, capsys, "policy", "check", "policies/", "--ladder")
+    assert code == 0, out
+    assert out.strip() == "ok: ladder of 3 files checked, 0 error(s), 0 warning(s)"
+    code, out, _ = run(monkeypatch, capsys, "policy", "check", "policies/", "policies/examples",
+                       "--ladder")  # fmt: skip
+    assert code == 1
+    assert "[ladder-order]" not in out  # two tool-restricted policies are alternatives
+    drops = [line for line in out.splitlines() if line.endswith("[ladder-drop]")]
+    assert drops and all(line.startswith("policies/examples/data-analysis.yaml:") for line in drops)
+    assert "limits.memory: tier tool-restricted grants what the next tier networked" in out
+
+
+def test_errors_are_not_repeated_when_both_outputs_are_one_file(tmp_path: Path) -> None:
+    """`tierlock policy check ... 2>&1` (a CI log): each error once; with two pipes, errors are
+    also on standard error."""
+    bad = f"{DATA}/bad-mode.yaml"
+    with open(tmp_path / "log", "w") as f:
+        subprocess.run(["tierlock", "policy", "check", "--no-host", bad], cwd=REPO, stdout=f,
+                       stderr=subprocess.STDOUT, timeout=120)  # fmt: skip
+    log = (tmp_path / "log").read_text()
+    assert log.count("'hosts' is not one of") == 1, log
+    two = subprocess.run(["tierlock", "policy", "check", "--no-host", bad], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert two.returncode == 1
+    assert "'hosts' is not one of" in two.stdout and "'hosts' is not one of" in two.stderr
 
 
 def test_show_prints_the_effective_policy(monkeypatch, capsys, tmp_path: Path) -> None:
@@ -183,3 +218,35 @@ def test_rules_lists_every_rule(monkeypatch, capsys) -> None:
     code, out, _ = run(monkeypatch, capsys, "policy", "rules")
     assert code == 0
     assert [line.split()[0] for line in out.splitlines()] == [r.id for r in RULES]
+
+
+def _readme_policy_commands() -> list[list[str]]:
+    """Every `tierlock policy ...` command in the README's code blocks, as argv lists: a
+    trailing `# comment` and a `> file` redirection dropped, `[--flag]` tried both ways."""
+    import re
+    import shlex
+
+    text = (REPO / "README.md").read_text()
+    blocks = re.findall(r"^```[a-z]*\n(.*?)^```", text, flags=re.S | re.M)
+    out: list[list[str]] = []
+    for block in blocks:
+        for line in block.splitlines():
+            line = line.split("#", 1)[0].split(">", 1)[0].strip()
+            if not line.startswith("tierlock policy "):
+                continue
+            optional = re.findall(r"\[(--[a-z-]+)\]", line)
+            bare = re.sub(r"\s*\[--[a-z-]+\]", "", line)
+            out.append(shlex.split(bare))
+            if optional:
+                out.append([*shlex.split(bare), *optional])
+    return out
+
+
+def test_the_readmes_policy_commands_work_as_written() -> None:
+    """Issue 20 item 5: the README's own examples pass on the shipped files."""
+    commands = _readme_policy_commands()
+    assert any("--ladder" in c for c in commands) and len(commands) >= 4, commands
+    for argv in commands:
+        r = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, f"{' '.join(argv)}: {r.stdout}{r.stderr}"
+        assert "Traceback" not in r.stderr
