@@ -3,7 +3,8 @@
 Objects are found by label (`tierlock.project=tierlock`). By default only those whose owner
 process is gone (see `_labels.owner_alive`) are removed, so a cleanup never pulls a container out
 from under a live run; `include_live=True` removes every tierlock object (the `--all` flag).
-Images are kept: they are a cache, rebuilt only when their recipe changes.
+Images are kept: they are a cache, rebuilt only when their recipe changes. A Docker call that
+misses its deadline (`DockerNoAnswer`) ends the sweep with that one line in `errors`.
 """
 
 from __future__ import annotations
@@ -61,9 +62,30 @@ def cleanup(
 
     `run`: only that run's objects. Otherwise objects of dead owners, or all with `include_live`.
     """
-    import docker.errors
+    from ._docker_deadline import DockerNoAnswer
 
     report = CleanupReport()
+    try:
+        _sweep(client, report, run=run, include_live=include_live)
+    except DockerNoAnswer as e:  # every further call would wait as long: stop, say which one
+        report.errors.append(f"{e}; the rest of the cleanup was not tried")
+        log.warning("cleanup stopped", error=str(e), run=run)
+    if report.removed:
+        log.info(
+            "removed tierlock objects",
+            containers=len(report.containers),
+            networks=len(report.networks),
+            volumes=len(report.volumes),
+            run=run,
+        )
+    return report
+
+
+def _sweep(
+    client: docker.DockerClient, report: CleanupReport, *, run: str | None, include_live: bool
+) -> None:
+    import docker.errors
+
     flt = {"label": f"{PROJECT_LABEL}={PROJECT}"}
 
     def judge(labels: dict[str, str] | None) -> bool:
@@ -110,15 +132,6 @@ def cleanup(
             pass
         except docker.errors.APIError as e:
             report.errors.append(f"volume {v['Name']}: {e.explanation or e}")
-    if report.removed:
-        log.info(
-            "removed tierlock objects",
-            containers=len(report.containers),
-            networks=len(report.networks),
-            volumes=len(report.volumes),
-            run=run,
-        )
-    return report
 
 
 def remove_unused_egress(client: docker.DockerClient) -> list[str]:

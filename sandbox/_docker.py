@@ -2,7 +2,8 @@
 
 One client per process (docker-py clients are thread safe), with a connection pool large enough for
 many samples in parallel. Every blocking call goes through `run_sync`, which runs it in a worker
-thread, so the event loop never waits on the daemon.
+thread, so the event loop never waits on the daemon, and every call has a deadline
+(`_docker_deadline`: a call that misses it raises `DockerNoAnswer` naming the call and container).
 """
 
 from __future__ import annotations
@@ -36,15 +37,17 @@ _client_lock = threading.Lock()
 _limiters: weakref.WeakKeyDictionary[Any, anyio.CapacityLimiter] = weakref.WeakKeyDictionary()
 
 
-def connect(*, timeout: int = 120) -> docker.DockerClient:
-    """A new client for the daemon named by the environment (`DOCKER_HOST`...).
+def connect(*, timeout: float | None = None) -> docker.DockerClient:
+    """A new client for the daemon named by the environment (`DOCKER_HOST`...), each of whose
+    calls waits at most `timeout` seconds (default: `TIERLOCK_DOCKER_TIMEOUT`, else 120).
 
     Raises `SandboxError` with one line when no daemon is reachable.
     """
-    import docker
+    from ._docker_deadline import DeadlineDockerClient, docker_timeout
 
+    seconds = docker_timeout() if timeout is None else timeout
     try:
-        client = docker.from_env(timeout=timeout, max_pool_size=_POOL_SIZE)
+        client = DeadlineDockerClient.from_env(timeout=seconds, max_pool_size=_POOL_SIZE)
         client.ping()
     except Exception as e:
         where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")

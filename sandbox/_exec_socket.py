@@ -9,6 +9,10 @@ by this module over the daemon's unix (or plain TCP) socket — so every byte af
 kept. For transports tierlock does not dial itself (TLS, ssh, npipe) the stream is read *through*
 the HTTP layer's buffered reader, which hands out what it already holds before reading the socket.
 
+The start has the client's deadline (connect, and the answer's headers): a daemon that does not
+answer raises `DockerNoAnswer` naming the exec's container. The output stream that follows lasts
+as long as the command; its deadline is the command's own (`_exec`).
+
 `ExecConnection.read_header`/`read_payload` parse Docker's multiplexed stream strictly: the only clean end is the
 daemon closing the connection between two frames; anything else raises `ExecStreamError`.
 """
@@ -46,6 +50,26 @@ class ExecStartRefused(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"{status} {message}")
         self.status = status
+
+
+class _NoHead(ExecStreamError):
+    """The connection closed before the daemon answered the exec start."""
+
+
+def _seconds(timeout: object) -> float | None:
+    return float(timeout) if isinstance(timeout, (int, float)) else None
+
+
+def _no_answer(api: APIClient, path: str, seconds: float | None, reason: str = "") -> Exception:
+    """`DockerNoAnswer` for the exec start at `path` (naming the exec's container when the client
+    saw its creation): the call has a deadline like every other Docker call."""
+    from ._docker_deadline import DockerNoAnswer, _Names, describe
+
+    how = getattr(api, "describe", None)
+    op, target = how("POST", path) if callable(how) else describe("POST", path, None, _Names())
+    if seconds is None and not reason:
+        reason = "no deadline"
+    return DockerNoAnswer(op, target, seconds, reason)
 
 
 class _Reader(Protocol):
@@ -137,11 +161,16 @@ def start_exec(api: APIClient, exec_id: str, *, own_socket: bool = True) -> Exec
     """Start the created exec `exec_id`; its output is then read from the returned connection.
 
     Raises `ExecStartRefused` when the daemon answers with an error status."""
-    sock = _dial(api) if own_socket else None
+    path = urlsplit(api._url("/exec/{0}/start", exec_id)).path
+    try:
+        sock = _dial(api) if own_socket else None
+    except TimeoutError:
+        raise _no_answer(api, path, _seconds(api.timeout)) from None
+    except OSError as e:
+        raise _no_answer(api, path, None, e.strerror or str(e)) from None
     if sock is None:
         return _start_through_http_layer(api, exec_id)
     try:
-        path = urlsplit(api._url("/exec/{0}/start", exec_id)).path
         agent = str(api.headers.get("User-Agent", "tierlock"))
         request = (
             f"POST {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: {agent}\r\n"
@@ -154,6 +183,16 @@ def start_exec(api: APIClient, exec_id: str, *, own_socket: bool = True) -> Exec
         status, rest = _read_response_head(sock)
         if status not in (101, 200):
             raise ExecStartRefused(status, _error_message(rest))
+    except TimeoutError:  # the daemon took the request and never answered within the deadline
+        seconds = _seconds(sock.gettimeout())
+        sock.close()
+        raise _no_answer(api, path, seconds) from None
+    except _NoHead:
+        sock.close()
+        raise _no_answer(api, path, None, "the connection closed without an answer") from None
+    except OSError as e:
+        sock.close()
+        raise _no_answer(api, path, None, e.strerror or str(e)) from None
     except BaseException:
         with contextlib.suppress(OSError):
             sock.close()
@@ -195,9 +234,7 @@ def _read_response_head(sock: socket.socket) -> tuple[int, bytes]:
             raise ExecStreamError("the daemon's response headers are too long")
         data = sock.recv(_CHUNK)
         if not data:
-            raise ExecStreamError(
-                "the daemon closed the connection before answering the exec start"
-            )
+            raise _NoHead("the daemon closed the connection before answering the exec start")
         buf += data
     head, _, rest = bytes(buf).partition(b"\r\n\r\n")
     status_line = head.split(b"\r\n", 1)[0].decode("latin-1")

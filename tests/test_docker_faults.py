@@ -1,0 +1,205 @@
+"""A slow or refusing Docker daemon: bounded waits, one clear line, nothing left behind.
+
+A proxy of the tests' own (`tests/_docker_proxy.py`) sits in front of the real Docker socket and
+holds (never answers), drops (closes) or delays chosen calls; tierlock is pointed at it with
+`DOCKER_HOST` and a short `TIERLOCK_DOCKER_TIMEOUT`. What is left behind is always checked on the
+real socket, never through the proxy. Waits are measured and printed; the only bound asserted is
+a generous one (several times the deadline), never a timing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tests._docker_proxy import DockerProxy, Rule
+from tierlock.sandbox import _docker
+from tierlock.sandbox._docker_deadline import TIMEOUT_ENV, DockerNoAnswer
+from tierlock.sandbox._images import ensure_image
+from tierlock.sandbox._labels import OWNER_LABEL, RUN_LABEL, run_id
+from tierlock.sandbox._provider import TierlockSandboxEnvironment as Box
+
+pytestmark = pytest.mark.docker
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICY = str(ROOT / "policies" / "tool-restricted.yaml")
+DEADLINE = 3
+START = r"^POST /v[\d.]+/containers/[^/]+/start"
+EXEC = r"/exec/"
+
+
+def left(client: Any, label: str) -> list[str]:
+    """This run's containers (any state) and networks, read on the real socket."""
+    flt = {"label": label}
+    containers = [f"{c.name} ({c.status})" for c in client.containers.list(all=True, filters=flt)]
+    return containers + [f"network {n.name}" for n in client.networks.list(filters=flt)]
+
+
+def owned_by(client: Any, pid: int) -> list[str]:
+    """Containers and networks whose owner label names process `pid` (real socket)."""
+    flt = {"label": OWNER_LABEL}
+    found = [(c.name, c.labels) for c in client.containers.list(all=True, filters=flt)]
+    found += [(f"network {n.name}", n.attrs.get("Labels") or {})
+              for n in client.networks.list(filters=flt)]  # fmt: skip
+    return [name for name, labels in found if labels[OWNER_LABEL].split("/")[2:3] == [str(pid)]]
+
+
+@pytest.fixture
+def through(monkeypatch: pytest.MonkeyPatch, docker_client: Any) -> Iterator[Any]:
+    """`through(rules)`: a proxy with those rules, and this process's client pointed at it."""
+    ensure_image(docker_client)
+    proxies: list[DockerProxy] = []
+
+    def start(rules: list[Rule]) -> DockerProxy:
+        proxy = DockerProxy(rules).__enter__()
+        proxies.append(proxy)
+        monkeypatch.setenv("DOCKER_HOST", proxy.url)
+        monkeypatch.setenv(TIMEOUT_ENV, str(DEADLINE))
+        monkeypatch.setattr(_docker, "_client", None)  # the next get_client() dials the proxy
+        return proxy
+
+    yield start
+    for proxy in proxies:
+        proxy.__exit__(None, None, None)
+
+
+def sample_life() -> None:
+    """One sample outside an eval: setup, a command, cleanup."""
+
+    async def main() -> None:
+        envs = await Box.sample_init("docker-faults", POLICY, {})
+        try:
+            result = await envs["default"].exec(["sh", "-c", "echo hi"])
+            assert result.stdout == "hi\n"
+        finally:
+            with anyio.CancelScope(shield=True):
+                await Box.sample_cleanup("docker-faults", POLICY, envs, False)
+
+    anyio.run(main)
+
+
+def failed_life() -> tuple[str, float]:
+    """(the error's one line, seconds) of a sample life that must fail with `DockerNoAnswer`."""
+    started = time.monotonic()
+    with pytest.raises(DockerNoAnswer) as caught:
+        sample_life()
+    return str(caught.value), time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    "rule, says",
+    [
+        (Rule(START, "hold", nth=frozenset({1})), rf"did not answer start on container "
+         rf"tierlock-\S+ within {DEADLINE} s$"),
+        (Rule(START, "close", nth=frozenset({1})), r"did not answer start on container "
+         r"tierlock-\S+ \(the connection closed without an answer\)$"),
+        (Rule(EXEC, "hold"), rf"did not answer exec start on container tierlock-\S+ within "
+         rf"{DEADLINE} s$"),
+    ],
+    ids=["start-held", "start-dropped", "exec-held"],
+)  # fmt: skip
+def test_a_call_docker_does_not_answer_is_one_line_and_leaves_no_container(
+    through: Any, docker_client: Any, rule: Rule, says: str
+) -> None:
+    proxy = through([rule])
+    message, seconds = failed_life()
+    assert "\n" not in message
+    assert re.fullmatch(rf"Docker {says}", message), message
+    assert seconds < 5 * DEADLINE + 10, f"{seconds:.1f} s"
+    assert proxy.actions(rule.action) >= 1
+    assert left(docker_client, f"{RUN_LABEL}={run_id()}") == []
+    print(f"{rule.action} {rule.pattern}: failed after {seconds:.1f} s "
+          f"(deadline {DEADLINE} s): {message}")  # fmt: skip
+
+
+def test_a_slow_daemon_within_the_deadline_is_waited_for(through: Any, docker_client: Any) -> None:
+    started = time.monotonic()
+    sample_life()  # straight to the daemon, for comparison
+    direct = time.monotonic() - started
+    proxy = through([Rule(START, "delay", seconds=1.0), Rule(EXEC, "delay", seconds=0.5)])
+    started = time.monotonic()
+    sample_life()
+    slow = time.monotonic() - started
+    assert proxy.actions("delay:1.0") >= 1 and proxy.actions("delay:0.5") >= 1
+    assert left(docker_client, f"{RUN_LABEL}={run_id()}") == []
+    print(f"sample life direct {direct:.1f} s, with each start and exec call delayed "
+          f"{slow:.1f} s ({proxy.actions('delay:0.5')} exec calls)")  # fmt: skip
+
+
+def test_cleanup_against_a_held_daemon_stops_with_one_line(
+    through: Any, docker_client: Any
+) -> None:
+    from tierlock.sandbox._cleanup import cleanup
+    from tierlock.sandbox._docker import get_client
+
+    proxy = through([Rule(r"^GET /v[\d.]+/containers/json", "hold")])
+    started = time.monotonic()
+    report = cleanup(get_client(), run=run_id())
+    seconds = time.monotonic() - started
+    assert report.errors == [
+        f"Docker did not answer container list within {DEADLINE} s; "
+        "the rest of the cleanup was not tried"
+    ]
+    assert seconds < 5 * DEADLINE, f"{seconds:.1f} s"
+    assert proxy.actions("hold") == 1
+    print(f"cleanup through a held container list: stopped after {seconds:.1f} s")
+
+
+# --- a whole run -------------------------------------------------------------------------------
+
+CAMPAIGN = f"""\
+name: docker-faults
+tiers:
+  - tier: tool-restricted
+    policy: {ROOT}/policies/tool-restricted.yaml
+    tasks:
+      - task: {ROOT}/tasks/tool_restricted/qualification.py@tool_restricted_qualification
+        kind: qualification
+        thresholds: ["task_completed/accuracy >= 0.9"]
+    limits: {{messages: 40, tokens: 500k, time: 5m}}
+"""
+
+
+def test_a_run_whose_exec_calls_docker_never_answers_is_incomplete_in_bounded_time(
+    tmp_path: Path, docker_client: Any
+) -> None:
+    from tierlock.runner import Ledger
+    from tierlock.sandbox._selftest import cached_selftest
+
+    ensure_image(docker_client)
+    cached_selftest(POLICY)  # on the real socket: the tier's host check comes from the cache
+    campaign = tmp_path / "faults.campaign.yaml"
+    campaign.write_text(CAMPAIGN)
+    exe = shutil.which("tierlock") or "tierlock"
+    argv = [exe, "run", str(campaign), "--model", "tierlock/diligent",
+            "--runs-dir", str(tmp_path / "runs")]  # fmt: skip
+    with DockerProxy([Rule(EXEC, "hold")]) as proxy:
+        env = {**os.environ, "DOCKER_HOST": proxy.url, TIMEOUT_ENV: str(DEADLINE)}
+        started = time.monotonic()
+        child = subprocess.Popen(
+            argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        out, err = child.communicate(timeout=900)
+        seconds = time.monotonic() - started
+        held = proxy.actions("hold")
+    assert child.returncode == 3, out + err
+    assert "Traceback" not in out + err
+    said = re.findall(r"Docker did not answer exec start on container tierlock-\S+ "
+                      rf"within {DEADLINE} s", out)  # fmt: skip
+    assert said, out
+    with Ledger(tmp_path / "runs" / "ledger.sqlite") as ledger:
+        verdicts = [r.payload["outcome"] for r in ledger.records() if r.kind == "verdict"]
+    assert verdicts == ["incomplete"]
+    assert owned_by(docker_client, child.pid) == []
+    print(f"every exec call held: exit 3 after {seconds:.1f} s, {held} calls held "
+          f"(deadline {DEADLINE} s); {said[0]}")  # fmt: skip
