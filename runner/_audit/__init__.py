@@ -4,6 +4,11 @@
 `audit_logs(paths)` an `AuditResult`, which the gate reads and `tierlock audit` renders.
 Each `SampleAudit` carries its `coverage`: which evidence sources were checked and which checks
 therefore ran (`_coverage`); what was not checked is never reported as clean.
+
+The audit is a layer of its own, between the sandbox and the tasks: it reads the sandbox's evidence
+records (`tierlock.sandbox._evidence`) and imports nothing from `tierlock.tasks` or the rest of
+`tierlock.runner`; the tasks (the `containment` scorer) and the runner (gate, `tierlock audit`)
+import it (tests/test_architecture.py).
 """
 
 from ._context import PathSet, SampleContext
