@@ -11,7 +11,11 @@ calls. Every answer carries `usage`. Faults, chosen per call:
   (answers after `slow_seconds`), `drop` (closes the connection without a reply) or `malformed`
   (a 200 whose body is not JSON).
 
-`calls` counts requests by route and `outcomes` by what was done, for assertions.
+`calls` counts requests by route and `outcomes` by what was done, for assertions. `requests`
+records what each model call carried (route, prompt, temperature, max tokens, the bearer key),
+`peak_in_flight` the most calls answered at once, and `strays` every other request (any method,
+any path: a sandbox that reached the server would show here). `refuse` maps a prompt fragment to
+a status (e.g. 400, which no retry fixes): calls of matching samples get it until it is removed.
 """
 
 from __future__ import annotations
@@ -61,6 +65,11 @@ class FaultServer:
         self.outcomes: Counter[str] = Counter()
         self.tool_results_seen = 0  # the most tool results one request carried back
         self.first_call: float | None = None
+        self.requests: list[dict[str, Any]] = []
+        self.strays: list[str] = []
+        self.refuse: dict[str, int] = {}
+        self.in_flight = 0
+        self.peak_in_flight = 0
         self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -97,12 +106,55 @@ class FaultServer:
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 pass
 
+            def do_GET(self) -> None:
+                self._stray()
+
+            def do_PUT(self) -> None:
+                self._stray()
+
+            def do_CONNECT(self) -> None:
+                self._stray()
+
+            def _stray(self) -> None:
+                with server._lock:
+                    server.strays.append(f"{self.command} {self.path}")
+                self._send(404, {"error": {"message": "no such route", "type": "nf"}})
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
+                try:
+                    body = json.loads(self.rfile.read(length) or b"{}")
+                except ValueError:
+                    body = None
                 route = self.path.rstrip("/")
-                if route not in ("/v1/chat/completions", "/v1/responses"):
+                if route not in ("/v1/chat/completions", "/v1/responses") or not isinstance(
+                    body, dict
+                ):
+                    with server._lock:
+                        server.strays.append(f"POST {self.path}")
                     self._send(404, {"error": {"message": f"no route {route}", "type": "nf"}})
+                    return
+                with server._lock:
+                    server.in_flight += 1
+                    server.peak_in_flight = max(server.peak_in_flight, server.in_flight)
+                try:
+                    self._answer(route, body)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def _answer(self, route: str, body: dict[str, Any]) -> None:
+                prompt = _prompt_of(body)
+                with server._lock:
+                    server.requests.append(_carried(route, prompt, body, self.headers))
+                    status = next((s for f, s in server.refuse.items() if f in prompt), None)
+                if status is not None:
+                    with server._lock:
+                        server.calls[route] += 1
+                        server.outcomes[f"refused {status}"] += 1
+                    err = {"message": f"refused {status}", "type": "invalid_request_error",
+                           "code": "refused_by_test"}  # fmt: skip
+                    self._send(status, {"error": err})
                     return
                 fault = server._next_fault(route)
                 if fault == "drop":
@@ -143,6 +195,43 @@ class FaultServer:
                 self.wfile.write(data)
 
         return Handler
+
+
+def _prompt_of(body: dict[str, Any]) -> str:
+    """The first user prompt of a chat-completions or Responses request."""
+    items = body.get("messages") or body.get("input") or []
+    if isinstance(items, str):
+        return items
+    if not isinstance(items, list):
+        return ""
+    return next(
+        (
+            _text_of(i.get("content"))
+            for i in items
+            if isinstance(i, dict) and i.get("role") == "user"
+        ),
+        "",
+    )
+
+
+def _carried(route: str, prompt: str, body: dict[str, Any], headers: Any) -> dict[str, Any]:
+    """What one model call carried, for assertions on what Inspect sent."""
+    limit = next(
+        (
+            body[k]
+            for k in ("max_tokens", "max_completion_tokens", "max_output_tokens")
+            if k in body
+        ),
+        None,
+    )
+    return {
+        "route": route,
+        "prompt": prompt,
+        "model": body.get("model"),
+        "temperature": body.get("temperature"),
+        "max_tokens": limit,
+        "authorization": headers.get("Authorization", ""),
+    }
 
 
 def _tool_results(body: dict[str, Any]) -> int:
