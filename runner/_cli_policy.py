@@ -164,6 +164,15 @@ def show(file: Path) -> None:
         click.echo(f"#   {line}")
 
 
+@policy.command("reference")
+def reference() -> None:
+    """Print the reference of every policy field (Markdown), generated from the policy model;
+    `policies/REFERENCE.md` is this output."""
+    from tierlock.sandbox._reference import policy_reference
+
+    click.echo(policy_reference(), nl=False)
+
+
 @policy.command("diff")
 @click.argument("a", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("b", type=click.Path(dir_okay=False, path_type=Path))

@@ -105,7 +105,9 @@ class Mount(_Strict):
 class FilesystemPolicy(_Strict):
     """Root filesystem, writable paths and mounts."""
 
-    read_only_root: bool = True
+    read_only_root: bool = Field(
+        default=True, description="Mount the image read-only; only `writable` paths take writes"
+    )
     writable: list[WritablePath] = Field(
         default_factory=lambda: [
             WritablePath(path="/workspace", size=64 * 1024**2),
@@ -115,14 +117,22 @@ class FilesystemPolicy(_Strict):
         "read-only",
     )
     mounts: list[Mount] = Field(default_factory=list, description="Host bind mounts")
-    workdir: str = "/workspace"
+    workdir: str = Field(
+        default="/workspace", description="Working directory of every command (absolute)"
+    )
 
 
 class Capabilities(_Strict):
     """Linux capabilities: what to drop and what to add back."""
 
-    drop: list[str] = Field(default_factory=lambda: ["ALL"])
-    add: list[str] = Field(default_factory=list)
+    drop: list[str] = Field(
+        default_factory=lambda: ["ALL"], description="Capabilities removed (`ALL`: every one)"
+    )
+    add: list[str] = Field(
+        default_factory=list,
+        description="Capabilities added back, e.g. NET_BIND_SERVICE (dangerous ones are lint "
+        "errors)",
+    )
 
 
 HostNamespace = Literal["private", "host"]
@@ -131,11 +141,21 @@ HostNamespace = Literal["private", "host"]
 class Namespaces(_Strict):
     """Whether the container shares a namespace with the host (`host`) or not (`private`)."""
 
-    network: HostNamespace = "private"
-    pid: HostNamespace = "private"
-    ipc: HostNamespace = "private"
-    uts: HostNamespace = "private"
-    userns: HostNamespace = "private"
+    network: HostNamespace = Field(
+        default="private", description="`host` shares the host's network stack (lint error)"
+    )
+    pid: HostNamespace = Field(
+        default="private", description="`host` lets the sandbox see host processes (lint error)"
+    )
+    ipc: HostNamespace = Field(
+        default="private", description="`host` shares host shared memory (lint error)"
+    )
+    uts: HostNamespace = Field(
+        default="private", description="`host` shares the host name (lint error)"
+    )
+    userns: HostNamespace = Field(
+        default="private", description="`host` opts out of Docker's user-namespace remapping (lint error)"
+    )
 
 
 class ProcessPolicy(_Strict):
@@ -144,9 +164,16 @@ class ProcessPolicy(_Strict):
     user: str = Field(
         default="1000:1000", description="uid:gid or user name; never root by default"
     )
-    capabilities: Capabilities = Field(default_factory=Capabilities)
-    no_new_privileges: bool = True
-    privileged: bool = False
+    capabilities: Capabilities = Field(
+        default_factory=Capabilities, description="Linux capabilities (see below)"
+    )
+    no_new_privileges: bool = Field(
+        default=True, description="setuid binaries cannot raise privileges (`false`: lint error)"
+    )
+    privileged: bool = Field(
+        default=False, description="Docker's privileged mode: every device and capability "
+        "(lint error)",
+    )
     seccomp: str = Field(
         default="default",
         description="`default` (tierlock's own profile, `sandbox/seccomp/tierlock-default.json`), "
@@ -155,8 +182,12 @@ class ProcessPolicy(_Strict):
     apparmor: str | None = Field(
         default=None, description="AppArmor profile; null keeps Docker's default"
     )
-    runtime: Literal["runc", "runsc"] = "runc"
-    namespaces: Namespaces = Field(default_factory=Namespaces)
+    runtime: Literal["runc", "runsc"] = Field(
+        default="runc", description="OCI runtime: `runc`, or gVisor's `runsc` where installed"
+    )
+    namespaces: Namespaces = Field(
+        default_factory=Namespaces, description="Host namespaces shared (see below)"
+    )
     devices: list[str] = Field(
         default_factory=list, description="Host devices passed in (`/dev/x[:/dev/y[:rwm]]`)"
     )
@@ -212,7 +243,7 @@ class Limits(_Strict):
 class ToolsPolicy(_Strict):
     """Which Inspect tools the tier exposes, and an optional approval policy."""
 
-    allow: list[ToolName] = Field(default_factory=list, description="Empty in text-only")
+    allow: list[ToolName] = Field(default_factory=list, description="Tools the model gets: bash, python (none in text-only)")
     approval: str | None = Field(
         default=None, description="Path of an Inspect approval policy file (per-call rules)"
     )
@@ -228,23 +259,41 @@ class Unsafe(_Strict):
 class Policy(_Strict):
     """A tier's sandbox policy: the single source of every permission its containers get."""
 
-    name: str = Field(min_length=1)
-    description: str = ""
-    tier: Tier
+    name: str = Field(min_length=1, description="The policy's name (in logs and the ledger)")
+    description: str = Field(default="", description="Free text for people")
+    tier: Tier = Field(
+        description="The tier this policy is for: text-only, tool-restricted or networked; lint "
+        "checks the policy against what its tier may grant"
+    )
     extends: str | None = Field(
         default=None, description="Path of a parent policy (relative to this file); fields override"
     )
-    image: str = BASE_IMAGE
-    network: NetworkPolicy = Field(default_factory=NetworkPolicy)
-    filesystem: FilesystemPolicy = Field(default_factory=FilesystemPolicy)
-    process: ProcessPolicy = Field(default_factory=ProcessPolicy)
-    limits: Limits = Field(default_factory=Limits)
-    tools: ToolsPolicy = Field(default_factory=ToolsPolicy)
+    image: str = Field(
+        default=BASE_IMAGE,
+        description="`tierlock-base` (built offline from Debian packages by `tierlock images "
+        "build`), or an image already loaded into Docker (name:tag or sha256 id; never pulled)",
+    )
+    network: NetworkPolicy = Field(
+        default_factory=NetworkPolicy, description="What the sandbox can reach (see below)"
+    )
+    filesystem: FilesystemPolicy = Field(
+        default_factory=FilesystemPolicy, description="Root, writable paths, mounts (see below)"
+    )
+    process: ProcessPolicy = Field(
+        default_factory=ProcessPolicy, description="User, capabilities, seccomp… (see below)"
+    )
+    limits: Limits = Field(default_factory=Limits, description="Resource limits (see below)")
+    tools: ToolsPolicy = Field(
+        default_factory=ToolsPolicy, description="Tools and approval (see below)"
+    )
     env: dict[str, str] = Field(
         default_factory=dict,
         description="The exact environment of the sandbox; the host environment is never passed",
     )
-    unsafe: Unsafe | None = None
+    unsafe: Unsafe | None = Field(
+        default=None,
+        description="Downgrade named lint errors to warnings, with a reason (see below)",
+    )
 
     @field_validator("env", mode="before")
     @classmethod
