@@ -131,9 +131,9 @@ def _default(field: FieldInfo, nested: type[BaseModel] | None) -> str:
     value = field.get_default(call_default_factory=True)
     if nested is not None and isinstance(value, BaseModel):
         return "see below"
-    annotation = field.annotation
+    annotation: Any = field.annotation
     if field.metadata:  # pydantic moves a field's own Annotated metadata here
-        annotation = typing.Annotated[(annotation, *field.metadata)]  # type: ignore[valid-type]
+        annotation = typing.Annotated[(annotation, *field.metadata)]
     shown = TypeAdapter(annotation).dump_python(value, mode="json")
     if shown is None:
         return "null"
