@@ -12,9 +12,11 @@ Layers, bottom to top (a module may import its own layer and the layers below it
 
 An import is any `import`/`from … import` anywhere in a module (top level, inside a function, under
 `TYPE_CHECKING`), and `importlib.import_module("…")` / `__import__("…")` with a literal name.
-`import_graph` reads the source tree with `ast`; nothing is imported to build it. Mypy-style
-`import_linter` contracts cannot say this: import-linter refuses a layer nested in another one
-("Layers cannot contain other layers"), and the audit is a layer below tasks inside tierlock.runner.
+`import_graph` reads the source tree with `ast`; nothing is imported to build it. Why not
+import-linter's `layers` contract: it refuses a layer nested in another one ("Layers cannot contain
+other layers", 2.17), yet the audit is a layer below the tasks inside tierlock.runner, and the
+policy model a layer below the sandbox inside tierlock.sandbox; its graph (grimp) also misses
+`importlib.import_module("…")`.
 """
 
 from __future__ import annotations
