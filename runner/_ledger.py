@@ -11,6 +11,11 @@ from its first record or not at all: a keyed record after an unkeyed one, or a r
 after keyed ones, is a break. Ledgers written before the `mac` column existed keep verifying; the
 column is added the first time such a ledger is opened for writing.
 
+A runs directory that fills up or turns read-only mid-run raises `RunsDirUnwritable` (one line,
+exit 3) from the append that meets it, and, before a record that stands on logs just written
+(`verdict`, `log_written`, `audit_result`), from a look at the file system: a tier whose logs could
+not be written gets no verdict. The record being written is never half there (one transaction).
+
 Readers (`readonly=True`: verify, status, audit) never write to the database, its `-wal` or its
 `-shm`: with no writer around the file is opened immutable; while a writer is active (or after one
 crashed, leaving a `-wal`) SQLite's read-only protocol is used, which may update the shared-memory
@@ -19,6 +24,7 @@ index (`-shm`) as any reader does, but never the database or the `-wal`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -34,6 +40,12 @@ from tierlock.sandbox import TierlockError
 from tierlock.sandbox._errors import display_path
 
 from ._faults import after_append
+from ._runs_dir import (
+    RunsDirUnwritable,
+    storage_problem,
+    storage_reason,
+    unwritable_line,
+)
 
 if TYPE_CHECKING:
     from ._verify import VerifyResult
@@ -187,6 +199,12 @@ class Ledger:
             self.root = self.path.parent.resolve()
             self._db = self._open_readonly() if readonly else self._open_writable()
         except sqlite3.Error as e:
+            reason = None if readonly else storage_problem(self.path.parent)
+            if reason is not None:  # a full or read-only runs directory, not a broken ledger
+                raise RunsDirUnwritable(
+                    f"runs directory {display_path(self.path.parent)}: {reason}; the ledger "
+                    "cannot be opened for writing"
+                ) from None
             raise self._error(e) from None
         except (OSError, RuntimeError) as e:  # RuntimeError: a symlink loop (Path.resolve)
             raise LedgerError(
@@ -324,6 +342,28 @@ class Ledger:
             raise LedgerError(f"{self.display}: opened read-only")
         refs = tuple(LogRef(self.rel(p), sha256_file(p)) for p in logs)
         payload = json.loads(canonical_json(payload or {}))  # plain JSON types only
+        try:
+            self._refuse_if_unwritable(kind)
+            rec = self._insert(kind, run_id, campaign, model, tier, payload, refs)
+        except (sqlite3.Error, OSError) as e:
+            fault = self._storage_fault(e)
+            if fault is None:
+                raise
+            raise fault from None
+        after_append(self.path)  # test-only crash point (runner/_faults.py); no-op otherwise
+        return rec
+
+    def _insert(
+        self,
+        kind: str,
+        run_id: str,
+        campaign: str,
+        model: str,
+        tier: str | None,
+        payload: dict[str, Any],
+        refs: tuple[LogRef, ...],
+    ) -> Record:
+        """One record in one transaction: all of it is committed, or nothing."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -346,10 +386,42 @@ class Ledger:
             db.execute(f"INSERT INTO records ({_COLUMNS}, mac) VALUES ({_PLACES})", values)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            # SQLite may have rolled back already (a full disk, an I/O error): never let that
+            # "no transaction is active" hide the error that matters
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
             raise
-        after_append(self.path)  # test-only crash point (runner/_faults.py); no-op otherwise
         return rec
+
+    # a full or read-only runs directory ----------------------------------------------------
+    def raise_if_unwritable(self) -> None:
+        """Raise `RunsDirUnwritable` when the runs directory (the ledger's) cannot take more
+        writes: full, read-only, out of quota. (Called where a tier's run failed: an error
+        that came from there is no harness error to record, and no verdict is.)"""
+        reason = storage_problem(self.root)
+        if reason is not None:
+            raise RunsDirUnwritable(self._unwritable_line(reason))
+
+    def _refuse_if_unwritable(self, kind: str) -> None:
+        """Before a verdict, make sure the runs directory can still take what goes with it: a
+        tier whose logs could not be written is not judged (its verdict would only say so)."""
+        if kind in ("verdict", "log_written", "audit_result"):  # they stand on logs just written
+            self.raise_if_unwritable()
+
+    def _storage_fault(self, e: BaseException) -> RunsDirUnwritable | None:
+        """`RunsDirUnwritable` when `e` says the runs directory is full or read-only (or failing
+        to write); None for any other error."""
+        reason = storage_reason(e, self.root)
+        return None if reason is None else RunsDirUnwritable(self._unwritable_line(reason))
+
+    def _unwritable_line(self, reason: str) -> str:
+        try:
+            row = self._db.execute(
+                "SELECT seq, kind, tier FROM records ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        except sqlite3.Error:
+            row = None
+        return unwritable_line(self.root, reason, None if row is None else tuple(row))
 
     def keyed(self) -> bool | None:
         """Whether the ledger's records carry macs (None: no records yet)."""

@@ -432,6 +432,7 @@ def _phase(
     except TierlockError:
         raise
     except Exception as e:
+        ledger.raise_if_unwritable()  # the runs directory filled up or turned read-only
         results, harness_error = [], f"{type(e).__name__}: {e}"
         log.warning("harness_error", run_id=run_id, tier=name, error=harness_error)
     raise_if_terminated()  # SIGTERM/SIGHUP mid-tier: no verdict; the next run resumes the tier

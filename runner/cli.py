@@ -51,7 +51,7 @@ def main() -> None:
     except TierlockError as e:
         for line in e.lines():
             click.echo(f"tierlock: {line}", err=True)
-        sys.exit(1)
+        sys.exit(getattr(e, "exit_code", 1))  # 1, or its own (a full runs directory: 3)
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("tierlock: aborted", err=True)
         sys.exit(130)
