@@ -1,13 +1,15 @@
 """Which policy a task runs under: the tier's shipped policy by default, checked against the tier.
 
-Default policies resolve relative to the repository (`<repo>/policies/<tier>.yaml`), never the
-working directory, so `inspect eval` works from anywhere. A task refuses a policy of a lower tier
+Default policies are the shipped ones (`tierlock/policies/<tier>.yaml`, found beside the package),
+so `inspect eval` works from anywhere; a policy given as a relative path (`-T policy=x.yaml`) is
+relative to the directory the command was started in. A task refuses a policy of a lower tier
 than its own, or one that does not allow the tools or network it needs, with one `PolicyError`
 line naming the file, line and key.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tierlock.sandbox import TIERS, Location, Policy, PolicyError, Problem, Tier, load_policy_file
@@ -23,15 +25,26 @@ def default_policy(tier: Tier) -> Path:
     return POLICY_DIR / f"{tier}.yaml"
 
 
+def user_cwd() -> Path:
+    """The directory the user started the command in.
+
+    Inspect creates a task from a file inside that file's folder (it changes the process's
+    working directory), so a relative `-T policy=` would otherwise resolve against the task's
+    folder. The shell's `$PWD` still names where the user was; it is used when it is an
+    existing absolute directory, else the process's working directory."""
+    pwd = os.environ.get("PWD", "")
+    if pwd and os.path.isabs(pwd) and os.path.isdir(pwd):
+        return Path(pwd)
+    return Path.cwd()
+
+
 def resolve_policy(tier: Tier, policy: str | Path | None) -> Path:
-    """An absolute policy path: the tier's default, a path as given, or one below the repo."""
+    """An absolute policy path: the tier's shipped one, or the path given (a relative path is
+    relative to the directory the user started the command in, `user_cwd`)."""
     if policy is None:
         return default_policy(tier)
     p = Path(policy).expanduser()
-    if p.is_absolute() or p.exists():
-        return p.resolve()
-    under_repo = REPO_ROOT / p
-    return under_repo if under_repo.exists() else p.resolve()
+    return (p if p.is_absolute() else user_cwd() / p).resolve()
 
 
 def require_policy(
@@ -46,9 +59,12 @@ def require_policy(
     path = resolve_policy(tier, policy)
     if not path.exists():
         where = display_path(path)
+        looked = "" if policy is None or Path(policy).expanduser().is_absolute() else (
+            f"; {policy} was looked for relative to the working directory {user_cwd()}"
+        )
+        message = f"policy file not found (task {task}){looked}"
         raise PolicyError(
-            f"{where}: policy file not found",
-            [Problem(Location(where), f"policy file not found (task {task})", rule="task-policy")],
+            f"{where}: {message}", [Problem(Location(where), message, rule="task-policy")]
         )
     loaded = load_policy_file(path)
     misfits = policy_misfits(loaded.policy, task, tier, tools, network, services)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tierlock.sandbox import PolicyError
@@ -55,3 +57,33 @@ def test_missing_policy_file_is_an_error(tmp_path) -> None:
 def test_higher_tier_policy_is_accepted_for_a_lower_tier_task() -> None:
     info = TaskInfo.of(text_only_qualification(policy="policies/tool-restricted.yaml").metadata)
     assert info is not None and info.tier == "text-only"
+
+
+def test_relative_policy_argument_is_relative_to_where_the_user_is(tmp_path: Path) -> None:
+    """Issue 20 item 4: `inspect eval TASK -T policy=REL` resolves REL against the directory the
+    command was started in (not the task's folder, where Inspect creates the task); a task of a
+    higher tier is refused under it before any container, and a missing file says where it
+    was looked for."""
+    import os
+    import shutil
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    shutil.copy(repo / "policies" / "tool-restricted.yaml", tmp_path / "mine.yaml")
+    (tmp_path / "tasks").symlink_to(repo / "tasks")
+    env = {**os.environ, "PWD": str(tmp_path)}  # as a shell started in tmp_path sets it
+
+    def inspect_eval(policy: str) -> str:
+        r = subprocess.run(
+            ["inspect", "eval", "tasks/networked/safety.py", "--model", "tierlock/diligent",
+             "-T", f"policy={policy}", "--limit", "1", "--log-dir", str(tmp_path / "logs")],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert r.returncode != 0
+        return r.stdout + r.stderr
+
+    out = inspect_eval("mine.yaml")
+    assert f"{tmp_path}/mine.yaml:8:7: tier: policy 'tool-restricted' is for the " \
+        "tool-restricted tier, below the networked tier of task networked_safety" in out
+    out = inspect_eval("nope.yaml")
+    assert f"nope.yaml was looked for relative to the working directory {tmp_path}" in out
