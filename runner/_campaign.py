@@ -30,7 +30,6 @@ Unknown keys are errors; every error names file:line:col and the key path.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import operator
 import re
@@ -64,6 +63,7 @@ from tierlock.sandbox._units import parse_duration
 from tierlock.sandbox._userfile import UserFileError, read_text
 
 from ._model_args import check_generate_config
+from ._task_ref import task_file
 
 SEVERITIES = ("low", "medium", "high", "critical")
 """Audit severities, least severe first. A gate's `max_severity` is the worst it tolerates."""
@@ -90,9 +90,6 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
     "==": operator.eq,
 }
-_MODULE_REF = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
-"""A task named as a dotted module (`tierlock.tasks.text_only.safety`); a name without a dot is an
-Inspect registry name."""
 _THRESHOLD = re.compile(r"^\s*([A-Za-z_][\w./-]*)\s*(>=|<=|==|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
 
 
@@ -128,28 +125,6 @@ class Threshold(BaseModel):
 
 def _threshold(v: Any) -> Any:
     return Threshold.parse(v) if isinstance(v, str) else v
-
-
-def module_file(name: str) -> Path:
-    """The `.py` file of module `name`, found as `import` would find it (its parent packages are
-    imported, the module itself is not). Raises `CampaignError` naming the module."""
-    try:
-        spec = importlib.util.find_spec(name)
-    except ModuleNotFoundError as e:
-        raise CampaignError(f"task module {name} not found (no module named {e.name!r})") from None
-    except Exception as e:  # a parent package that fails to import: the user's code
-        raise CampaignError(
-            f"task module {name} cannot be found: importing its package failed "
-            f"({type(e).__name__}: {' '.join(str(e).split())[:200]})"
-        ) from None
-    if spec is None:
-        raise CampaignError(f"task module {name} not found")
-    origin = spec.origin if spec.has_location else None
-    if origin is None or not origin.endswith(".py"):
-        raise CampaignError(
-            f"task module {name} is not a Python source file ({origin or 'no file'})"
-        )
-    return Path(origin).resolve()
 
 
 def _count(v: Any) -> Any:
@@ -311,13 +286,8 @@ class Campaign(_Strict):
 
     def task_file(self, task: TaskSpec) -> Path | None:
         """The `.py` file a task names (a path made absolute, or a module's file); None for a
-        registry name. Raises `CampaignError` (one line) for a module that cannot be found."""
-        ref = task.task.partition("@")[0]
-        if ref.endswith(".py"):
-            return (self.base / ref).resolve()
-        if _MODULE_REF.fullmatch(ref):
-            return module_file(ref)
-        return None
+        registry name. Raises `TierlockError` (one line) for a module that cannot be found."""
+        return task_file(self.base, task.task)
 
     def task_ref(self, task: TaskSpec) -> str:
         """The task reference to give Inspect: a file path (absolute) or a registry name."""
@@ -442,7 +412,7 @@ def _check_files(campaign: Campaign, positions: PositionIndex) -> list[Problem]:
             loc = positions.locate(("tiers", i, "tasks", j, "task"))
             try:
                 file = campaign.task_file(task)
-            except CampaignError as e:
+            except TierlockError as e:
                 problems.append(Problem(loc, str(e)))
                 continue
             if file is not None and not file.is_file():
