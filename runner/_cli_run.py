@@ -12,16 +12,13 @@ keep it outside the runs directory and check it later with `tierlock verify --ex
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import click
-import structlog
 from rich.console import Console
 from rich.table import Table
 
@@ -35,9 +32,11 @@ from tierlock.sandbox._userfile import check_dir
 
 from ._anchor import check_head, ledger_head, ledger_key, parse_head
 from ._campaign import load_campaign
+from ._console import RunConsole
 from ._endpoint import EndpointRefused, EndpointUnavailable
 from ._gate import TaskResult
 from ._ledger import Ledger
+from ._log_output import configure_logging, stderr_line
 from ._model_args import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
@@ -48,27 +47,13 @@ from ._model_args import (
 )
 from ._models import check_model
 from ._phases import run_cost
+from ._progress import reporting_progress
 from ._run import TierContext, TierExecutor, approve, latest_run, run_campaign, run_state
+from ._summary import tier_rows
 from ._verify import UNCHECKED_MACS, require_intact
 
 DEFAULT_MODEL = "tierlock/diligent"
 LEDGER_FILE = "ledger.sqlite"
-
-
-def configure_logging() -> None:
-    """structlog to stderr: JSON lines when stderr is not a terminal, readable lines when it is."""
-    tty = sys.stderr.isatty()
-    renderer: Any = structlog.dev.ConsoleRenderer() if tty else structlog.processors.JSONRenderer()
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
-    )
 
 
 def _console() -> Console:
@@ -113,7 +98,11 @@ def _ledger(
 
 def _print_head(ledger: Ledger, err: bool = False) -> None:
     """The anchor to keep outside the runs directory (see `tierlock verify --expect-head`)."""
-    click.echo(f"ledger head: {ledger_head(ledger)}", err=err)
+    head = ledger_head(ledger)
+    if err:  # beside an error: a JSON event instead when JSON goes to stderr
+        stderr_line(f"ledger head: {head}", "ledger_head", head=head)
+    else:
+        click.echo(f"ledger head: {head}")
 
 
 def _run_info(model_args: dict[str, Any], generate: dict[str, Any]) -> dict[str, Any]:
@@ -162,6 +151,7 @@ def _run_info(model_args: dict[str, Any], generate: dict[str, Any]) -> dict[str,
     help="Sampling temperature (default: the campaign's, else the model's).",
 )
 @click.option("--new", is_flag=True, help="Start a new run instead of resuming the latest one.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the final verdict line.")
 @_runs_option
 @_key_option
 def run_command(
@@ -175,6 +165,7 @@ def run_command(
     max_tokens: int | None,
     temperature: float | None,
     new: bool,
+    quiet: bool,
     runs_dir: Path,
     key_file: Path | None,
 ) -> int:
@@ -189,7 +180,6 @@ def run_command(
 
     install_termination_handler(caller_exits=True)  # SIGTERM/SIGHUP: as Ctrl-C, reported below
     configure_logging()
-    console = _console()
     parse_model_args(model_args)  # a malformed -M fails before anything is loaded
     camp = load_campaign(campaign, warn=lambda p: click.echo(f"tierlock: {p}", err=True))
     args = merged_model_args(camp.model_args, model_config, model_args)
@@ -197,31 +187,33 @@ def run_command(
         camp.generate_config, max_retries, timeout,
         max_connections=max_connections, max_tokens=max_tokens, temperature=temperature,
     )  # fmt: skip
-    inspect_executor = InspectExecutor(model_args=args, generate_config=generate)
+    # Inspect draws nothing: the run's own console shows the ladder and each task's samples.
+    inspect_executor = InspectExecutor("none", model_args=args, generate_config=generate)
     check_model(model)  # an unknown provider or agent is a user error, not a verdict
     inspect_executor.check(camp, model)
     executor = _Interruptible(inspect_executor)
+    console = RunConsole(f"{camp.name} · {model}", [t.tier for t in camp.tiers], quiet=quiet)
     with _ledger(runs_dir, key_file=key_file) as ledger:
         ledger.check_key()  # a keyed ledger needs its key before anything runs
         start = ledger_head(ledger)
         try:
-            outcome = run_campaign(
-                camp,
-                model,
-                ledger=ledger,
-                runs_dir=runs_dir,
-                executor=executor,
-                auditor=audit_findings,
-                new=new,
-                progress=lambda msg: console.print(f"[bold]tierlock[/bold] {msg}", highlight=False),
-                run_info=_run_info(args, generate),
-            )
+            with console.running(), reporting_progress():
+                outcome = run_campaign(
+                    camp,
+                    model,
+                    ledger=ledger,
+                    runs_dir=runs_dir,
+                    executor=executor,
+                    auditor=audit_findings,
+                    new=new,
+                    run_info=_run_info(args, generate),
+                )  # what happens is said by its events (the console, --log-format, --log-file)
         except KeyboardInterrupt:
             code = _interrupted(ledger, camp.name, model)
             _print_head(ledger, err=True)
             return code
         except EndpointRefused as e:  # every call refused (401/403/404): one line, exit 3
-            click.echo(f"tierlock: {e}", err=True)
+            stderr_line(f"tierlock: {e}", "endpoint_refused", "error")
             _print_head(ledger)
             return EndpointRefused.exit_code
         except TierlockError:
@@ -229,19 +221,8 @@ def run_command(
                 _print_head(ledger, err=True)
             raise
         head = ledger_head(ledger)
-    words = {
-        "top": f"[green]reached the top tier ({outcome.tier}) clean[/green]",
-        "halted": f"[red]halted at tier {outcome.tier}: unsafe[/red]",
-        "not_qualified": f"[yellow]not qualified at tier {outcome.tier}; thorough tasks and "
-        "higher tiers skipped[/yellow]",
-        "incomplete": f"[yellow]tier {outcome.tier} is incomplete; run again to retry[/yellow]",
-        "awaiting_approval": f"[yellow]waiting for an approval to enter {outcome.tier}[/yellow]",
-    }[outcome.status]
-    console.print(f"run {outcome.run_id}: {words}")
-    if outcome.status != "top":
-        for r in outcome.reasons:
-            console.print(f"  - {r}", highlight=False, markup=False)
-    console.print(f"ledger head: {head}", highlight=False, markup=False)
+        rows = tier_rows(ledger, outcome.run_id) if console.wants_summary else None
+    console.finish(outcome, head, rows)
     return outcome.exit_code
 
 
@@ -302,10 +283,12 @@ def _interrupted(ledger: Ledger, campaign: str, model: str) -> int:
     signum = received_signal() or signal.SIGINT
     run = latest_run(ledger, campaign, model)
     which = f"run {run.run_id}" if run is not None else "the run"
-    click.echo(
+    stderr_line(
         f"tierlock: {which} interrupted by {signal.Signals(signum).name}; no verdict was "
         "recorded for the tier in progress; run the same command again to resume",
-        err=True,
+        "interrupted",
+        "warning",
+        signal=signal.Signals(signum).name,
     )
     return 128 + signum
 

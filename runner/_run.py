@@ -292,6 +292,7 @@ def _climb(
             say(held)
             return RunOutcome(run_id, "awaiting_approval", name, (held,))
         if final is not None and state.passed(name):
+            log.info("tier_passed", run_id=run_id, tier=name, outcome=state.outcome(name))
             continue
         if final is not None:  # decided earlier; the crash came before run_finished
             status = _STOPS[read_outcome(final.payload.get("outcome"))]
@@ -380,6 +381,7 @@ def _attempt(
         state = run_state(ledger, run_id)
         if tier.tier not in state.screened:  # the invariant, from the ledger itself
             raise RuntimeError(f"refusing thorough tasks of {tier.tier}: no clean screening")
+        log.info("screening_clean", run_id=run_id, tier=tier.tier)
         say(f"tier {tier.tier}: qualification and safety clean; measuring")
     held = hold(run_id, tier.tier) if hold is not None else None
     if held is not None:
@@ -421,7 +423,10 @@ def _phase(
             "tasks": [t.task for t in tasks],
         },
     )  # fmt: skip
-    log.info("tier_started", run_id=run_id, tier=name, phase=phase, attempt=attempt)
+    log.info(
+        "tier_started", run_id=run_id, tier=name, phase=phase, attempt=attempt,
+        tasks=[t.name for t in tasks],
+    )  # fmt: skip
     say(f"tier {name}: running {len(tasks)} {phase} task(s) (attempt {attempt})")
     log_dir = phase_log_dir(runs_dir, run_id, name, phase)
     ctx = TierContext(run_id, campaign, tier.only(tasks), model, log_dir, attempt)
@@ -550,6 +555,8 @@ def _audit_new_logs(
         },
         logs=paths,
     )  # fmt: skip
+    found = sum(len(e["findings"]) for e in entries)
+    log.info("audit_result", run_id=run_id, tier=tier, logs=len(entries), findings=found)
     if problems:
         log.warning("audit_incomplete", run_id=run_id, tier=tier, problems=problems)
 

@@ -6,6 +6,7 @@ import os
 import sys
 import tempfile
 import traceback
+from pathlib import Path
 from typing import NoReturn
 
 import click
@@ -17,14 +18,38 @@ from tierlock.runner._cli_run import RUNNER_COMMANDS
 from tierlock.runner._cli_sandbox import cleanup_command, images
 from tierlock.runner._cli_selftest import selftest_command
 from tierlock.runner._cli_series import series_group
+from tierlock.runner._log_output import (
+    LOG_FORMATS,
+    LogFormat,
+    close_output,
+    set_output,
+    stderr_line,
+)
 from tierlock.sandbox import TierlockError
 from tierlock.sandbox._userfile import os_reason, short
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tierlock")
-def cli() -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="human",
+    envvar="TIERLOCK_LOG_FORMAT",
+    show_default=True,
+    help="json: every event as one JSON object per line on stderr (machines); stdout keeps "
+    "the result ($TIERLOCK_LOG_FORMAT).",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="TIERLOCK_LOG_FILE",
+    help="Append every event as a JSON line to this file; the output for people is unchanged "
+    "($TIERLOCK_LOG_FILE).",
+)
+def cli(log_format: LogFormat, log_file: Path | None) -> None:
     """tierlock: run agent evals tier by tier, each inside the sandbox its policy allows."""
+    set_output(log_format, log_file)
 
 
 # Command groups register here, one module each (keep imports at module level so errors show).
@@ -47,10 +72,10 @@ def main() -> None:
     file (never to the terminal, where it would hide the one line that matters).
     """
     try:
-        rv = cli.main(standalone_mode=False)
+        rv = _main()
     except TierlockError as e:
         for line in e.lines():
-            click.echo(f"tierlock: {line}", err=True)
+            stderr_line(f"tierlock: {line}", "error", "error")
         sys.exit(getattr(e, "exit_code", 1))  # 1, or its own (a full runs directory: 3)
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("tierlock: aborted", err=True)
@@ -73,11 +98,18 @@ def main() -> None:
     except OSError as e:
         if e.filename is None:
             _bug(e)
-        click.echo(f"tierlock: {short(e.filename)}: {os_reason(e)}", err=True)
+        stderr_line(f"tierlock: {short(e.filename)}: {os_reason(e)}", "error", "error")
         sys.exit(1)
     except Exception as e:
         _bug(e)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _main() -> object:
+    try:
+        return cli.main(standalone_mode=False)
+    finally:
+        close_output()
 
 
 def _usage(e: click.UsageError) -> NoReturn:
@@ -109,9 +141,10 @@ def _bug(e: BaseException) -> NoReturn:
     except OSError as write_error:
         where = f"traceback could not be written ({os_reason(write_error)})"
     first = " ".join(str(e).split())[:300]
-    click.echo(
+    stderr_line(
         f"tierlock: internal error (a bug in tierlock, please report it): "
         f"{type(e).__name__}: {first}; {where}",
-        err=True,
+        "error",
+        "error",
     )
     sys.exit(1)

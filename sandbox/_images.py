@@ -234,6 +234,11 @@ def _build_lock(recipe: ImageRecipe) -> Iterator[None]:
 
 
 def _default_progress(line: str) -> None:
+    import structlog
+
+    if structlog.is_configured():  # tierlock's CLI: its console, --log-format, --log-file
+        structlog.get_logger("tierlock.images").info("image_build", step=line)
+        return
     print(f"tierlock: {line}", file=sys.stderr, flush=True)
 
 

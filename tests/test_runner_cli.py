@@ -127,7 +127,8 @@ def lines(path: Path) -> list[str]:
 
 def test_clean_climb_then_status_and_verify(tmp_path: Path) -> None:
     camp = campaign(tmp_path, {})
-    res = run(tmp_path, camp)
+    with patch.dict(os.environ, {"TIERLOCK_LOG_FORMAT": "json"}):  # events as JSON on stderr
+        res = run(tmp_path, camp)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "reached the top tier (tool-restricted) clean" in res.stdout
     decisions = [e for e in events(res) if e["event"] == "gate_decision"]
