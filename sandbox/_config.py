@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._errors import SandboxError
+from ._policy import Policy
+
 
 class ServiceSpec(BaseModel):
     """A task-defined sidecar container the sandbox can reach by name on its sample network."""
@@ -40,3 +43,30 @@ class SandboxConfig(BaseModel):
     def __hash__(self) -> int:
         # Inspect hashes sandbox configs; the default frozen-model hash fails on dict fields.
         return hash(self.model_dump_json())
+
+
+SERVICE_MODES = ("internal", "allowlist")
+"""Network modes in which a sample has a network its services can join."""
+
+
+def require_fit(task: str, config: SandboxConfig, policy: Policy, where: str) -> None:
+    """Refuse, before any container, a task whose sandbox config declares services the policy
+    cannot give it: a network mode without a sample network, or names `network.services` does
+    not list. (Without this a sidecar would be silently left out and the sample scored.)"""
+    if not config.services:
+        return
+    names = ", ".join(sorted(config.services))
+    who = "the task" if task in ("", "startup") else f"task {task}"  # Inspect's startup call
+    if policy.network.mode not in SERVICE_MODES:
+        raise SandboxError(
+            f"{who} runs service(s) {names}, but policy {policy.name!r} ({where}) has "
+            f"network.mode {policy.network.mode}: services need internal or allowlist (use the "
+            "networked tier's policy, or one that extends it)"
+        )
+    unlisted = sorted(set(config.services) - set(policy.network.services))
+    if unlisted:
+        raise SandboxError(
+            f"{who} runs service(s) {', '.join(unlisted)} that policy {policy.name!r} "
+            f"({where}) does not list in network.services "
+            f"({', '.join(policy.network.services) or 'none'})"
+        )

@@ -46,8 +46,9 @@ from . import _labels
 from ._approval import apply_approval, read_approval
 from ._cleanup import cleanup as cleanup_objects
 from ._cleanup import remove_unused_egress
-from ._config import SandboxConfig
+from ._config import SandboxConfig, require_fit
 from ._docker import create_container, get_client_async, run_sync
+from ._errors import display_path
 from ._host_check import engine_refusal, require_host_fit
 from ._images import ensure_image_async
 from ._running_sandbox import RunningSandbox
@@ -82,7 +83,9 @@ class TierlockSandboxEnvironment(RunningSandbox):
     @classmethod
     async def task_init(cls, task_name: str, config: SandboxEnvironmentConfigType | None) -> None:
         install_termination_handler()  # SIGTERM/SIGHUP end the eval like Ctrl-C
-        loaded = await run_sync(load_sandbox_policy, sandbox_config(config).policy)
+        cfg = sandbox_config(config)
+        loaded = await run_sync(load_sandbox_policy, cfg.policy)
+        require_fit(task_name, cfg, loaded.policy, display_path(loaded.path))  # no sidecar dropped
         client = await get_client_async()
         await run_sync(require_host_fit, loaded.path, client)  # what Docker would refuse
         await run_sync(cleanup_objects, client)  # leftovers of dead runs
