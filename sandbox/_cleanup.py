@@ -106,6 +106,8 @@ def _sweep(
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as e:
+            if "already in progress" in str(e.explanation or ""):  # another sweep's removal
+                continue
             report.errors.append(f"container {c['Id'][:12]}: {e.explanation or e}")
     for n in client.api.networks(filters=flt):
         if (n.get("Labels") or {}).get(ROLE_LABEL) == "egress":

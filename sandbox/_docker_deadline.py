@@ -52,7 +52,11 @@ def docker_timeout() -> float:
 
 
 class DockerNoAnswer(SandboxError):
-    """A Docker call missed its deadline or lost its connection: which call, on what."""
+    """A Docker call missed its deadline or lost its connection: which call, on what. Outside a
+    sample (a tier's host check, say) it ends `tierlock` with exit 3: nothing was decided, run
+    again once Docker answers."""
+
+    exit_code = 3
 
     def __init__(self, operation: str, target: str, seconds: float | None, reason: str = ""):
         on = f" on {target}" if target else ""

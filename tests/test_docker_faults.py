@@ -203,3 +203,31 @@ def test_a_run_whose_exec_calls_docker_never_answers_is_incomplete_in_bounded_ti
     assert owned_by(docker_client, child.pid) == []
     print(f"every exec call held: exit 3 after {seconds:.1f} s, {held} calls held "
           f"(deadline {DEADLINE} s); {said[0]}")  # fmt: skip
+
+
+def test_a_run_whose_host_check_docker_never_answers_exits_3_with_one_line(
+    tmp_path: Path, docker_client: Any
+) -> None:
+    from tierlock.runner import Ledger
+
+    campaign = tmp_path / "faults.campaign.yaml"
+    campaign.write_text(CAMPAIGN)
+    exe = shutil.which("tierlock") or "tierlock"
+    argv = [exe, "run", str(campaign), "--model", "tierlock/diligent",
+            "--runs-dir", str(tmp_path / "runs")]  # fmt: skip
+    # the version negotiation (`GET /version`) passes; the tier's host check asks again
+    with DockerProxy([Rule(r"^GET /v[\d.]+/version", "hold")]) as proxy:
+        env = {**os.environ, "DOCKER_HOST": proxy.url, TIMEOUT_ENV: str(DEADLINE)}
+        started = time.monotonic()
+        done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300)  # fmt: skip
+        seconds = time.monotonic() - started
+    assert done.returncode == 3, done.stdout + done.stderr
+    said = [line for line in done.stderr.splitlines() if line.startswith("tierlock:")]
+    assert said == [f"tierlock: Docker did not answer GET /version within {DEADLINE} s"], (
+        done.stderr
+    )
+    assert "Traceback" not in done.stdout + done.stderr
+    with Ledger(tmp_path / "runs" / "ledger.sqlite") as ledger:
+        assert [r.kind for r in ledger.records()] == ["run_started"]
+    print(f"host check held: exit 3 after {seconds:.1f} s: {said[0]}")
