@@ -1,8 +1,16 @@
 """tierlock's sandbox layer: policies, their lint, and the Docker sandbox that enforces them."""
 
 from ._cleanup import CleanupReport, cleanup
+from ._config import SandboxConfig, ServiceSpec
 from ._errors import Location, PolicyError, Problem, SandboxError, TierlockError
-from ._images import ImageRecipe, build_image, ensure_image, register_recipe, resolve_image
+from ._images import (
+    BASE_RECIPE,
+    ImageRecipe,
+    build_image,
+    ensure_image,
+    register_recipe,
+    resolve_image,
+)
 from ._ladder import check_ladder, diff_policies
 from ._lint import RULES, has_errors, lint_policy, load_runnable_policy
 from ._loader import LoadedPolicy, load_policy, load_policy_file
@@ -14,6 +22,7 @@ from ._translate import container_settings, docker_settings
 
 __all__ = [
     "BASE_IMAGE",
+    "BASE_RECIPE",
     "NETWORK_MODES",
     "RULES",
     "TIERS",
@@ -25,7 +34,9 @@ __all__ = [
     "PolicyError",
     "Problem",
     "SampleNetwork",
+    "SandboxConfig",
     "SandboxError",
+    "ServiceSpec",
     "Tier",
     "TierlockError",
     "build_image",
