@@ -18,8 +18,8 @@ if TYPE_CHECKING:
         TaskSpec,
         Threshold,
         TierSpec,
-        load_campaign,
     )
+    from ._campaign_file import load_campaign
     from ._gate import Finding, SampleError, TaskResult, Verdict, evaluate_gate
     from ._ledger import Ledger, Record, sha256_file
     from ._run import (
@@ -45,8 +45,8 @@ _MODULES = {
         "TaskSpec",
         "Threshold",
         "TierSpec",
-        "load_campaign",
     ),
+    "_campaign_file": ("load_campaign",),
     "_gate": ("Finding", "SampleError", "TaskResult", "Verdict", "evaluate_gate"),
     "_ledger": ("Ledger", "Record", "sha256_file"),
     "_run": (

@@ -35,7 +35,7 @@ import operator
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -43,24 +43,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
 )
 
 from tierlock.sandbox import (
     TIERS,
-    Location,
-    Problem,
     Tier,
     TierlockError,
-    check_ladder,
-    load_policy,
 )
-from tierlock.sandbox._errors import display_path
-from tierlock.sandbox._loader import PositionIndex, _parse, _Problems
-from tierlock.sandbox._loader import _message as _policy_message
 from tierlock.sandbox._units import parse_duration
-from tierlock.sandbox._userfile import UserFileError, read_text
 
 from ._model_args import check_generate_config
 from ._task_ref import task_file
@@ -314,136 +305,3 @@ class Campaign(_Strict):
                 if tier.get(key) == default:
                     del tier[key]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-
-# -- loading (position-aware YAML from the policy loader) -----------------------------------
-def _message(err: Any) -> tuple[str, bool]:
-    """Plain words for a pydantic error; unknown keys list what the campaign allows there."""
-    if err["type"] == "extra_forbidden":
-        model = _model_at(tuple(err["loc"])[:-1])
-        allowed = f"; allowed here: {', '.join(model.model_fields)}" if model else ""
-        return f"unknown key{allowed}", True
-    return _policy_message(err)
-
-
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    model: type[BaseModel] = Campaign
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        nested: dict[str, type[BaseModel]] = {
-            "tiers": TierSpec,
-            "tasks": TaskSpec,
-            "gate": Gate,
-            "limits": SampleLimits,
-        }
-        if part not in model.model_fields or part not in nested:
-            return None
-        model = nested[part]
-    return model
-
-
-def load_campaign(
-    path: str | Path | None = None, warn: Callable[[Problem], None] | None = None
-) -> Campaign:
-    """Load and validate a campaign file (the shipped default when `path` is None).
-
-    Raises `CampaignError` whose problems name file:line:col and key path; ladder warnings
-    (e.g. a higher tier dropping a permission) go to `warn`.
-    """
-    p = Path(path) if path is not None else DEFAULT_CAMPAIGN
-    campaign, positions = read_model(p, Campaign, "campaign", CampaignError, _message)
-    for problem in _check_files(campaign, positions):
-        if warn is not None:
-            warn(problem)
-    return campaign
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def read_model(
-    p: Path,
-    model: type[M],
-    what: str,
-    error: type[TierlockError],
-    message: Callable[[Any], tuple[str, bool]],
-) -> tuple[M, PositionIndex]:
-    """One YAML file of the runner's (a campaign, a series) as a validated `model`, with the
-    positions of its keys. Raises `error` naming file:line:col: the file unreadable (a regular
-    file only, never blocking, bounded), empty, not YAML, not a mapping, or not valid."""
-    file = display_path(p)
-    try:
-        text = read_text(p, f"{what} file", max_bytes=1 << 20)
-    except UserFileError as e:
-        raise error(str(e)) from None
-    if not text.strip():
-        raise error("", [Problem(Location(file, 1, 1), f"the {what} file is empty")])
-    soft: list[Problem] = []
-    try:
-        data, spans, _ = _parse(text, file, soft)
-    except _Problems as e:
-        raise error(f"{file}: invalid {what}", e.problems) from None
-    if soft:
-        raise error(f"{file}: invalid {what}", soft)
-    positions = PositionIndex(file, spans)
-    if not isinstance(data, dict):
-        raise error("", [Problem(Location(file, 1, 1), f"a {what} is a mapping")])
-    try:
-        return model.model_validate({**data, "source": str(p.resolve())}), positions
-    except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            loc = tuple(x for x in err["loc"] if isinstance(x, str | int))
-            msg, at_key = message(err)
-            problems.append(Problem(positions.locate(loc, at_key=at_key), msg))
-        raise error(f"{file}: invalid {what}", problems) from None
-
-
-def _check_files(campaign: Campaign, positions: PositionIndex) -> list[Problem]:
-    """Every policy and task file exists; the policies form a valid ladder (returns warnings)."""
-    problems: list[Problem] = []
-    for i, tier in enumerate(campaign.tiers):
-        policy = campaign.policy_path(tier)
-        if not policy.is_file():
-            loc = positions.locate(("tiers", i, "policy"))
-            problems.append(Problem(loc, f"policy file {display_path(policy)} does not exist"))
-        for j, task in enumerate(tier.tasks):
-            loc = positions.locate(("tiers", i, "tasks", j, "task"))
-            try:
-                file = campaign.task_file(task)
-            except TierlockError as e:
-                problems.append(Problem(loc, str(e)))
-                continue
-            if file is not None and not file.is_file():
-                problems.append(Problem(loc, f"task file {display_path(file)} does not exist"))
-        names = [t.name for t in tier.tasks]
-        if len(set(names)) != len(names):
-            loc = positions.locate(("tiers", i, "tasks"))
-            problems.append(Problem(loc, "each task of a tier must have a different name"))
-    if problems:
-        raise CampaignError("invalid campaign", problems)
-    return _check_ladder(campaign, positions)
-
-
-def _check_ladder(campaign: Campaign, positions: PositionIndex) -> list[Problem]:
-    """Each tier's policy is for that tier, and the policies pass the policy layer's ladder
-    check (load, lint for their own tier, order). Errors raise; warnings are returned."""
-    problems: list[Problem] = []
-    paths = [campaign.policy_path(t) for t in campaign.tiers]
-    for i, (tier, path) in enumerate(zip(campaign.tiers, paths, strict=True)):
-        policy = load_policy(path)
-        if policy.tier != tier.tier:
-            problems.append(
-                Problem(
-                    positions.locate(("tiers", i, "policy")),
-                    f"policy {display_path(path)} is for tier {policy.tier}, not {tier.tier}",
-                )
-            )
-    if problems:
-        raise CampaignError("invalid campaign", problems)
-    ladder = check_ladder(paths)
-    errors = [p for p in ladder if p.severity == "error"]
-    if errors:
-        raise CampaignError("invalid campaign: its policies do not form a valid ladder", errors)
-    return [p for p in ladder if p.severity != "error"]

@@ -25,7 +25,8 @@ import tierlock.tasks
 from tierlock.sandbox import TierlockError
 from tierlock.tasks._policy import POLICY_DIR
 
-from ._campaign import DEFAULT_CAMPAIGN, load_campaign
+from ._campaign import DEFAULT_CAMPAIGN
+from ._campaign_file import load_campaign
 
 CAMPAIGN_FILE = "campaign.yaml"
 POLICIES = "policies"

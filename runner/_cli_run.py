@@ -31,7 +31,7 @@ from tierlock.sandbox import (
 from tierlock.sandbox._userfile import check_dir
 
 from ._anchor import check_head, ledger_head, ledger_key, parse_head
-from ._campaign import load_campaign
+from ._campaign_file import load_campaign
 from ._console import RunConsole
 from ._endpoint import EndpointRefused, EndpointUnavailable
 from ._gate import TaskResult

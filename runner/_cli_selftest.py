@@ -25,7 +25,7 @@ EXIT_PROBE_FAILED = 2
 def _policies(paths: tuple[Path, ...], campaign: Path | None) -> list[Path]:
     out = list(paths)
     if campaign is not None:
-        from ._campaign import load_campaign
+        from ._campaign_file import load_campaign
 
         c = load_campaign(campaign)
         out += [c.policy_path(t) for t in c.tiers]

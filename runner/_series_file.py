@@ -38,7 +38,9 @@ from tierlock.sandbox._errors import display_path
 from tierlock.sandbox._loader import PositionIndex
 from tierlock.sandbox._loader import _message as _policy_message
 
-from ._campaign import Campaign, CampaignError, load_campaign, read_model
+from ._campaign import Campaign, CampaignError
+from ._campaign_file import load_campaign
+from ._yaml_model import read_model
 
 
 class SeriesError(TierlockError):

@@ -69,7 +69,6 @@ OVERSIZED = {
     # Not being split yet:
     "tierlock.sandbox._selftest_inside": "one script sent to the sandbox's python3 on stdin",
     "tierlock.runner._run": "the campaign loop: tiers, phases, halts, resume",
-    "tierlock.runner._campaign": "the campaign model and its file",
     "tierlock.runner._ledger": "the ledger file: rows, MACs, locking",
     "tierlock.runner._cli_run": "`tierlock run`, `status`, `verify`, `approve`",
 }

@@ -17,7 +17,8 @@ import pytest
 
 from tests._fault_server import FaultServer, script_brain
 from tierlock.runner import Ledger
-from tierlock.runner._campaign import CampaignError, load_campaign
+from tierlock.runner._campaign import CampaignError
+from tierlock.runner._campaign_file import load_campaign
 from tierlock.runner._model_args import (
     DEFAULT_MAX_RETRIES,
     generate_settings,

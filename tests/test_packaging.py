@@ -231,7 +231,7 @@ def elsewhere(tmp_path: Path) -> Path:
 PROBE = """
 import importlib, importlib.metadata, json, sys
 import tierlock.runner, tierlock.sandbox, tierlock.tasks, tierlock.policies
-from tierlock.runner._campaign import load_campaign
+from tierlock.runner._campaign_file import load_campaign
 c = load_campaign()
 (ep,) = [e for e in importlib.metadata.entry_points(group="inspect_ai") if e.name == "tierlock"]
 print(json.dumps({

@@ -13,7 +13,7 @@ import pytest
 from inspect_ai import eval
 from inspect_ai.log import EvalLog
 
-from tierlock.runner._campaign import load_campaign
+from tierlock.runner._campaign_file import load_campaign
 from tierlock.runner._inspect import audit_findings
 from tierlock.tasks.networked import networked_thorough
 from tierlock.tasks.tool_restricted import (
