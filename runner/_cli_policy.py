@@ -30,6 +30,8 @@ from tierlock.sandbox._errors import SandboxError, display_path
 from tierlock.sandbox._host_check import HostFacts, host_facts, host_problems
 from tierlock.sandbox._translate import docker_settings
 
+from ._cli_policy_k8s import k8s as k8s_command
+
 
 def show_docker_settings(loaded: LoadedPolicy) -> dict[str, Any]:
     """The Docker settings the policy translates to (printed by `tierlock policy show`)."""
@@ -207,3 +209,6 @@ def rules() -> None:
         cis = f" (CIS {r.cis})" if r.cis else ""
         fixed = "" if r.downgradable or r.severity != "error" else " [cannot be downgraded]"
         click.echo(f"{r.id:24} {r.severity:8} {r.summary}{cis}{fixed}")
+
+
+policy.add_command(k8s_command)  # tierlock policy k8s (runner/_cli_policy_k8s.py)
