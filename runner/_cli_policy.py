@@ -114,12 +114,23 @@ def _policy_files(paths: tuple[Path, ...], *, recursive: bool) -> list[Path]:
     seen: set[Path] = set()
     for p in paths:
         found = sorted(p.rglob("*.yaml") if recursive else p.glob("*.yaml")) if p.is_dir() else [p]
+        if p.is_dir():  # a task folder's campaign.yaml sits beside its policy: not a policy
+            found = [f for f in found if not _is_campaign(f)]
         for f in found:
             key = f.resolve()
             if key not in seen:
                 seen.add(key)
                 out.append(f)
     return out
+
+
+def _is_campaign(file: Path) -> bool:
+    """Whether a regular file parses as a campaign (`tiers:` and no `tier:` at the top)."""
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) if file.is_file() else None
+    except (OSError, ValueError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and "tiers" in data and "tier" not in data
 
 
 def _same_output() -> bool:
