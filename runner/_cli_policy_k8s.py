@@ -19,7 +19,8 @@ import yaml
 from tierlock.sandbox import TierlockError, load_runnable_policy
 from tierlock.sandbox._config import SandboxConfig, ServiceSpec
 from tierlock.sandbox._errors import display_path
-from tierlock.sandbox._k8s_values import CLUSTER_DEFAULT, check_against_chart, k8s_values
+from tierlock.sandbox._k8s_chart import check_against_chart
+from tierlock.sandbox._k8s_values import CLUSTER_DEFAULT, k8s_values
 
 from ._task_ref import task_file
 

@@ -14,13 +14,10 @@ field.
 from __future__ import annotations
 
 import base64
-import json
 import re
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._allow import DEFAULT_PORTS, effective_allow, is_ip, parse_allow_entry
-from ._errors import SandboxError
 from ._images import resolve_image
 from ._k8s_report import FieldTreatment, outside_values, quantity, refuse
 from ._lint_network import allow_entry_problem
@@ -51,6 +48,8 @@ def k8s_values(
 ) -> tuple[dict[str, Any], list[FieldTreatment]]:
     """The chart's values for `policy` (and the task's `services`), and how each policy field is
     enforced there. Raises `K8sRefused` (one line naming the field) for what cannot be."""
+    if policy.tier == "text-only":
+        raise refuse("tier", "text-only starts no container; there is nothing to run on a cluster")
     report: list[FieldTreatment] = []
     services = dict(services or {})
     default = _container(policy, resolve_image(policy.image), report, sandbox=True)
@@ -61,7 +60,8 @@ def k8s_values(
         FieldTreatment(
             "env",
             "weaker",
-            "the exact environment, plus the chart's AGENT_ENV (the release's name)",
+            "the exact environment, plus the chart's AGENT_ENV (the release's name) and the "
+            "kubelet's KUBERNETES_SERVICE_HOST/PORT (the API server; no token is mounted)",
         )
     )
     values: dict[str, Any] = {
@@ -167,7 +167,8 @@ def _security_context(policy: Policy, note: Any) -> dict[str, Any]:
         FieldTreatment(
             "process.user",
             "weaker",
-            f"runAsUser {uid}, runAsGroup {gid}, runAsNonRoot; the keepalive (PID 1) runs as "
+            f"runAsUser {uid}, runAsGroup {gid}{'' if ':' in proc.user else ' (no group named: the uid)'}"
+            ", runAsNonRoot; the keepalive (PID 1) runs as "
             "this user too, so the model can end its own container (restarted empty)",
         )
     )
@@ -175,8 +176,16 @@ def _security_context(policy: Policy, note: Any) -> dict[str, Any]:
     note(FieldTreatment("process.no_new_privileges", "same", "allowPrivilegeEscalation: "
                         f"{str(not proc.no_new_privileges).lower()}"))
     note(FieldTreatment("process.privileged", "same", "privileged: false"))
-    for ns in ("network", "pid", "ipc", "uts"):
+    for ns in ("network", "pid", "uts"):
         note(FieldTreatment(f"process.namespaces.{ns}", "same", "the pod's own"))
+    note(
+        FieldTreatment(
+            "process.namespaces.ipc",
+            "weaker",
+            "the pod's own, but with the runtime's writable /dev/shm and SysV IPC, which the "
+            "Docker backend removes (ipc none, IPC limits zeroed)",
+        )
+    )
     note(FieldTreatment("process.devices", "same", "none"))
     return ctx
 
@@ -210,6 +219,16 @@ def _runtime_class(
     chosen = runtime_class or GVISOR_CLASS
     if wanted == "runsc" and chosen != GVISOR_CLASS:
         raise refuse(field, f"the policy asks for gVisor (runsc), not runtime class {chosen!r}")
+    report.append(
+        FieldTreatment(
+            "masked paths (not a policy field)",
+            "emulated" if chosen == GVISOR_CLASS else "weaker",
+            "gVisor's /proc and /sys are its own, not the host's"
+            if chosen == GVISOR_CLASS
+            else "the runtime's default masked paths, without tierlock's (/proc/cmdline, "
+            "/proc/config.gz, powercap)",
+        )
+    )
     if wanted == "runsc":
         report.append(FieldTreatment(field, "same", "runtimeClassName gvisor"))
     elif chosen == GVISOR_CLASS:
@@ -241,10 +260,16 @@ def _network(
         for path, content in spec.files.items():
             if not path.startswith("/") or len(content.encode()) > MAX_FILE_BYTES:
                 raise refuse("network.services", f"service {name!r}: file {path[:60]!r}")
+    subdomains = net.allow_subdomains
+    report.append(FieldTreatment("network.allow_subdomains", "same", "unset" if subdomains is None
+                                 else f"wildcards stand for {len(subdomains)} name(s) each"))
+    if mode != "allowlist":
+        report.append(FieldTreatment("network.allow", "same", f"no allow* values (mode {mode})"))
     if mode == "none":
         default["networkIsolated"] = True
         report.append(FieldTreatment("network.mode", "same", "none: the pod is network-isolated "
                                      "(no ingress, every egress denied; loopback works)"))
+        report.append(FieldTreatment("network.services", "same", "none (mode none)"))
         return
     values["networks"] = {SAMPLE_NETWORK: {}}
     default["networks"] = [SAMPLE_NETWORK]
@@ -335,34 +360,3 @@ def _service(policy: Policy, name: str, spec: ServiceSpec, runtime: str) -> dict
         out["readinessProbe"] = {"tcpSocket": {"port": spec.port}, "periodSeconds": 1}
     return out
 
-
-CHART_SCHEMA = ("k8s_sandbox", "resources/helm/agent-env/values.schema.json")
-"""Where inspect-k8s-sandbox ships the chart's values schema: package, resource path."""
-
-
-def chart_schema_path() -> Path | None:
-    """The installed chart's `values.schema.json`, or None when inspect-k8s-sandbox is not
-    installed (`pip install 'tierlock[k8s]'`)."""
-    from importlib.util import find_spec
-
-    spec = find_spec(CHART_SCHEMA[0])
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / CHART_SCHEMA[1]
-    return path if path.is_file() else None
-
-
-def check_against_chart(values: dict[str, Any]) -> bool:
-    """Validate `values` against the installed chart's schema; False when it is not installed.
-    Raises `SandboxError` (one line naming the value) if they do not validate."""
-    path = chart_schema_path()
-    if path is None:
-        return False
-    import jsonschema
-
-    schema = json.loads(path.read_text())
-    error = jsonschema.exceptions.best_match(jsonschema.Draft7Validator(schema).iter_errors(values))
-    if error is not None:
-        where = ".".join(str(p) for p in error.absolute_path) or "(top)"
-        raise SandboxError(f"values {where}: rejected by the chart's schema: {error.message[:200]}")
-    return True
