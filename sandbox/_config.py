@@ -13,29 +13,47 @@ from ._policy import Policy
 
 
 class ServiceSpec(BaseModel):
-    """A task-defined sidecar container the sandbox can reach by name on its sample network."""
+    """A task-defined sidecar container the sample reaches by its name (the key in
+    `SandboxConfig.services`) on the sample's own network. Its policy must have network mode
+    `internal` or `allowlist` and list the name in `network.services`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    image: str | None = Field(None, description="Image; default: the project's base image")
-    command: list[str] = Field(description="Command the service runs (e.g. a python3 server)")
-    files: dict[str, str] = Field(
-        default_factory=dict, description="Files written into the service before it starts"
+    image: str | None = Field(
+        None,
+        description="Image: `tierlock-base` (default), a registered recipe, or an image already "
+        "loaded into Docker (never pulled)",
     )
-    env: dict[str, str] = Field(default_factory=dict)
-    port: int | None = Field(None, description="TCP port to wait for before the sample starts")
-    harden: bool = Field(True, description="Same hardening as the sandbox (default)")
+    command: list[str] = Field(
+        description="Command the service runs, as argv (e.g. `[python3, /tmp/api.py]`)"
+    )
+    files: dict[str, str] = Field(
+        default_factory=dict,
+        description="Path → contents of files written into the service before it starts",
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict, description="The service's environment (the host's is never passed)"
+    )
+    port: int | None = Field(
+        None, description="TCP port to wait for before the sample starts (none: do not wait)"
+    )
+    harden: bool = Field(
+        True,
+        description="Run with the sandbox's hardening (read-only root, non-root user, no "
+        "capabilities, its limits); false: the policy's limits and a writable /tmp only",
+    )
 
     def __hash__(self) -> int:
         return hash(self.model_dump_json())
 
 
 class SandboxConfig(BaseModel):
-    """Configuration of the tierlock sandbox provider."""
+    """Configuration of the tierlock sandbox provider: `("tierlock", SandboxConfig(...))` as an
+    Inspect task's `sandbox` (`sandboxed_task` builds it from its `policy` and `services`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    policy: str = Field(description="Path of the policy file")
+    policy: str = Field(description="Path of the policy file the sandbox enforces")
     services: dict[str, ServiceSpec] = Field(
         default_factory=dict, description="Sidecars by name (reachable as that host name)"
     )
