@@ -10,6 +10,9 @@ should not edit them. `init` writes, into DIR:
   `extends` paths are relative, so the copies extend each other).
 
 Existing files are never overwritten without `--force`; nothing else in DIR is touched.
+
+`tierlock init task NAME --tier T` writes a standalone task folder instead (`_init_task`): `init`
+is a group whose only subcommand is `task`; anything else is the DIR form.
 """
 
 from __future__ import annotations
@@ -17,16 +20,18 @@ from __future__ import annotations
 import re
 import shlex
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
 
 import tierlock.tasks
-from tierlock.sandbox import TierlockError
+from tierlock.sandbox import TIERS, TierlockError
 from tierlock.tasks._policy import POLICY_DIR
 
 from ._campaign import DEFAULT_CAMPAIGN
 from ._campaign_file import load_campaign
+from ._init_task import folder_name, task_folder
 
 CAMPAIGN_FILE = "campaign.yaml"
 POLICIES = "policies"
@@ -102,18 +107,8 @@ def campaign_name(directory: Path) -> str:
     return name if _NAME.fullmatch(name) and name != "default" else "my-campaign"
 
 
-@click.command("init")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--force", is_flag=True, help="Overwrite files of a previous init.")
-def init_command(directory: Path, force: bool) -> None:
-    """Write an editable copy of the default campaign and the shipped policies into DIRECTORY
-    (created if needed): DIRECTORY/campaign.yaml runs the installed tasks under the copied
-    DIRECTORY/policies/*.yaml. Existing files are kept unless --force."""
-    files: dict[Path, str] = {
-        directory / CAMPAIGN_FILE: campaign_copy(campaign_name(directory)),
-    }
-    for rel in shipped_policies():
-        files[directory / POLICIES / rel] = (POLICY_DIR / rel).read_text(encoding="utf-8")
+def write_files(files: dict[Path, str], force: bool) -> None:
+    """Write every file, refusing (one line, nothing written) when one exists and not `force`."""
     existing = [p for p in files if p.exists() or p.is_symlink()]
     if existing and not force:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
@@ -124,6 +119,84 @@ def init_command(directory: Path, force: bool) -> None:
             path.unlink()
         path.write_text(text, encoding="utf-8")
         click.echo(f"wrote {path}")
+
+
+@click.command("init", hidden=True)
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite files of a previous init.")
+def init_dir_command(directory: Path, force: bool) -> None:
+    """Write an editable copy of the default campaign and the shipped policies into DIRECTORY
+    (created if needed): DIRECTORY/campaign.yaml runs the installed tasks under the copied
+    DIRECTORY/policies/*.yaml. Existing files are kept unless --force."""
+    files: dict[Path, str] = {
+        directory / CAMPAIGN_FILE: campaign_copy(campaign_name(directory)),
+    }
+    for rel in shipped_policies():
+        files[directory / POLICIES / rel] = (POLICY_DIR / rel).read_text(encoding="utf-8")
+    write_files(files, force)
     policies = shlex.quote(str(directory / POLICIES))
     campaign = shlex.quote(str(directory / CAMPAIGN_FILE))
     click.echo(f"next: tierlock policy check {policies} && tierlock run {campaign}")
+
+
+@click.command("task")
+@click.argument("name", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--tier", required=True, type=click.Choice(list(TIERS)), help="The tier the task is for."
+)
+@click.option("--force", is_flag=True, help="Overwrite files of a previous init task.")
+def init_task_command(name: Path, tier: str, force: bool) -> None:
+    """Write a standalone, runnable task folder NAME/ for TIER: task.py (public API only), its
+    samples, a policy extending the tier's installed one, a campaign and check.sh."""
+    if name.exists() and not name.is_dir():
+        raise TierlockError(f"{name} exists and is not a directory")
+    files = {name / rel: text for rel, text in task_folder(folder_name(name), tier).items()}
+    write_files(files, force)
+    (name / "check.sh").chmod(0o755)
+    folder = shlex.quote(str(name))
+    click.echo(
+        f"next: tierlock policy check {folder}/policy.yaml && "
+        f"tierlock run {folder}/campaign.yaml --model tierlock/diligent"
+    )
+
+
+class InitGroup(click.Group):
+    """`init task ...` goes to the `task` subcommand; anything else is `init DIR`, run in a
+    context of its own named `init` (so its usage and errors read `tierlock init ...`)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args:  # `tierlock init`: the DIR form's "missing argument" usage error
+            init_dir_command.make_context(ctx.info_name, [], parent=ctx.parent)
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        args = [*getattr(ctx, "_protected_args", []), *ctx.args]
+        if args and args[0] in self.commands:
+            return super().invoke(ctx)
+        with init_dir_command.make_context(ctx.info_name, args, parent=ctx.parent) as sub:
+            return init_dir_command.invoke(sub)
+
+
+@click.group(
+    "init",
+    cls=InitGroup,
+    no_args_is_help=False,
+    subcommand_metavar="DIRECTORY | task NAME --tier TIER",
+    context_settings={"ignore_unknown_options": True},
+)
+def init_command() -> None:
+    """Start something of your own.
+
+    \b
+    tierlock init DIRECTORY [--force]
+        an editable copy of the default campaign and the shipped policies
+        (DIRECTORY/campaign.yaml runs the installed tasks under DIRECTORY/policies/*.yaml)
+    tierlock init task NAME --tier TIER [--force]
+        a standalone task folder NAME/ for a tier (text-only, tool-restricted, networked):
+        task.py, samples, policy.yaml extending the tier's, campaign.yaml, check.sh
+
+    Existing files are kept unless --force.
+    """
+
+
+init_command.add_command(init_task_command)
