@@ -1,0 +1,167 @@
+"""Runner overhead: the share of `tierlock run`'s wall time spent outside Inspect's evals.
+
+Runs the default ladder (`tierlock run` on runner/campaigns/default.yaml with the offline default
+model, into a temporary runs directory) in a child process that wraps, without changing them:
+`inspect_ai.eval_set` (the evals), the executor's `selftest` (the escape battery before a
+sandboxed tier) and `audit_findings` (the post-run audit of each log). Everything else — Python
+start and imports, the ledger, pinning and log hashing, evidence checks, gating, cleanup — is
+"other". The ledger's own record times (tier_started, log_written, audit_result, verdict...) are
+printed per tier beside it.
+
+Run: `python tests/benchmarks/bench_runner_overhead.py [--rounds 1] [--campaign FILE]
+[--model tierlock/diligent]`. Prints the split and the share outside the evals (aim <= 10%),
+with the load average around each run. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# The child: time-stamped wrappers around the three calls, then tierlock's own entry point.
+CHILD = r"""
+import atexit, json, sys, time
+T0 = time.perf_counter()
+REPORT = sys.argv[1]
+spans = []
+
+def timed(kind, fn):
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spans.append([kind, start - T0, time.perf_counter() - T0])
+    return wrapper
+
+@atexit.register
+def report():
+    with open(REPORT, "w") as f:
+        end = time.perf_counter() - T0
+        spans.append(["exit", main_end, end])  # thread joins and other atexit handlers
+        json.dump({"spans": spans, "end": end, "missing": missing}, f)
+
+missing = []
+main_end = 0.0
+import inspect_ai
+inspect_ai.eval_set = timed("eval", inspect_ai.eval_set)
+from tierlock.runner import _inspect
+for kind, owner, name in (("selftest", _inspect.InspectExecutor, "selftest"),
+                          ("audit", _inspect, "audit_findings")):
+    if hasattr(owner, name):
+        setattr(owner, name, timed(kind, getattr(owner, name)))
+    else:
+        missing.append(f"{owner.__name__}.{name}")
+from tierlock.runner.cli import main
+spans.append(["imports", 0.0, time.perf_counter() - T0])
+sys.argv = ["tierlock", *sys.argv[2:]]
+try:
+    main()
+finally:
+    main_end = time.perf_counter() - T0
+"""
+
+
+def ledger_timeline(ledger: Path) -> list[tuple[float, str, str]]:
+    """(seconds since the first record, kind, tier) for each record of the ledger."""
+    from datetime import datetime
+
+    db = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT time, kind, tier FROM records ORDER BY seq").fetchall()
+    finally:
+        db.close()
+    if not rows:
+        return []
+    t0 = datetime.fromisoformat(rows[0][0])
+    return [((datetime.fromisoformat(t) - t0).total_seconds(), k, tier or "") for t, k, tier in rows]
+
+
+def one_run(args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory(prefix="tierlock-overhead-") as tmp:
+        spans_file = Path(tmp) / "spans.json"
+        runs = Path(tmp) / "runs"
+        argv = [sys.executable, "-c", CHILD, str(spans_file), "run", "-q", "--runs-dir", str(runs),
+                "--model", args.model]
+        if args.campaign:
+            argv.insert(5, args.campaign)
+        load_before = os.getloadavg()[0]
+        start = time.perf_counter()
+        p = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+        total = time.perf_counter() - start
+        if not spans_file.exists():
+            raise SystemExit(f"tierlock run exited {p.returncode} without a report:\n{p.stderr[-2000:]}")
+        data = json.loads(spans_file.read_text())
+        timeline = ledger_timeline(runs / "ledger.sqlite") if (runs / "ledger.sqlite").exists() else []
+    by_kind: dict[str, float] = {"process": total - data["end"]}  # interpreter start and exit
+    for kind, s, e in data["spans"]:
+        by_kind[kind] = by_kind.get(kind, 0.0) + (e - s)
+    return {"total": total, "exit": p.returncode, "last_line": (p.stdout.strip().splitlines() or [""])[-1],
+            "by_kind": by_kind, "evals": sum(k == "eval" for k, _, _ in data["spans"]),
+            "timeline": timeline, "missing": data["missing"], "spans": data["spans"],
+            "load": (load_before, os.getloadavg()[0])}
+
+
+def print_run(i: int, r: dict) -> None:
+    total, kinds = r["total"], r["by_kind"]
+    evals = kinds.get("eval", 0.0)
+    named = ("process", "imports", "selftest", "audit", "exit")
+    other = total - evals - sum(kinds.get(k, 0.0) for k in named)
+    print(f"run {i + 1}: exit {r['exit']} ({r['last_line'][:100]})  "
+          f"load {r['load'][0]:.1f}->{r['load'][1]:.1f}")
+    print(f"  total wall {total:.1f}s; Inspect evals {evals:.1f}s ({r['evals']} eval_set calls)")
+    print(f"  outside the evals: {total - evals:.1f}s = {(total - evals) / total:.1%}: "
+          + ", ".join(f"{k} {kinds.get(k, 0.0):.1f}s ({kinds.get(k, 0.0) / total:.1%})"
+                      for k in named)
+          + f", other {other:.1f}s ({other / total:.1%}: model and campaign checks, task loading, "
+          "ledger, pinning, gating, evidence, cleanup)")
+    if r["missing"]:
+        print(f"  not wrapped (renamed?): {', '.join(r['missing'])}; counted in 'other'")
+
+
+def print_spans(spans: list[list]) -> None:
+    print("  wrapped calls (seconds after the child started; gaps are 'other'):")
+    last = 0.0
+    for kind, s, e in sorted(spans, key=lambda x: x[1]):
+        print(f"    {s:7.2f}-{e:7.2f}  {kind:<9} {e - s:6.2f}s   (gap before {s - last:5.2f}s)")
+        last = max(last, e)
+
+
+def print_timeline(timeline: list[tuple[float, str, str]]) -> None:
+    print("  ledger records (seconds after run_started):")
+    for t, kind, tier in timeline:
+        print(f"    {t:7.2f}  {kind:<14} {tier}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--campaign", help="campaign file (default: the shipped default ladder)")
+    ap.add_argument("--model", default="tierlock/diligent")
+    ap.add_argument("--timeline", action="store_true", help="print the ledger's record times")
+    args = ap.parse_args()
+    shares = []
+    for i in range(args.rounds):
+        r = one_run(args)
+        print_run(i, r)
+        if args.timeline or i == 0:
+            print_spans(r["spans"])
+            print_timeline(r["timeline"])
+        shares.append((r["total"] - r["by_kind"].get("eval", 0.0)) / r["total"])
+    if args.rounds > 1:
+        print(f"share outside the evals: median {statistics.median(shares):.1%} "
+              f"(range {min(shares):.1%}-{max(shares):.1%}; aim <= 10%)")
+
+
+if __name__ == "__main__":
+    main()
