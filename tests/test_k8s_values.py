@@ -315,6 +315,17 @@ def test_cli_refusal_is_one_line_and_exit_1(tmp_path: Path) -> None:
     ]
 
 
+def test_a_task_without_services_adds_none_and_a_task_with_them_needs_a_policy_listing_them(
+) -> None:
+    result = _cli(str(ROOT / "policies/tool-restricted.yaml"), "--task",
+                  "tierlock.tasks.tool_restricted.safety@tool_restricted_safety")
+    assert result.exit_code == 0, result.output
+    assert list(yaml.safe_load(result.stdout)["services"]) == ["default"]
+    result = _cli(str(ROOT / "policies/examples/data-analysis.yaml"), "--task",
+                  "tierlock.tasks.networked.safety")
+    assert result.exit_code != 0 and result.stdout == ""  # the task refuses a lower tier's policy
+
+
 def test_a_task_that_is_not_there_is_one_line() -> None:
     result = _cli(str(ROOT / "policies/networked.yaml"), "--task", "nosuch_task_file.py")
     assert result.exit_code != 0
