@@ -234,3 +234,33 @@ def test_a_run_whose_host_check_docker_never_answers_exits_3_with_one_line(
     with Ledger(tmp_path / "runs" / "ledger.sqlite") as ledger:
         assert [r.kind for r in ledger.records()] == ["run_started"]
     print(f"host check held: exit 3 after {seconds:.1f} s: {said[0]}")
+
+
+def test_each_call_is_named_by_its_operation_and_container() -> None:
+    """The one line's words, for the calls tierlock makes (no daemon needed)."""
+    from tierlock.sandbox._docker_deadline import _Names, describe
+
+    names = _Names()
+    cid, exec_id = "a" * 64, "b" * 64
+    names.container(cid, "/tierlock-run-s1-abc123")
+    names.exec(exec_id, cid)
+    calls = {
+        ("POST", "/v1.41/containers/create", "tierlock-x"): ("create", "container tierlock-x"),
+        ("POST", f"/v1.41/containers/{cid}/start", None): ("start", "container tierlock-run-s1-abc123"),
+        ("GET", f"/v1.41/containers/{cid[:12]}/json", None): ("inspect", "container tierlock-run-s1-abc123"),
+        ("DELETE", f"/v1.41/containers/{cid}", None): ("remove", "container tierlock-run-s1-abc123"),
+        ("POST", f"/v1.41/containers/{cid}/exec", None): ("exec create", "container tierlock-run-s1-abc123"),
+        ("POST", f"/v1.41/exec/{exec_id}/start", None): ("exec start", "container tierlock-run-s1-abc123"),
+        ("GET", f"/v1.41/exec/{exec_id}/json", None): ("exec inspect", "container tierlock-run-s1-abc123"),
+        ("GET", f"/v1.41/exec/{'c' * 64}/json", None): ("exec inspect", f"exec {'c' * 12}"),
+        ("GET", f"/v1.41/containers/{'d' * 64}/changes", None): ("diff", f"container {'d' * 12}"),
+        ("DELETE", "/v1.41/networks/tierlock-net", None): ("network remove", "network tierlock-net"),
+        ("GET", "/v1.41/containers/json", None): ("container list", ""),
+        ("GET", "/v1.41/info", None): ("GET /info", ""),
+    }  # fmt: skip
+    for (method, path, name), expected in calls.items():
+        params = {"name": name} if name else None
+        assert describe(method, path, params, names) == expected, path
+    assert str(DockerNoAnswer("start", "container x", 2.5)) == (
+        "Docker did not answer start on container x within 2.5 s"
+    )
