@@ -108,6 +108,7 @@ def check_values(policy: Policy, values: dict[str, Any], report: list[Any]) -> N
     from k8s_sandbox._helm import validate_no_null_values
 
     jsonschema.Draft7Validator(SCHEMA).validate(values)
+    jsonschema.Draft7Validator(SCHEMA).validate(_helm_merge(CHART_DEFAULTS, values))
     assert check_against_chart(values)
     validate_no_null_values(values, "translation")
     default = values["services"]["default"]
@@ -152,6 +153,18 @@ def check_values(policy: Policy, values: dict[str, Any], report: list[Any]) -> N
     assert all(t.treatment in TREATMENTS and t.treatment != "refused" for t in report)
     for f in POLICY_FIELDS:
         assert any(r == f or r.startswith(f + "[") or f.startswith(r + ".") for r in fields), f
+
+
+CHART_DEFAULTS = yaml.safe_load((files(CHART_SCHEMA[0]) / CHART_SCHEMA[1]).parent.joinpath(
+    "values.yaml").read_text())
+
+
+def _helm_merge(base: Any, over: Any) -> Any:
+    """Values as Helm merges a values file over the chart's: maps key by key, the rest replaced
+    (Helm validates the merged values against the schema)."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        return {**base, **{k: _helm_merge(base.get(k), v) for k, v in over.items()}}
+    return over
 
 
 def _is_ip(text: str) -> bool:
