@@ -233,15 +233,17 @@ def said(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("tierlock:")]
 
 
-def check_stopped(code: int, out: str, err: str, runs: Path, reason: str) -> str:
+def check_stopped(
+    code: int, out: str, err: str, runs: Path, reason: str, shown: str = "runs"
+) -> str:
     """Exit 3 and one line naming the runs directory (as the user gave it: relative to the
-    working directory, the runs' parent here), the reason and the last record."""
+    working directory, by default the runs' parent), the reason and the last record."""
     assert code == 3, out + err
     assert "Traceback" not in out + err
     lines = said(err)
     assert len(lines) == 1, err
     assert re.fullmatch(
-        rf"tierlock: runs directory {runs.name}: {reason}; nothing was recorded "
+        rf"tierlock: runs directory {re.escape(shown)}: {reason}; nothing was recorded "
         r"after record \d+ \([a-z_]+(, tier [a-z-]+)?\); once it can be written again, run the same "
         r"command to resume",
         lines[0],
@@ -285,3 +287,57 @@ def test_a_runs_directory_that_turns_read_only_mid_run(tmp_path: Path, docker_cl
         repair(runs)
         assert resumed(tmp_path, runs) == ["clean"]
     print(f"read-only mid-run: exit 3 after {seconds:.1f} s: {line}")
+
+
+@pytest.mark.docker
+def test_the_disk_fills_while_the_verdict_is_appended(
+    tmp_path: Path, docker_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a real run (in this process, so that the fault lands inside the very append): the
+    disk fills between the tier's last record and its verdict's commit."""
+    import io
+    import sys
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from tierlock.runner.cli import main
+
+    campaign = tmp_path / "faults.campaign.yaml"
+    campaign.write_text(CAMPAIGN)
+    with tmpfs(tmp_path / "runs", "48m") as runs:
+        real_insert = Ledger._insert
+        filled: list[str] = []
+
+        def insert(self: Ledger, kind: str, *args: Any) -> Any:
+            if kind == "verdict" and not filled:
+                filled.append(str(fill(runs)))
+            return real_insert(self, kind, *args)
+
+        def tierlock_run() -> tuple[int, str, str]:
+            out, err = io.StringIO(), io.StringIO()
+            argv = ["tierlock", "run", str(campaign), "--model", "tierlock/diligent",
+                    "--runs-dir", str(runs)]  # fmt: skip
+            with (
+                monkeypatch.context() as m, redirect_stdout(out), redirect_stderr(err),
+                pytest.raises(SystemExit) as exit_,
+            ):  # fmt: skip
+                m.setattr(sys, "argv", argv)
+                main()
+            return int(exit_.value.code or 0), out.getvalue(), err.getvalue()
+
+        monkeypatch.setattr(Ledger, "_insert", insert)
+        code, out, err = tierlock_run()
+        line = check_stopped(code, out, err, runs, "No space left on device", shown=str(runs))
+        assert filled, "the verdict was never appended"
+        before = records(runs)
+        assert before and before[-1].kind == "audit_result"  # the verdict is not there
+        assert f"after record {before[-1].seq} (audit_result, tier tool-restricted)" in line
+        monkeypatch.setattr(Ledger, "_insert", real_insert)
+        (runs / "filler").unlink()
+        code, out, err = tierlock_run()
+        assert code == 0, out + err
+        after = records(runs)
+        assert [r.kind for r in after[len(before):]][:1] == ["run_resumed"]
+        assert [r.payload["outcome"] for r in after if r.kind == "verdict"] == ["clean"]
+        with Ledger(runs / "ledger.sqlite", readonly=True) as ledger:
+            assert ledger.verify().ok
+    print(f"the disk filled inside the verdict's append: {line}")
