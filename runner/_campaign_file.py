@@ -15,8 +15,8 @@ from pydantic import BaseModel
 
 from tierlock.sandbox import Problem, TierlockError, check_ladder, load_policy
 from tierlock.sandbox._errors import display_path
-from tierlock.sandbox._loader import PositionIndex
-from tierlock.sandbox._loader import _message as _policy_message
+from tierlock.sandbox._loader_messages import error_message as _policy_message
+from tierlock.sandbox._loader_positions import PositionIndex
 
 from ._campaign import (
     DEFAULT_CAMPAIGN,

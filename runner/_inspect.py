@@ -14,7 +14,8 @@ from typing import Any
 from tierlock.sandbox import Location, Problem, TierlockError
 from tierlock.sandbox._errors import display_path
 from tierlock.sandbox._host_check import raise_if_refused
-from tierlock.sandbox._loader import PositionIndex, _parse
+from tierlock.sandbox._loader_positions import PositionIndex
+from tierlock.sandbox._loader_yaml import parse_yaml
 from tierlock.sandbox._tripwire import tripwire_env
 
 from ._campaign import Campaign, CampaignError, TaskSpec
@@ -188,7 +189,7 @@ def _locate(campaign: Campaign, key: tuple[str | int, ...]) -> Location:
     """Where `key` is written in the campaign file (the file alone when it cannot be read)."""
     file = display_path(campaign.source)
     try:
-        _, spans, _ = _parse(Path(campaign.source).read_text(encoding="utf-8"), file, [])
+        _, spans, _ = parse_yaml(Path(campaign.source).read_text(encoding="utf-8"), file, [])
     except Exception:
         return Location(file, key=".".join(str(k) for k in key))
     return PositionIndex(file, spans).locate(key)

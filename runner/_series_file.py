@@ -35,8 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tierlock.sandbox import Problem, TierlockError
 from tierlock.sandbox._errors import display_path
-from tierlock.sandbox._loader import PositionIndex
-from tierlock.sandbox._loader import _message as _policy_message
+from tierlock.sandbox._loader_messages import error_message as _policy_message
+from tierlock.sandbox._loader_positions import PositionIndex
 
 from ._campaign import Campaign, CampaignError
 from ._campaign_file import load_campaign

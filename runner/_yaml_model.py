@@ -14,7 +14,8 @@ from pydantic import BaseModel, ValidationError
 
 from tierlock.sandbox import Location, Problem, TierlockError
 from tierlock.sandbox._errors import display_path
-from tierlock.sandbox._loader import PositionIndex, _parse, _Problems
+from tierlock.sandbox._loader_positions import PositionIndex
+from tierlock.sandbox._loader_yaml import LoadProblems, parse_yaml
 from tierlock.sandbox._userfile import UserFileError, read_text
 
 M = TypeVar("M", bound=BaseModel)
@@ -39,8 +40,8 @@ def read_model(
         raise error("", [Problem(Location(file, 1, 1), f"the {what} file is empty")])
     soft: list[Problem] = []
     try:
-        data, spans, _ = _parse(text, file, soft)
-    except _Problems as e:
+        data, spans, _ = parse_yaml(text, file, soft)
+    except LoadProblems as e:
         raise error(f"{file}: invalid {what}", e.problems) from None
     if soft:
         raise error(f"{file}: invalid {what}", soft)

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import Location, PolicyError, Problem, SandboxError, display_path
-from ._loader import KeyPath, LoadedPolicy, load_policy_file
+from ._loader import LoadedPolicy, load_policy_file
+from ._loader_positions import KeyPath
 from ._policy import TIERS, Policy
 
 if TYPE_CHECKING:

@@ -21,7 +21,8 @@ from ._errors import Location, PolicyError, Problem
 from ._lint import effective_capabilities, is_root_user, lint_policy
 from ._lint_paths import container_path
 from ._lint_process import cap_index
-from ._loader import KeyPath, LoadedPolicy, load_policy_file, one_line
+from ._loader import LoadedPolicy, load_policy_file
+from ._loader_positions import KeyPath, one_line
 from ._policy import NETWORK_MODES, TIERS, Policy
 from ._units import format_duration, format_size
 

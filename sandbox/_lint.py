@@ -30,7 +30,8 @@ from ._lint_process import is_root_user as is_root_user
 from ._lint_process import normalize_capability as normalize_capability
 from ._lint_rule import Finding as Finding
 from ._lint_rule import LintContext, Rule, Severity
-from ._loader import KeyPath, LoadedPolicy, format_key_path, load_policy_file, one_line
+from ._loader import LoadedPolicy, load_policy_file
+from ._loader_positions import KeyPath, format_key_path, one_line
 from ._policy import Policy
 
 RULES: tuple[Rule, ...] = (

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from ._bounds import out_of_range
 from ._lint_rule import Finding, LintContext
-from ._loader import KeyPath
+from ._loader_positions import KeyPath
 from ._policy import Policy
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ._lint_rule import Finding, LintContext
-from ._loader import KeyPath, format_key_path
+from ._loader_positions import KeyPath, format_key_path
 from ._policy import Policy
 
 # --- host paths -------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ._loader import KeyPath, LoadedPolicy
+from ._loader import LoadedPolicy
+from ._loader_positions import KeyPath
 from ._policy import Policy
 
 Severity = Literal["error", "warning"]

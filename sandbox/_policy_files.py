@@ -149,14 +149,15 @@ def read_approval_policy(path: Path) -> Any:
     """Parse an Inspect approval policy file (YAML or JSON: `approvers: [{name, tools, ...}]`)
     into Inspect's `ApprovalPolicyConfig`, checking that every approver is registered with
     Inspect; `FileProblem` otherwise."""
-    from ._loader import _parse, _Problems  # the policy loader's YAML reader: bounded, positioned
+    # the policy loader's YAML reader: bounded, positioned
+    from ._loader_yaml import LoadProblems, parse_yaml
 
     text = read_text(path)
     if not text.strip():
         raise FileProblem("is empty (expected a mapping with `approvers`)")
     try:
-        data, spans, _root = _parse(text, path.name, [])
-    except _Problems as e:
+        data, spans, _root = parse_yaml(text, path.name, [])
+    except LoadProblems as e:
         first = e.problems[0]
         raise FileProblem(first.message, first.location.line, first.location.column) from None
     if not isinstance(data, dict) or "approvers" not in data:

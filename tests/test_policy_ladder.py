@@ -224,7 +224,7 @@ NOT_PERMISSIONS = {
 def _leaves(model: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
     from pydantic import BaseModel
 
-    from tierlock.sandbox._loader import _unwrap
+    from tierlock.sandbox._loader_messages import _unwrap
 
     out: set[tuple[str, ...]] = set()
     for name, field in model.model_fields.items():
