@@ -221,13 +221,15 @@ def test_rules_lists_every_rule(monkeypatch, capsys) -> None:
 
 
 def _readme_policy_commands() -> list[list[str]]:
-    """Every `tierlock policy ...` command in the README's code blocks, as argv lists: a
+    """Every `tierlock policy ...` command in the code blocks of the README's "Writing a
+    policy" section (they work on the shipped files), as argv lists: a
     trailing `# comment` and a `> file` redirection dropped, `[--flag]` tried both ways."""
     import re
     import shlex
 
     text = (REPO / "README.md").read_text()
-    blocks = re.findall(r"^```[a-z]*\n(.*?)^```", text, flags=re.S | re.M)
+    section = text.split("\n## Writing a policy", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^```[a-z]*\n(.*?)^```", section, flags=re.S | re.M)
     out: list[list[str]] = []
     for block in blocks:
         for line in block.splitlines():
