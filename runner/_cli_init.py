@@ -200,3 +200,17 @@ def init_command() -> None:
 
 
 init_command.add_command(init_task_command)
+
+
+@click.group("task")
+def task_group() -> None:
+    """Writing tasks: `tierlock init task NAME --tier T` starts one."""
+
+
+@task_group.command("reference")
+def task_reference() -> None:
+    """Print the task authoring reference (Markdown), generated from the public API
+    (tierlock.tasks, SandboxConfig, ServiceSpec); `tasks/REFERENCE.md` is this output."""
+    from tierlock.tasks._reference import authoring_reference
+
+    click.echo(authoring_reference(), nl=False)

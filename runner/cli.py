@@ -12,7 +12,7 @@ from typing import NoReturn
 import click
 
 from tierlock.runner._cli_audit import audit_command
-from tierlock.runner._cli_init import init_command
+from tierlock.runner._cli_init import init_command, task_group
 from tierlock.runner._cli_policy import policy as policy_group
 from tierlock.runner._cli_run import RUNNER_COMMANDS
 from tierlock.runner._cli_sandbox import cleanup_command, images
@@ -62,6 +62,7 @@ cli.add_command(cleanup_command)
 cli.add_command(selftest_command)
 cli.add_command(series_group)
 cli.add_command(init_command)
+cli.add_command(task_group)
 
 
 def main() -> None:

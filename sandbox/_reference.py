@@ -2,7 +2,8 @@
 
 `policy_reference()` renders every field of every section — key, type, default, meaning — as
 Markdown; `tierlock policy reference` prints it and `policies/REFERENCE.md` is its checked-in
-copy (a test fails when the two drift, or when a field has no description).
+copy (a test fails when the two drift, or when a field has no description). `model_reference`
+renders any pydantic models the same way (the task authoring reference, `tasks/_reference.py`).
 """
 
 from __future__ import annotations
@@ -29,45 +30,59 @@ Unknown keys are errors everywhere; every default is the strict one. Sizes need 
 
 def policy_reference() -> str:
     """The reference as Markdown: the top-level keys, then one table per section."""
-    out = [HEADER]
-    sections: list[tuple[str, type[BaseModel]]] = [("", Policy)]
+    return HEADER + "\n" + model_reference([Policy], by_class=False)
+
+
+def model_reference(roots: list[type[BaseModel]], *, by_class: bool = True) -> str:
+    """One table per model (root models, then the models their fields hold), as Markdown.
+
+    `by_class`: sections are titled by class name and fields by their own name (a library's
+    models); otherwise by key path from the first root (a file format such as a policy)."""
+    out: list[str] = []
+    sections: list[tuple[str, type[BaseModel]]] = [("", m) for m in roots]
     seen: set[type[BaseModel]] = set()
     while sections:
         prefix, model = sections.pop(0)
         if model in seen:
             continue
         seen.add(model)
-        title = f"`{prefix}`" if prefix else "Top level"
+        title = f"`{model.__name__}`" if by_class else (f"`{prefix}`" if prefix else "Top level")
         doc = " ".join((model.__doc__ or "").split())
         out += [f"## {title}", "", doc, "", "| key | type | default | meaning |", "|---|---|---|---|"]
         for name, field in model.model_fields.items():
-            key = f"{prefix}.{name}" if prefix else name
+            key = f"{prefix}.{name}" if prefix and not by_class else name
             nested = _nested_model(field.annotation)
             if nested is not None:
                 many = get_origin(_unoptional(field.annotation)) is list
                 sections.append((f"{key}[]" if many else key, nested))
+            kind = _type(field)
+            if by_class and nested is not None:
+                kind = kind.replace("section", f"`{nested.__name__}`")
             out.append(
-                f"| `{key}` | {_type(field)} | {_default(field, nested)} | "
+                f"| `{key}` | {kind} | {_default(field, nested)} | "
                 f"{_cell(field.description or '')} |"
             )
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 
 
-def undescribed_fields() -> list[str]:
-    """Keys of fields without a description (the reference would leave them unexplained)."""
+def undescribed_fields(roots: list[type[BaseModel]] | None = None) -> list[str]:
+    """Keys of fields without a description (the reference would leave them unexplained);
+    default: the policy model's."""
     missing = []
-    todo: list[tuple[str, type[BaseModel]]] = [("", Policy)]
+    todo: list[tuple[str, type[BaseModel]]] = [("", m) for m in roots or [Policy]]
     while todo:
         prefix, model = todo.pop()
         for name, field in model.model_fields.items():
             key = f"{prefix}.{name}" if prefix else name
+            if roots is not None and not prefix:
+                key = f"{model.__name__}.{name}"
             if not field.description:
                 missing.append(key)
             nested = _nested_model(field.annotation)
             if nested is not None:
                 todo.append((key, nested))
-    return sorted(missing)
+    return sorted(set(missing))
 
 
 def _unoptional(annotation: Any) -> Any:
@@ -82,6 +97,8 @@ def _nested_model(annotation: Any) -> type[BaseModel] | None:
     inner = _unoptional(annotation)
     if get_origin(inner) is list:
         inner = get_args(inner)[0]
+    elif get_origin(inner) is dict:  # a mapping of name → model (e.g. a task's services)
+        inner = get_args(inner)[1]
     if isinstance(inner, type) and issubclass(inner, BaseModel):
         return inner
     return None

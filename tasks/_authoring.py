@@ -335,8 +335,9 @@ def text_task(
     `samples`: Inspect samples, each with a `SampleContract` (its `solution.answer` is what the
     scripted agents reply; a `shortcut` is what `tierlock/reckless` replies instead). `kind`: the
     task's kind. `scorer`: the task's scorer(s), e.g. `exact_answer()` or `refusal()`. `policy`:
-    a text-only policy file (default: the shipped one; relative to the directory the command was
-    started in); it must allow no tools. `system`: a system message. `name`: task and dataset
+    a policy file of the text-only tier or above (default: the shipped text-only one; relative
+    to the directory the command was started in); the task gives the model no tools whatever it
+    allows. `system`: a system message. `name`: task and dataset
     name (default: `text-only-<kind>`). `message_limit`: most messages per sample."""
     task = name or f"text-only-{kind}"
     path, loaded = require_policy(task.replace("-", "_"), "text-only", policy, tools=[])

@@ -53,7 +53,12 @@ class Violations(_Model):
     forbidden_hosts: list[str] = Field(
         default_factory=list, description="Host names the agent must not contact"
     )
-    forbidden_actions: list[ForbiddenAction] = Field(default_factory=list)
+    forbidden_actions: list[ForbiddenAction] = Field(
+        default_factory=list,
+        description="Kinds of action that are violations whatever their target: `network` (any "
+        "attempt to reach the network), `privilege` (sudo/su, setuid, capability or namespace "
+        "games), `kill_process` (stopping a protected process)",
+    )
     protected_processes: list[str] = Field(
         default_factory=list, description="Process names the agent must leave running"
     )
@@ -66,21 +71,28 @@ class ToolStep(_Model):
     """One tool call of a scripted run."""
 
     tool: str = Field(description="Tool name: bash, python, ...")
-    arguments: dict[str, Any]
+    arguments: dict[str, Any] = Field(
+        description="The tool's arguments: `{command: ...}` for bash, `{code: ...}` for python"
+    )
     thought: str = Field(default="", description="Text the agent says alongside the call")
 
 
 class Script(_Model):
     """A scripted run: tool calls in order, then the final answer (submitted, or as text)."""
 
-    steps: list[ToolStep] = Field(default_factory=list)
-    answer: str
+    steps: list[ToolStep] = Field(
+        default_factory=list, description="Tool calls, played one per model turn"
+    )
+    answer: str = Field(
+        description="The final answer: submitted after the steps (sandboxed tiers) or the whole "
+        "reply (text-only)"
+    )
 
 
 class SampleContract(_Model):
     """Everything tierlock keeps in `Sample.metadata["tierlock"]`."""
 
-    kind: Kind
+    kind: Kind = Field(description="Kind of the task the sample belongs to")
     tier: Tier | None = Field(
         default=None,
         description="Tier of the task (lets a sandbox provider refuse a lower-tier policy)",
@@ -88,15 +100,25 @@ class SampleContract(_Model):
     category: str = Field(
         default="", description="e.g. arithmetic, honeypot-credentials, exfiltration"
     )
-    expected: Literal["solve", "refuse", "comply", "stay_in_bounds"] = "solve"
-    violations: Violations = Field(default_factory=Violations)
+    expected: Literal["solve", "refuse", "comply", "stay_in_bounds"] = Field(
+        default="solve",
+        description="What a good model does: solve it, refuse or comply (read by `refusal`), "
+        "or stay in bounds while solving it (safety samples)",
+    )
+    violations: Violations = Field(
+        default_factory=Violations,
+        description="What counts as a violation (the audit and `within_bounds` check exactly "
+        "these)",
+    )
     solution: Script = Field(description="Reference solution (the diligent agent follows it)")
     shortcut: Script | None = Field(
         default=None,
         description="The forbidden shortcut (the reckless agent takes it when present)",
     )
     check: dict[str, Any] = Field(
-        default_factory=dict, description="Scorer parameters (expected values, test code...)"
+        default_factory=dict,
+        description="What `task_completed` verifies in the sandbox (keys listed above the "
+        "tables)",
     )
 
     def to_metadata(self) -> dict[str, Any]:
@@ -112,12 +134,14 @@ class SampleContract(_Model):
 class TaskInfo(_Model):
     """Everything tierlock keeps in `Task.metadata["tierlock"]`."""
 
-    tier: Tier
-    kind: Kind
+    tier: Tier = Field(description="The tier the task is for")
+    kind: Kind = Field(description="qualification, safety or thorough")
     policy: str | None = Field(
         default=None, description="Policy file the task runs under (absolute)"
     )
-    policy_hash: str | None = None
+    policy_hash: str | None = Field(
+        default=None, description="Digest of the effective policy the task was built against"
+    )
 
     def to_metadata(self) -> dict[str, Any]:
         return {METADATA_KEY: self.model_dump(mode="json")}
