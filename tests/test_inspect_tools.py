@@ -89,7 +89,9 @@ def resumed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         second = subprocess.run(argv, env=env, cwd=tmp, capture_output=True, text=True, timeout=600)
         out["second"], out["second_calls"] = second, _prompts(server.requests[seen:])
     with Ledger(runs / "ledger.sqlite") as ledger:
-        out["verdicts"] = [r.payload["outcome"] for r in ledger.records() if r.kind == "verdict"]
+        records = list(ledger.records())
+    out["verdicts"] = [r.payload["outcome"] for r in records if r.kind == "verdict"]
+    out["runs_started"] = [r.kind for r in records if r.kind in ("run_started", "run_resumed")]
     return out
 
 
@@ -100,7 +102,7 @@ def test_a_resumed_tier_reruns_only_the_failed_sample_as_eval_set_retries(
     assert first.returncode == 3, first.stdout + first.stderr  # incomplete: run again
     assert second.returncode == 0, second.stdout + second.stderr
     assert resumed["verdicts"] == ["incomplete", "clean"]
-    assert "resuming run" in second.stdout
+    assert resumed["runs_started"] == ["run_started", "run_resumed"]  # the same run, resumed
 
     calls = resumed["first_calls"]
     # within the first run: the refused sample is retried (Inspect's retry_on_error, inside each

@@ -151,20 +151,52 @@ def test_generation_flags_reach_the_requests_and_the_ledger(tmp_path: Path) -> N
 # --- the allow-list cannot name the endpoint ----------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "entry", ["127.0.0.1:8000", "localhost:8000", "127.1", "2130706433", "host.docker.internal"]
-)
-def test_the_networked_allow_list_cannot_name_a_local_endpoint(tmp_path: Path, entry: str) -> None:
+NETWORKED_CAMPAIGN = """\
+name: local-endpoint
+tiers:
+  - tier: networked
+    policy: {policy}
+    tasks:
+      - task: {root}/tasks/networked/qualification.py@networked_qualification
+        kind: qualification
+"""
+
+
+LOCAL_ENTRIES = ["127.0.0.1:8000", "localhost:8000", "127.1", "2130706433", "host.docker.internal"]
+"""Ways to name an endpoint served on this machine (loopback spelled as resolvers read it)."""
+
+
+def test_the_networked_allow_list_cannot_name_a_local_endpoint(tmp_path: Path) -> None:
     """An endpoint served on this machine cannot be let through the proxy by a policy."""
     data = yaml.safe_load((ROOT / "policies" / "networked.yaml").read_text())
-    data["network"]["allow"] = ["allowed.test", entry]
+    data["network"]["allow"] = ["allowed.test", *LOCAL_ENTRIES]
     policy = tmp_path / "networked.yaml"
     policy.write_text(yaml.safe_dump(data, sort_keys=False))
     done = subprocess.run([_tierlock(), "policy", "check", str(policy)],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode != 0, done.stdout + done.stderr
     said = done.stdout + done.stderr
-    assert "network.allow" in said and "Traceback" not in said, said
+    assert "Traceback" not in said and "network.allow[0]" not in said, said
+    for i, entry in enumerate(LOCAL_ENTRIES, start=1):
+        assert f"network.allow[{i}]: '{entry}'" in said, (entry, said)
+
+
+def test_a_campaign_cannot_run_with_an_allow_list_naming_the_endpoint(tmp_path: Path) -> None:
+    """One line before anything runs, nothing recorded."""
+    data = yaml.safe_load((ROOT / "policies" / "networked.yaml").read_text())
+    entry = "127.0.0.1:8000"
+    data["network"]["allow"] = ["allowed.test", entry]
+    policy = tmp_path / "networked.yaml"
+    policy.write_text(yaml.safe_dump(data, sort_keys=False))
+    campaign = tmp_path / "local.campaign.yaml"
+    campaign.write_text(NETWORKED_CAMPAIGN.format(policy=policy, root=ROOT))
+    env = {**os.environ, "OPENAI_BASE_URL": f"http://{entry}/v1", "OPENAI_API_KEY": "k-test"}
+    run = subprocess.run([_tierlock(), "run", str(campaign), "--model", MODEL, "--runs-dir",
+                          str(tmp_path / "runs")], env=env, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "network.allow" in run.stderr, run.stderr
+    assert not (tmp_path / "runs" / "ledger.sqlite").exists()
     shipped = subprocess.run([_tierlock(), "policy", "check", str(ROOT / "policies/networked.yaml")],
                              capture_output=True, text=True, timeout=120)  # fmt: skip
     assert shipped.returncode == 0, shipped.stdout + shipped.stderr  # the check can pass
@@ -330,6 +362,11 @@ def _process_texts(container: Any) -> set[str]:
     return texts
 
 
+def _found(by_search: dict[str, str], secrets_: list[str]) -> list[str]:
+    """`search: secret` for each secret a search's output shows."""
+    return [f"{name}: {x}" for name, text in by_search.items() for x in secrets_ if x in text]
+
+
 def _tool_outputs(runs: Path, tier: str) -> list[tuple[str, str]]:
     """(call arguments, output) of each tool call of the probe sample in the tier's log."""
     from inspect_ai.log import read_eval_log
@@ -435,10 +472,12 @@ def test_sandboxed_tiers_through_the_openai_provider_never_see_the_key_or_the_en
         by_search = dict(zip([*SEARCHES, "grep"], [o for _, o in outputs], strict=False))
         for name, text in by_search.items():
             assert "too long to be displayed" not in text, (tier, name)  # read whole
-            for leak in leaks:
-                assert leak not in text, f"{tier}: the {name} search found {leak!r}"
+        assert _found(by_search, leaks) == [], tier
         assert "OPENAI" not in by_search["env"] + by_search["environ"], tier
-        # the searches can find what is there: both planted markers are found
+        # the same check on the planted markers: it flags a secret that is there
+        assert _found(by_search, [env_marker, file_marker]) == [
+            f"env: {env_marker}", f"environ: {env_marker}", f"grep: {file_marker}"
+        ], tier  # fmt: skip
         assert f"PLANTED_ENV={env_marker}" in by_search["env"], by_search["env"]
         assert f"PLANTED_ENV={env_marker}" in by_search["environ"], by_search["environ"]
         assert "=== /proc/1/cmdline" in by_search["cmdline"]
