@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._conformance import host_proc_visible
+from ._conformance_kernel import host_proc_visible
 from ._escape import escape_text
 from ._evidence import ContainerEvidence, FsChange
 from ._exec import PINNED_PATH, run_exec

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from inspect_ai.util._sandbox.environment import SandboxUnavailableError
 
-from ._conformance import host_proc_visible
+from ._conformance_kernel import host_proc_visible
 from ._exec_socket import ExecConnection, ExecStartRefused, ExecStreamError, start_exec
 
 if TYPE_CHECKING:

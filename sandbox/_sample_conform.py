@@ -9,10 +9,9 @@ import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._conformance import (
+from ._conformance import check_config, check_daemon
+from ._conformance_kernel import (
     EXEC_PROBE,
-    check_config,
-    check_daemon,
     check_kernel_exec_output,
     check_kernel_host,
     check_status,

@@ -98,7 +98,7 @@ def _kernel_check(client: docker.DockerClient, cid: str, want: Policy) -> list[s
     """The sidecar's PID 1 as the kernel sees it (uid, capabilities, no_new_privs, seccomp,
     namespaces) against `want`: the host's /proc when visible, else read from inside. A sidecar
     that already exited has nothing left to check (its configuration was checked)."""
-    from ._conformance import (
+    from ._conformance_kernel import (
         EXEC_PROBE,
         check_kernel_exec_output,
         check_kernel_host,

@@ -17,7 +17,8 @@ from inspect_ai.tool import bash
 import tierlock.sandbox._provider as provider
 from tierlock.sandbox import load_policy
 from tierlock.sandbox._collect import changes_outside, upper_dir_diff
-from tierlock.sandbox._conformance import check_config, check_status, expected_capabilities
+from tierlock.sandbox._conformance import check_config
+from tierlock.sandbox._conformance_kernel import check_status, expected_capabilities
 from tierlock.sandbox._evidence import ConformanceRecord
 from tierlock.sandbox._images import ensure_image
 from tierlock.sandbox._labels import RUN_LABEL, run_id

@@ -19,7 +19,8 @@ from tierlock.sandbox._collect import (
     changes_outside,
     upper_dir_diff,
 )
-from tierlock.sandbox._conformance import check_config, check_daemon, check_status
+from tierlock.sandbox._conformance import check_config, check_daemon
+from tierlock.sandbox._conformance_kernel import check_status
 from tierlock.sandbox._docker import create_container
 from tierlock.sandbox._images import ensure_image
 from tierlock.sandbox._labels import object_labels
