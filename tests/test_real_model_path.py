@@ -6,8 +6,11 @@ that really run in the sandbox), and a probe sample in each sandboxed tier (`_le
 gets tool calls that search its sandbox for the endpoint's API key and address: `env`,
 `/proc/*/environ`, `/proc/*/cmdline`, `/etc/hosts`, `resolv.conf`, and a `grep -r` of every file.
 A marker planted in a workspace file and in the policy's environment proves those searches find
-what is there. While the run goes on, every container of the run is inspected from the host
-(`docker inspect`: environment, command, labels, mounts). In the networked tier the probe then
+what is there. While the run goes on, every container of the run is read from the host: `docker
+inspect` (environment, command, labels, mounts) and the environment and command line of each of
+its processes in the host's /proc (the container's init too, which the sandbox user may not read).
+A policy's allow-list cannot name the endpoint (loopback in any spelling, `*.internal`): `tierlock
+policy check` and `tierlock run` refuse it. In the networked tier the probe then
 tries to reach the endpoint (through the allow-list proxy, directly, at the host's bridge
 addresses; also a listener bound to every host interface): the server must see none of it.
 `--max-connections`, `--max-tokens` and `--temperature` must reach the requests Inspect sends and
@@ -16,23 +19,28 @@ the run's ledger row.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests._fault_server import FaultServer, Step
+from tests._fault_server import FaultServer, Step, script_brain
+from tests._leak_probe import (
+    REACH_PATH,
+    SEARCHES,
+    ContainerWatch,
+    curl_step,
+    found,
+    grep_step,
+    reach_step,
+    wide_listener,
+)
 from tierlock.runner import Ledger
 from tierlock.runner._model_args import DEFAULT_MAX_RETRIES, generate_settings
 from tierlock.tasks._contract import SampleContract
@@ -40,12 +48,9 @@ from tierlock.tasks._contract import SampleContract
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "openai/probe-model"
 PROBE = "LEAK-PROBE"
-REACH_PATH = "/v1/probe-"
-"""Path of the URLs the networked probe tries (so its own commands are told apart)."""
 PROVIDER_PROBE = "Please say 'hello, world'"
 """Inspect's `openai` provider asks this once per run (does the account get reasoning summaries?),
 without the run's generation settings."""
-SECTION = "=== "
 
 
 def _tierlock() -> str:
@@ -104,7 +109,6 @@ tiers:
 
 
 def _text_brain() -> Any:
-    from tests._fault_server import script_brain
     from tierlock.tasks.text_only import qualification
 
     scripts = {}
@@ -214,64 +218,6 @@ def _policy_copy(tmp: Path, name: str, env_marker: str) -> Path:
     return path
 
 
-SEARCHES = {
-    "env": "env",
-    "environ": 'for f in /proc/[0-9]*/environ; do echo "=== $f"; tr "\\0" "\\n" < "$f"; done',
-    "cmdline": 'for f in /proc/[0-9]*/cmdline; do echo "=== $f"; tr "\\0" " " < "$f"; echo; done',
-    "network files": "for f in /etc/hosts /etc/resolv.conf /etc/hostname; do "
-    'echo "=== $f"; cat "$f"; done',
-}
-"""Searches whose whole output the test reads (the probe's tool calls, in this order)."""
-
-
-def _grep_step(patterns: list[str]) -> str:
-    """A `grep -r` of every readable file for `patterns`, which never appear in its command line
-    (they are written to a file under /tmp/probe, excluded from the search, from base64)."""
-    encoded = base64.b64encode("\n".join(patterns).encode()).decode()
-    return (
-        f"mkdir -p /tmp/probe && echo {encoded} | base64 -d > /tmp/probe/patterns && "
-        "grep -rasoF -f /tmp/probe/patterns / --exclude-dir=proc --exclude-dir=sys "
-        '--exclude-dir=dev --exclude-dir=probe; echo "=== grep exit $?"'
-    )
-
-
-def _reach_step(port: int, wide_port: int) -> str:
-    """Python that tries the endpoint from inside: through the proxy and directly, at loopback,
-    the host's names and bridge addresses; also a listener bound on every host interface."""
-    return f"""\
-import os, socket, urllib.error, urllib.request
-proxy = os.environ.get("http_proxy")  # the allow-list proxy, asked even for loopback:
-for name in ("no_proxy", "NO_PROXY"):
-    os.environ.pop(name, None)
-own = socket.gethostbyname(socket.gethostname())
-gateway = own.rsplit(".", 1)[0] + ".1"
-targets = [("127.0.0.1", {port}), ("localhost", {port}), ("host.docker.internal", {port}),
-           (gateway, {port}), ("172.17.0.1", {port}), (gateway, {wide_port}),
-           ("172.17.0.1", {wide_port})]
-for host, port in targets:
-    for via in ("proxy", "direct"):
-        handlers = [urllib.request.ProxyHandler({{"http": proxy}} if via == "proxy" else {{}})]
-        url = f"http://{{host}}:{{port}}{REACH_PATH}from-sandbox"
-        try:
-            with urllib.request.build_opener(*handlers).open(url, timeout=3) as r:
-                print("REACHED", via, url, r.status)
-        except urllib.error.HTTPError as e:
-            print("HTTP", e.code, via, url)
-        except Exception as e:
-            print("BLOCKED", via, url, type(e).__name__)
-"""
-
-
-def _curl_step(port: int) -> str:
-    """curl to the endpoint's address, through the proxy and directly."""
-    url = f"http://127.0.0.1:{port}{REACH_PATH}curl"
-    return (
-        f"curl -sS -m 5 -x \"$http_proxy\" --noproxy '' -o /dev/null -w 'curl %{{http_code}}' {url};"
-        f' echo " exit $? proxy"; curl -sS -m 5 --noproxy "*" -o /dev/null'
-        f" -w 'curl %{{http_code}}' {url}; echo \" exit $? direct\""
-    )
-
-
 def _probe_brain(qualification: Any, steps: dict[str, list[Step]]) -> Any:
     """Qualification samples play their reference solutions; `LEAK-PROBE <tier>` plays `steps`."""
 
@@ -284,87 +230,6 @@ def _probe_brain(qualification: Any, steps: dict[str, list[Step]]) -> Any:
         return qualification(prompt, done, tools)
 
     return brain
-
-
-@contextmanager
-def _wide_listener() -> Iterator[tuple[int, list[str]]]:
-    """A TCP listener on every host interface (as an endpoint served with `--host 0.0.0.0`):
-    yields its port and the peers that connected to it."""
-    peers: list[str] = []
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("0.0.0.0", 0))
-    sock.listen(8)
-    sock.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, peer = sock.accept()
-            except OSError:
-                continue
-            peers.append(f"{peer[0]}:{peer[1]}")
-            conn.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield sock.getsockname()[1], peers
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        sock.close()
-
-
-class _ContainerWatch:
-    """From the host, while process `pid` runs: `docker inspect` of every container it makes, and
-    the environment and command line of every process in them (read from the host's /proc, so
-    processes the sandbox user may not read, such as the container's init, are read too)."""
-
-    def __init__(self, client: Any, pid: int) -> None:
-        self.client, self.pid = client, pid
-        self.seen: dict[str, str] = {}  # container name -> its inspect JSON
-        self.processes: dict[str, set[str]] = {}  # container name -> environ + cmdline texts
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def __enter__(self) -> _ContainerWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            try:
-                for c in self.client.containers.list(filters={"label": "tierlock.owner"}):
-                    parts = c.labels.get("tierlock.owner", "").split("/")
-                    if len(parts) == 4 and parts[2] == str(self.pid):
-                        self.seen.setdefault(c.name, json.dumps(c.attrs))
-                        self.processes.setdefault(c.name, set()).update(_process_texts(c))
-            except Exception:
-                pass  # a container removed between list and inspect
-            self._stop.wait(0.3)
-
-
-def _process_texts(container: Any) -> set[str]:
-    """Environment and command line of each process of a running container, from the host."""
-    texts = set()
-    for row in container.top(ps_args="-eo pid").get("Processes") or []:
-        for name in ("environ", "cmdline"):
-            try:
-                raw = Path(f"/proc/{row[0]}/{name}").read_bytes()
-            except OSError:
-                continue
-            texts.add(f"{name} of {row[0]}: " + raw.replace(b"\0", b" ").decode(errors="replace"))
-    return texts
-
-
-def _found(by_search: dict[str, str], secrets_: list[str]) -> list[str]:
-    """`search: secret` for each secret a search's output shows."""
-    return [f"{name}: {x}" for name, text in by_search.items() for x in secrets_ if x in text]
 
 
 def _tool_outputs(runs: Path, tier: str) -> list[tuple[str, str]]:
@@ -424,14 +289,13 @@ def test_sandboxed_tiers_through_the_openai_provider_never_see_the_key_or_the_en
     from tierlock.tasks.tool_restricted.qualification import tool_restricted_qualification
 
     key = f"sk-tierlock-{secrets.token_hex(16)}"
-    file_marker, env_marker = f"PLANTED-FILE-{secrets.token_hex(8)}", f"PLANTED-ENV-{secrets.token_hex(8)}"  # fmt: skip
+    file_marker = f"PLANTED-FILE-{secrets.token_hex(8)}"
+    env_marker = f"PLANTED-ENV-{secrets.token_hex(8)}"
     scripts = {}
     for sample in tool_restricted_qualification(canary_salt="real-model-path").dataset:
         contract = SampleContract.of(sample.metadata)
         assert contract is not None
         scripts[str(sample.input).strip()] = contract.solution
-    from tests._fault_server import script_brain
-
     campaign = tmp_path / "real.campaign.yaml"
     campaign.write_text(PROBE_CAMPAIGN.format(
         root=ROOT, marker=file_marker,
@@ -439,16 +303,16 @@ def test_sandboxed_tiers_through_the_openai_provider_never_see_the_key_or_the_en
         net_policy=_policy_copy(tmp_path, "networked", env_marker),
     ))  # fmt: skip
     runs = tmp_path / "runs"
-    with _wide_listener() as (wide_port, wide_peers), FaultServer(script_brain(scripts)) as server:
+    with wide_listener() as (wide_port, wide_peers), FaultServer(script_brain(scripts)) as server:
         host_port = server.base_url.split("/")[2]
         address = host_port.split(":")
         leaks = [key, server.base_url, host_port]  # what must never be inside a sandbox
         search: list[Step] = [("tool", "bash", {"command": c}) for c in SEARCHES.values()]
-        search.append(("tool", "bash", {"command": _grep_step([*leaks, file_marker])}))
+        search.append(("tool", "bash", {"command": grep_step([*leaks, file_marker])}))
         steps = {
             "tool-restricted": search,
-            "networked": [*search, ("tool", "python", {"code": _reach_step(int(address[1]), wide_port)}),
-                          ("tool", "bash", {"command": _curl_step(int(address[1]))})],
+            "networked": [*search, ("tool", "python", {"code": reach_step(int(address[1]), wide_port)}),
+                          ("tool", "bash", {"command": curl_step(int(address[1]))})],
         }  # fmt: skip
         server.brain = _probe_brain(server.brain, steps)
         env = {**os.environ, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": key}
@@ -457,7 +321,7 @@ def test_sandboxed_tiers_through_the_openai_provider_never_see_the_key_or_the_en
         with (
             subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True) as proc,
-            _ContainerWatch(docker_client, proc.pid) as watch,
+            ContainerWatch(docker_client, proc.pid) as watch,
         ):  # fmt: skip
             out, err = proc.communicate(timeout=1200)
     assert proc.returncode == 0, out + err
@@ -472,10 +336,10 @@ def test_sandboxed_tiers_through_the_openai_provider_never_see_the_key_or_the_en
         by_search = dict(zip([*SEARCHES, "grep"], [o for _, o in outputs], strict=False))
         for name, text in by_search.items():
             assert "too long to be displayed" not in text, (tier, name)  # read whole
-        assert _found(by_search, leaks) == [], tier
+        assert found(by_search, leaks) == [], tier
         assert "OPENAI" not in by_search["env"] + by_search["environ"], tier
         # the same check on the planted markers: it flags a secret that is there
-        assert _found(by_search, [env_marker, file_marker]) == [
+        assert found(by_search, [env_marker, file_marker]) == [
             f"env: {env_marker}", f"environ: {env_marker}", f"grep: {file_marker}"
         ], tier  # fmt: skip
         assert f"PLANTED_ENV={env_marker}" in by_search["env"], by_search["env"]
