@@ -3,8 +3,9 @@
 Containment is a property of the policy *and* the host (kernel, engine, runtime), so tierlock
 checks it where it runs instead of trusting a table. Four kinds of probe:
 
-- in-sandbox probes (`_selftest_inside.py`), one process as the model's user: syscalls, socket
-  families, masked kernel files, devices, IPC, read-only paths, limits, environment, network;
+- in-sandbox probes (`_selftest_inside*.py`, joined into one script), one process as the
+  model's user: syscalls, socket families, masked kernel files, devices, IPC, read-only paths,
+  limits, environment, network;
 - host-side probes: the container's namespaces against the host's;
 - across calls: no process a command started outlives it (background, `setsid`, double fork,
   a command that kills its own timeout wrapper); timeouts and output caps are enforced;
@@ -88,8 +89,40 @@ def policy_facts(policy: Policy) -> dict[str, Any]:
     }
 
 
-def _inside_source() -> str:
-    return resources.files(__package__).joinpath("_selftest_inside.py").read_text()
+INSIDE_PARTS = (
+    "_selftest_inside_base.py",
+    "_selftest_inside_kernel.py",
+    "_selftest_inside_resources.py",
+    "_selftest_inside_leak.py",
+    "_selftest_inside.py",
+)
+"""The in-sandbox program's files, in the order they are joined into its one script."""
+
+
+def inside_source() -> str:
+    """The in-sandbox program as one script: its parts in order, without their imports of each
+    other and with only the first part's `from __future__` import (both must be, and may be,
+    dropped: in one script the parts share one namespace)."""
+    files = resources.files(__package__)
+    return "\n".join(
+        _script_part(files.joinpath(name).read_text(), keep_future=n == 0)
+        for n, name in enumerate(INSIDE_PARTS)
+    )
+
+
+def _script_part(text: str, *, keep_future: bool) -> str:
+    """`text` with its relative imports (and, unless `keep_future`, its `from __future__`
+    import) blanked out, line numbers kept."""
+    import ast
+
+    lines = text.split("\n")
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.ImportFrom) and (
+            node.level > 0 or (node.module == "__future__" and not keep_future)
+        ):
+            end = node.end_lineno or node.lineno
+            lines[node.lineno - 1 : end] = [""] * (end - node.lineno + 1)
+    return "\n".join(lines)
 
 
 def parse_probe_lines(text: str) -> list[ProbeResult]:
@@ -108,7 +141,7 @@ def parse_probe_lines(text: str) -> list[ProbeResult]:
 
 async def _inside(env: Any, policy: Policy) -> list[ProbeResult]:
     facts = json.dumps(policy_facts(policy))
-    r = await env.exec(["python3", "-", facts], input=_inside_source(), timeout=120)
+    r = await env.exec(["python3", "-", facts], input=inside_source(), timeout=120)
     results = parse_probe_lines(r.stdout)
     if r.returncode != 0 or not results:
         results.append(
@@ -238,7 +271,7 @@ async def run_selftest(policy_path: str) -> SelftestReport:
     return SelftestReport(str(policy_path), policy.digest(), tuple(results))
 
 
-BATTERY_FILES = ("_selftest.py", "_selftest_inside.py")
+BATTERY_FILES = ("_selftest.py", *INSIDE_PARTS)
 
 
 def selftest_key(policy_path: str) -> dict[str, str]:
