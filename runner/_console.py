@@ -19,6 +19,7 @@ Every text from an event is made printable first (`_event_text.clean`) and place
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -88,7 +89,7 @@ class RunConsole:
             refresh_per_second=4,
             transient=True,
             redirect_stdout=True,
-            redirect_stderr=True,
+            redirect_stderr=sys.stderr.isatty(),  # `2> file` keeps its lines
         )
         with live, presenting(self.event), _inspect_silent():
             yield

@@ -290,3 +290,57 @@ def test_plain_lines_escape_event_values() -> None:
     assert line is not None and "\x1b" not in line and "\u202e" not in line
     assert "\\x1b]0;pwned" in line
     assert event_text({"event": "sample_finished", "done": 1}) is None  # the live view's only
+
+
+@pytest.fixture
+def events_routed():
+    """structlog routed as the CLI routes it (human format), reset to structlog's defaults after."""
+    import structlog
+
+    from tierlock.runner._log_output import close_output, set_output
+
+    set_output("human", None)
+    yield
+    close_output()
+    structlog.reset_defaults()
+
+
+def test_image_build_steps_reach_the_live_view_as_events(events_routed: None) -> None:
+    """The sandbox's image builder (no progress callback given, as inside a sample) says its
+    steps as `image_build` events once the CLI routes events; the live view shows the image,
+    its last step and the elapsed time, and drops the line once the image is built."""
+    from tierlock.runner._log_output import presenting
+    from tierlock.sandbox import _images
+
+    seen: list[dict] = []
+    now = [0.0]
+    ladder = Ladder("demo", ["text-only"], clock=lambda: now[0])
+
+    def present(event: dict) -> None:
+        seen.append(event)
+        ladder.update(event)
+
+    def shown() -> str:
+        buf = io.StringIO()
+        Console(file=buf, width=200, color_system=None).print(ladder.render())
+        return buf.getvalue()
+
+    with presenting(present):
+        _images._default_progress("building image tierlock-base:0123 from Debian bookworm")
+        _images._default_progress("mmdebstrap: downloading packages")
+        now[0] = 75.0
+        during = shown()
+        _images._default_progress("built image tierlock-base:0123")
+    assert [e["event"] for e in seen] == ["image_build"] * 3
+    assert "building image tierlock-base:0123: mmdebstrap: downloading packages  1:15" in during
+    assert "tierlock-base:0123" not in shown()
+
+
+def test_log_format_json_applies_to_every_command(tmp_path: Path) -> None:
+    """An error of another command is a JSON object on stderr too (one line, level error)."""
+    res = tierlock(tmp_path, "--log-format", "json", "status", "--runs-dir", str(tmp_path / "x"))
+    assert res.returncode == 1 and res.stdout == ""
+    (error,) = json_lines(res.stderr)
+    assert error["level"] == "error" and "no ledger at" in error["message"]
+    human = tierlock(tmp_path, "status", "--runs-dir", str(tmp_path / "x"))
+    assert human.stderr.startswith("tierlock: no ledger at") and "{" not in human.stderr
