@@ -48,7 +48,8 @@ _MODULES = {
     ),
     "_campaign_file": ("load_campaign",),
     "_gate": ("Finding", "SampleError", "TaskResult", "Verdict", "evaluate_gate"),
-    "_ledger": ("Ledger", "Record", "sha256_file"),
+    "_ledger": ("Ledger",),
+    "_ledger_record": ("Record", "sha256_file"),
     "_run": (
         "EXIT_AWAITING",
         "EXIT_HALTED",

@@ -30,7 +30,8 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from ._gate import Finding, TaskResult, Verdict
-from ._ledger import Ledger, LogRef, Record, sha256_file
+from ._ledger import Ledger
+from ._ledger_record import LogRef, Record, sha256_file
 
 if TYPE_CHECKING:
     from ._audit import LogAudit

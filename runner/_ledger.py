@@ -25,21 +25,31 @@ index (`-shm`) as any reader does, but never the database or the `-wal`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from tierlock.sandbox import TierlockError
 from tierlock.sandbox._errors import display_path
 
 from ._faults import after_append
+from ._ledger_record import (
+    GENESIS,
+    KINDS,
+    BadRow,
+    LedgerError,
+    LogRef,
+    Record,
+    _BadRow,
+    _row_record,
+    canonical_json,
+    record_mac,
+    sha256_file,
+)
+from ._ledger_schema import COLUMNS, PLACES, SCHEMA, add_mac_column, widen_kinds
 from ._runs_dir import (
     RunsDirUnwritable,
     storage_problem,
@@ -49,136 +59,6 @@ from ._runs_dir import (
 
 if TYPE_CHECKING:
     from ._verify import VerifyResult
-
-GENESIS = "0" * 64
-"""`prev_hash` of the first record."""
-
-KINDS = (
-    "run_started",
-    "run_resumed",
-    "awaiting_approval",
-    "approval",
-    "tier_started",
-    "log_written",
-    "audit_result",
-    "verdict",
-    "run_finished",
-    "series",
-    "selftest",
-)
-"""Record kinds, roughly in the order a run writes them (`series`: a checkpoint series' own
-records, `runner/_series_run.py`)."""
-
-_COLUMNS = "seq, time, kind, run_id, campaign, model, tier, payload, logs, prev_hash, hash"
-_PLACES = ",".join("?" * 12)
-_MAC_DOMAIN = b"tierlock-ledger-mac-v1\n"
-
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS records (
-    seq INTEGER PRIMARY KEY,
-    time TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ({", ".join(f"'{k}'" for k in KINDS)})),
-    run_id TEXT NOT NULL,
-    campaign TEXT NOT NULL,
-    model TEXT NOT NULL,
-    tier TEXT,
-    payload TEXT NOT NULL,
-    logs TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL UNIQUE,
-    mac TEXT
-);
-CREATE INDEX IF NOT EXISTS records_run ON records (run_id, seq);
-CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
-BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: records cannot be changed'); END;
-CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
-BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: records cannot be deleted'); END;
-"""
-
-
-class LedgerError(TierlockError):
-    """The ledger cannot be opened, read or written as a tierlock ledger (one line, exit 1)."""
-
-
-@dataclass(frozen=True)
-class BadRow:
-    """A row that cannot be a record (seq None when even its seq is unreadable)."""
-
-    seq: int | None
-    problem: str
-
-
-class _BadRow(Exception):
-    """A row whose columns cannot be a record (edited in place with the triggers dropped)."""
-
-    def __init__(self, seq: Any, problem: str) -> None:
-        super().__init__(problem)
-        self.seq = seq if isinstance(seq, int) else None
-
-
-def sha256_file(path: str | Path) -> str:
-    """SHA-256 of a file's bytes, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def canonical_json(data: Any) -> str:
-    """The one JSON spelling a value hashes as: sorted keys, no spaces, UTF-8."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def record_mac(key: bytes, record_hash: str) -> str:
-    """HMAC-SHA256 of a record's hash (which covers its content and the previous hash)."""
-    return hmac.new(key, _MAC_DOMAIN + record_hash.encode(), hashlib.sha256).hexdigest()
-
-
-@dataclass(frozen=True)
-class LogRef:
-    """A log a record cites: its path (relative to the ledger's directory when below it)."""
-
-    path: str
-    sha256: str
-
-
-@dataclass(frozen=True)
-class Record:
-    """One ledger row."""
-
-    seq: int
-    time: str
-    kind: str
-    run_id: str
-    campaign: str
-    model: str
-    tier: str | None
-    payload: dict[str, Any]
-    logs: tuple[LogRef, ...]
-    prev_hash: str
-    hash: str
-    mac: str | None = None  # HMAC of `hash` in a keyed ledger; not part of `hash` itself
-
-    def body(self) -> dict[str, Any]:
-        """Everything the record's hash covers."""
-        return {
-            "seq": self.seq,
-            "time": self.time,
-            "kind": self.kind,
-            "run_id": self.run_id,
-            "campaign": self.campaign,
-            "model": self.model,
-            "tier": self.tier,
-            "payload": self.payload,
-            "logs": [{"path": r.path, "sha256": r.sha256} for r in self.logs],
-            "prev_hash": self.prev_hash,
-        }
-
-    def computed_hash(self) -> str:
-        """The hash this record should carry, recomputed from its content."""
-        return hashlib.sha256(canonical_json(self.body()).encode()).hexdigest()
-
 
 class Ledger:
     """An append-only, hash-chained SQLite ledger at `path` (created on first use).
@@ -225,7 +105,7 @@ class Ledger:
                 self._check_schema(db)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            db.executescript(_SCHEMA)
+            db.executescript(SCHEMA)
             self._migrate(db)
         except BaseException:
             db.close()
@@ -253,7 +133,7 @@ class Ledger:
         cols = {row[1] for row in db.execute("PRAGMA table_info(records)")}
         if not cols:
             raise LedgerError(f"{self.display}: not a tierlock ledger (no records table)")
-        missing = [c.strip() for c in _COLUMNS.split(",") if c.strip() not in cols]
+        missing = [c.strip() for c in COLUMNS.split(",") if c.strip() not in cols]
         if missing:
             raise LedgerError(
                 f"{self.display}: not a tierlock ledger (records has no {', '.join(missing)})"
@@ -261,44 +141,10 @@ class Ledger:
         self._has_mac = "mac" in cols
 
     def _migrate(self, db: sqlite3.Connection) -> None:
-        """Ledgers from before keyed chains get the (nullable) `mac` column; rows stay as they are."""
-        self._widen_kinds(db)
-        if self._has_mac:
-            return
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            cols = {row[1] for row in db.execute("PRAGMA table_info(records)")}
-            if "mac" not in cols:
-                db.execute("ALTER TABLE records ADD COLUMN mac TEXT")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        self._has_mac = True
-
-    def _widen_kinds(self, db: sqlite3.Connection) -> None:
-        """A ledger whose `kind` CHECK predates a record kind is rebuilt with today's CHECK:
-        the same rows (seq, hashes, macs) copied in one transaction, then the index and
-        triggers recreated. Hashes do not cover the schema, so the chain verifies as before."""
-        row = db.execute("SELECT sql FROM sqlite_master WHERE name = 'records'").fetchone()
-        if row is None or all(f"'{k}'" in str(row[0]) for k in KINDS):
-            return
-        cols = [r[1] for r in db.execute("PRAGMA table_info(records)")]
-        names = ", ".join(c for c in [*_COLUMNS.split(", "), "mac"] if c in cols)
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for trigger in ("records_no_update", "records_no_delete"):
-                db.execute(f"DROP TRIGGER IF EXISTS {trigger}")
-            db.execute("DROP INDEX IF EXISTS records_run")
-            db.execute("ALTER TABLE records RENAME TO records_before_kinds")
-            db.execute(_SCHEMA.split(";\n", 1)[0])
-            db.execute(f"INSERT INTO records ({names}) SELECT {names} FROM records_before_kinds")
-            db.execute("DROP TABLE records_before_kinds")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.executescript(_SCHEMA)  # index and triggers
+        widen_kinds(db)
+        if not self._has_mac:
+            add_mac_column(db)
+            self._has_mac = True
 
     def close(self) -> None:
         self._db.close()
@@ -383,7 +229,7 @@ class Ledger:
                 canonical_json(rec.payload), canonical_json(rec.body()["logs"]),
                 rec.prev_hash, rec.hash, rec.mac,
             )  # fmt: skip
-            db.execute(f"INSERT INTO records ({_COLUMNS}, mac) VALUES ({_PLACES})", values)
+            db.execute(f"INSERT INTO records ({COLUMNS}, mac) VALUES ({PLACES})", values)
             db.execute("COMMIT")
         except BaseException:
             # SQLite may have rolled back already (a full disk, an I/O error): never let that
@@ -462,7 +308,7 @@ class Ledger:
 
     def _rows(self, run_id: str | None = None) -> Iterator[tuple[Any, ...]]:
         mac = "mac" if self._has_mac else "NULL"
-        sql = f"SELECT {_COLUMNS}, {mac} FROM records"
+        sql = f"SELECT {COLUMNS}, {mac} FROM records"
         args: tuple[Any, ...] = ()
         if run_id is not None:
             sql += " WHERE run_id = ?"
@@ -517,20 +363,3 @@ class Ledger:
                 yield BadRow(e.seq, str(e))
 
 
-def _row_record(row: tuple[Any, ...]) -> Record:
-    seq, time, kind, run_id, campaign, model, tier, payload, logs, prev, h, mac = row
-    if not isinstance(seq, int):
-        raise _BadRow(seq, f"seq {seq!r} is not a number")
-    texts = (time, kind, run_id, campaign, model, payload, logs, prev, h)
-    if not all(isinstance(v, str) for v in texts) or not isinstance(tier, str | None):
-        raise _BadRow(seq, "a column has the wrong type")
-    if not isinstance(mac, str | None):
-        raise _BadRow(seq, "mac has the wrong type")
-    try:
-        data = json.loads(payload)
-        refs = tuple(LogRef(str(d["path"]), str(d["sha256"])) for d in json.loads(logs))
-    except (ValueError, TypeError, KeyError) as e:
-        raise _BadRow(seq, f"payload or logs is not the JSON a record holds ({e})") from None
-    if not isinstance(data, dict):
-        raise _BadRow(seq, "payload is not a JSON object")
-    return Record(seq, time, kind, run_id, campaign, model, tier, data, refs, prev, h, mac)

@@ -27,7 +27,7 @@ from tierlock.sandbox import TierlockError, load_policy_file
 from tierlock.sandbox._errors import display_path
 
 from ._campaign import Campaign, TierSpec
-from ._ledger import canonical_json, sha256_file
+from ._ledger_record import canonical_json, sha256_file
 
 PINS_VERSION = 1
 

@@ -32,7 +32,8 @@ from tierlock.sandbox import TierlockError, raise_if_terminated
 from ._campaign import Campaign, TierSpec
 from ._evidence import TierRecords, audit_entry, check_evidence, with_evidence
 from ._gate import Finding, TaskResult, Verdict, evaluate_gate, read_outcome
-from ._ledger import Ledger, Record, sha256_file
+from ._ledger import Ledger
+from ._ledger_record import Record, sha256_file
 from ._phases import (
     Phase,
     is_final,

@@ -15,7 +15,8 @@ from tierlock.sandbox import TierlockError
 
 from ._campaign import Campaign
 from ._gate import read_outcome
-from ._ledger import Ledger, Record, sha256_file
+from ._ledger import Ledger
+from ._ledger_record import Record, sha256_file
 from ._series_file import Checkpoint, Series
 from ._series_stats import Scores, pointwise_max
 

@@ -23,7 +23,8 @@ from typing import Any
 from tierlock.sandbox import TierlockError
 
 from ._campaign import Campaign
-from ._ledger import Ledger, Record
+from ._ledger import Ledger
+from ._ledger_record import Record
 from ._run import Auditor, RunOutcome, TierExecutor, run_campaign
 from ._series_data import CheckpointData, LogScores, SeriesState, series_state
 from ._series_file import Checkpoint, Series

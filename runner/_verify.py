@@ -11,7 +11,8 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ._ledger import GENESIS, BadRow, Ledger, LedgerError, record_mac, sha256_file
+from ._ledger import Ledger
+from ._ledger_record import GENESIS, BadRow, LedgerError, record_mac, sha256_file
 
 
 @dataclass(frozen=True)

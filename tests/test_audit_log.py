@@ -299,7 +299,8 @@ def test_html_without_timeline_and_no_findings(log_path: Path) -> None:
 
 
 def test_cli_compares_with_the_ledger(log_path: Path, tmp_path: Path) -> None:
-    from tierlock.runner._ledger import KINDS, Ledger
+    from tierlock.runner._ledger import Ledger
+    from tierlock.runner._ledger_record import KINDS
 
     copy = tmp_path / "run.eval"
     shutil.copy(log_path, copy)

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from tierlock.runner import Ledger, sha256_file
-from tierlock.runner._ledger import GENESIS, LedgerError, Record, canonical_json, record_mac
+from tierlock.runner._ledger_record import GENESIS, LedgerError, Record, canonical_json, record_mac
 from tierlock.runner.cli import cli, main
 
 

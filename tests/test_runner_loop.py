@@ -11,7 +11,7 @@ from _runner_fakes import FakeExecutor, SimulatedCrash, fake_audit, write_campai
 
 from tierlock.runner import Ledger, approve, run_campaign, run_state
 from tierlock.runner._evidence import log_path
-from tierlock.runner._ledger import Record
+from tierlock.runner._ledger_record import Record
 from tierlock.sandbox import TierlockError
 
 

@@ -7,19 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from tierlock.runner import _ledger
+from tierlock.runner import _ledger, _ledger_schema
 from tierlock.runner._ledger import Ledger
 
 
 def _old_ledger(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A ledger whose CHECK lists the kinds before `series`, with two records."""
-    old = _ledger._SCHEMA.replace(", 'series'", "")
-    assert old != _ledger._SCHEMA
+    old = _ledger_schema.SCHEMA.replace(", 'series'", "")
+    assert old != _ledger_schema.SCHEMA
     db = sqlite3.connect(path, isolation_level=None)
     db.executescript(old)
     db.close()
     with monkeypatch.context() as m:
-        m.setattr(Ledger, "_widen_kinds", lambda self, db: None)
+        m.setattr(_ledger, "widen_kinds", lambda db: None)
         with Ledger(path) as led:
             led.append("run_started", run_id="r", campaign="c", model="m", payload={"a": 1})
             led.append("run_finished", run_id="r", campaign="c", model="m", payload={"b": 2})
