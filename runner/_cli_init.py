@@ -170,7 +170,8 @@ class InitGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
-        args = [*getattr(ctx, "_protected_args", []), *ctx.args]
+        protected = getattr(ctx, "_protected_args", None)  # click >= 8.2; before: public
+        args = [*(ctx.protected_args if protected is None else protected), *ctx.args]
         if args and args[0] in self.commands:
             return super().invoke(ctx)
         with init_dir_command.make_context(ctx.info_name, args, parent=ctx.parent) as sub:
