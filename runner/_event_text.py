@@ -95,5 +95,6 @@ _TEXT: dict[str, Callable[[Event], str | None]] = {
         f"{_tier(e)}: audit incomplete: " + "; ".join(str(p) for p in e.get("problems") or [])
     ),
     "image_build": lambda e: str(e.get("step")),
+    "endpoint_failing": lambda e: str(e.get("message")),
     "approval": lambda e: f"approved: run {e.get('run_id')} may enter {e.get('tier')}",
 }

@@ -147,6 +147,11 @@ class InspectExecutor:
 
 
 def _say(message: str) -> None:
+    import structlog
+
+    if structlog.is_configured():  # tierlock's CLI: its console, --log-format, --log-file
+        structlog.get_logger("tierlock.endpoint").warning("endpoint_failing", message=message)
+        return
     print(f"tierlock: {message}", file=sys.stderr, flush=True)
 
 
