@@ -266,7 +266,13 @@ def spawn(name: str, args: argparse.Namespace) -> dict[str, Any]:
             "--calls", str(args.calls), "--concurrency", str(args.concurrency),
             "--exec-calls", str(args.exec_calls)]
     load_before = os.getloadavg()[0]
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=args.child_timeout)
+    with tempfile.TemporaryDirectory(prefix="tierlock-bench-home-") as home:
+        # Inspect's bash tool runs `bash --login`: in the local sandbox that is the host's shell,
+        # whose profile (here ~/.profile -> ~/.bashrc -> pyenv init) would run in every call and
+        # slow the floor; an empty HOME leaves the system profile only, as in the containers.
+        env = dict(os.environ, HOME=home) if name == "local" else None
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=args.child_timeout,
+                           env=env)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
     if p.returncode != 0 or not lines:
         tail = (p.stderr or p.stdout).strip().splitlines()[-15:]
