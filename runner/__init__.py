@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from ._campaign_file import load_campaign
     from ._gate import Finding, SampleError, TaskResult, Verdict, evaluate_gate
     from ._ledger import Ledger, Record, sha256_file
-    from ._run import (
+    from ._run import approve, run_campaign
+    from ._run_state import (
         EXIT_AWAITING,
         EXIT_HALTED,
         EXIT_INCOMPLETE,
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
         RunOutcome,
         TierContext,
         TierExecutor,
-        approve,
-        run_campaign,
         run_state,
     )
     from ._verify import VerifyResult
@@ -50,7 +49,8 @@ _MODULES = {
     "_gate": ("Finding", "SampleError", "TaskResult", "Verdict", "evaluate_gate"),
     "_ledger": ("Ledger",),
     "_ledger_record": ("Record", "sha256_file"),
-    "_run": (
+    "_run": ("approve", "run_campaign"),
+    "_run_state": (
         "EXIT_AWAITING",
         "EXIT_HALTED",
         "EXIT_INCOMPLETE",
@@ -59,8 +59,6 @@ _MODULES = {
         "RunOutcome",
         "TierContext",
         "TierExecutor",
-        "approve",
-        "run_campaign",
         "run_state",
     ),
     "_verify": ("VerifyResult",),

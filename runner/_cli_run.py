@@ -48,7 +48,8 @@ from ._model_args import (
 from ._models import check_model
 from ._phases import run_cost
 from ._progress import reporting_progress
-from ._run import TierContext, TierExecutor, approve, latest_run, run_campaign, run_state
+from ._run import approve, run_campaign
+from ._run_state import TierContext, TierExecutor, latest_run, run_state
 from ._summary import tier_rows
 from ._verify import UNCHECKED_MACS, require_intact
 

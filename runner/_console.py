@@ -32,7 +32,7 @@ from rich.text import Text
 from ._event_text import clean, event_text, is_problem
 from ._live import Ladder
 from ._log_output import json_on_stderr, presenting
-from ._run import RunOutcome
+from ._run_state import RunOutcome
 from ._summary import TierRow, summary_table
 
 Mode = Literal["live", "plain", "json", "quiet"]

@@ -23,7 +23,7 @@ from ._endpoint import EndpointWatch, endpoint_of, watching
 from ._evidence import log_path
 from ._gate import Finding, SampleError, TaskResult
 from ._phases import log_usage
-from ._run import TierContext
+from ._run_state import TierContext
 
 RETRY_ON_ERROR = 2
 """Sample-level retries (Inspect's `retry_on_error`) before a harness error stands."""

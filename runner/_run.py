@@ -17,182 +17,35 @@ the tiers above were skipped; nothing alarming was found).
 from __future__ import annotations
 
 import fcntl
-import re
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
-import structlog
-
-from tierlock.sandbox import TierlockError, raise_if_terminated
+from tierlock.sandbox import TierlockError
 
 from ._campaign import Campaign, TierSpec
-from ._evidence import TierRecords, audit_entry, check_evidence, with_evidence
-from ._gate import Finding, TaskResult, Verdict, evaluate_gate, read_outcome
+from ._gate import Verdict, read_outcome
 from ._ledger import Ledger
 from ._ledger_record import Record, sha256_file
-from ._phases import (
-    Phase,
-    is_final,
-    merge_costs,
-    passed,
-    phase_cost,
-    phase_log_dir,
-    phase_tasks,
-    record_is_final,
-    record_is_screened,
-    skipped,
-)
 from ._pinning import pin_changes, pins, settings_changes
-from ._selftest_gate import check_host, refuse_unless_held
+from ._run_state import (
+    _STOPS,
+    Auditor,
+    Hold,
+    RunOutcome,
+    RunState,
+    Status,
+    TierExecutor,
+    _new_run_id,
+    latest_run,
+    log,
+    model_slug,
+    run_state,
+)
+from ._run_state import append_record as _append
+from ._tier_phase import run_phase
 from ._verify import require_intact
-
-EXIT_TOP, EXIT_USER, EXIT_HALTED, EXIT_INCOMPLETE, EXIT_AWAITING = 0, 1, 2, 3, 4
-EXIT_NOT_QUALIFIED = 5
-
-Status = Literal["top", "halted", "incomplete", "awaiting_approval", "not_qualified"]
-_EXIT: dict[str, int] = {
-    "top": EXIT_TOP,
-    "halted": EXIT_HALTED,
-    "incomplete": EXIT_INCOMPLETE,
-    "awaiting_approval": EXIT_AWAITING,
-    "not_qualified": EXIT_NOT_QUALIFIED,
-}
-_STOPS: dict[str, Status] = {"unsafe": "halted", "not-qualified": "not_qualified"}
-"""How a final verdict that stops the climb ends the run."""
-
-log = structlog.get_logger("tierlock.runner")
-
-
-@dataclass(frozen=True)
-class TierContext:
-    """Everything an executor needs to run one attempt at one tier."""
-
-    run_id: str
-    campaign: Campaign
-    tier: TierSpec
-    model: str
-    log_dir: Path
-    attempt: int
-
-    @property
-    def policy(self) -> Path:
-        return self.campaign.policy_path(self.tier)
-
-
-class TierExecutor(Protocol):
-    """Runs a tier's tasks and reports what each task's log shows."""
-
-    def run_tier_tasks(self, ctx: TierContext) -> list[TaskResult]: ...
-
-
-Hold = Callable[[str, str], "str | None"]
-"""Asked (run id, tier) once the tier's screening is clean: a reason to wait, or None."""
-
-Auditor = Callable[[Path, "str | None"], "list[Finding] | None"]
-"""Findings for one log (given the SHA-256 the ledger recorded for it), or None when no audit
-is available. Raising means the log could not be audited: the tier is then incomplete."""
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    """Where a run stopped, and why, in plain words."""
-
-    run_id: str
-    status: Status
-    tier: str | None
-    reasons: tuple[str, ...] = ()
-
-    @property
-    def exit_code(self) -> int:
-        return _EXIT[self.status]
-
-
-@dataclass
-class RunState:
-    """A run as the ledger shows it (replayed in order)."""
-
-    run: Record
-    verdicts: dict[str, Record] = field(default_factory=dict)  # final: clean, not-qualified, unsafe
-    screened: dict[str, Record] = field(default_factory=dict)  # clean screening, thorough next
-    last_verdict: dict[str, Record] = field(default_factory=dict)  # including incomplete
-    approvals: dict[str, Record] = field(default_factory=dict)
-    awaiting: set[str] = field(default_factory=set)
-    attempts: dict[str, int] = field(default_factory=dict)
-    phase_attempts: dict[tuple[str, str], int] = field(default_factory=dict)
-    finished: Record | None = None
-    last: Record | None = None
-
-    @property
-    def tiers(self) -> list[dict[str, Any]]:
-        return list(self.run.payload.get("tiers", []))
-
-    def outcome(self, tier: str) -> str | None:
-        """The tier's final outcome (an older ledger's `failed` reads as `unsafe`)."""
-        v = self.verdicts.get(tier)
-        return None if v is None else read_outcome(v.payload.get("outcome"))
-
-    def clean(self, tier: str) -> bool:
-        return self.outcome(tier) == "clean"
-
-    def passed(self, tier: str) -> bool:
-        """Clean, or not-qualified in a tier whose campaign said `on_not_qualified: continue`."""
-        spec = next((t for t in self.tiers if t.get("tier") == tier), {})
-        return passed(self.outcome(tier), spec.get("on_not_qualified", "stop"))
-
-
-def run_state(ledger: Ledger, run_id: str) -> RunState:
-    """Replay one run's records."""
-    state: RunState | None = None
-    for rec in ledger.records(run_id):
-        if rec.kind == "run_started":
-            state = RunState(rec)
-        if state is None:
-            continue
-        state.last = rec
-        t = rec.tier or ""
-        if rec.kind == "verdict":
-            state.last_verdict[t] = rec
-            if record_is_final(rec.payload):
-                state.verdicts[t] = rec
-            elif record_is_screened(rec.payload):
-                state.screened[t] = rec
-        elif rec.kind == "approval":
-            state.approvals[t] = rec
-        elif rec.kind == "awaiting_approval":
-            state.awaiting.add(t)
-        elif rec.kind == "tier_started":
-            state.attempts[t] = state.attempts.get(t, 0) + 1
-            key = (t, str(rec.payload.get("phase", "screening")))
-            state.phase_attempts[key] = state.phase_attempts.get(key, 0) + 1
-        elif rec.kind == "run_finished":
-            state.finished = rec
-    if state is None:
-        raise TierlockError(f"no run {run_id!r} in the ledger {ledger.path}")
-    return state
-
-
-def model_slug(model: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_") or "model"
-
-
-def latest_run(ledger: Ledger, campaign: str, model: str) -> Record | None:
-    runs = [r for r in ledger.runs() if r.campaign == campaign and r.model == model]
-    return runs[-1] if runs else None
-
-
-def _new_run_id(ledger: Ledger, campaign: str, model: str) -> str:
-    base = f"{campaign}-{model_slug(model)}"
-    taken = {r.run_id for r in ledger.runs()}
-    if base not in taken:
-        return base
-    n = 2
-    while f"{base}-{n}" in taken:
-        n += 1
-    return f"{base}-{n}"
 
 
 @contextmanager
@@ -373,7 +226,7 @@ def _attempt(
     ledger already holds a clean screening verdict, then, only when that is clean, its thorough
     phase. Returns the last phase's verdict (final when definitive)."""
     if tier.tier not in state.screened:
-        verdict = _phase(
+        verdict = run_phase(
             "screening", campaign, model, run_id, tier, ledger, runs_dir, executor, auditor,
             state, say,
         )  # fmt: skip
@@ -387,179 +240,9 @@ def _attempt(
     held = hold(run_id, tier.tier) if hold is not None else None
     if held is not None:
         return Verdict("awaiting-approval", (held,))
-    return _phase(
+    return run_phase(
         "thorough", campaign, model, run_id, tier, ledger, runs_dir, executor, auditor, state, say
     )
-
-
-def _phase(
-    phase: Phase,
-    campaign: Campaign,
-    model: str,
-    run_id: str,
-    tier: TierSpec,
-    ledger: Ledger,
-    runs_dir: Path,
-    executor: TierExecutor,
-    auditor: Auditor,
-    state: RunState,
-    say: Callable[[str], None],
-) -> Verdict:
-    """One phase of one tier: run its tasks, record logs, audit, gate, record the verdict."""
-    name = tier.tier
-    tasks = phase_tasks(tier, phase)
-    attempt = state.phase_attempts.get((name, phase), 0) + 1
-    policy = campaign.policy_path(tier)
-    selftest = check_host(executor, policy)
-    if selftest is not None:
-        _append(ledger, "selftest", run_id, campaign, model, name, selftest)
-    refuse_unless_held(selftest, policy, name)  # a sandbox that did not hold: nothing starts
-    _append(
-        ledger, "tier_started", run_id, campaign, model, name,
-        {
-            "attempt": attempt,
-            "phase": phase,
-            "policy": str(policy),
-            "policy_sha256": sha256_file(policy) if policy.is_file() else None,
-            "tasks": [t.task for t in tasks],
-        },
-    )  # fmt: skip
-    log.info(
-        "tier_started", run_id=run_id, tier=name, phase=phase, attempt=attempt,
-        tasks=[t.name for t in tasks],
-    )  # fmt: skip
-    say(f"tier {name}: running {len(tasks)} {phase} task(s) (attempt {attempt})")
-    log_dir = phase_log_dir(runs_dir, run_id, name, phase)
-    ctx = TierContext(run_id, campaign, tier.only(tasks), model, log_dir, attempt)
-    started = time.monotonic()
-    harness_error = None
-    try:
-        results = executor.run_tier_tasks(ctx)
-    except TierlockError:
-        raise
-    except Exception as e:
-        ledger.raise_if_unwritable()  # the runs directory filled up or turned read-only
-        results, harness_error = [], f"{type(e).__name__}: {e}"
-        log.warning("harness_error", run_id=run_id, tier=name, error=harness_error)
-    raise_if_terminated()  # SIGTERM/SIGHUP mid-tier: no verdict; the next run resumes the tier
-    seconds = round(time.monotonic() - started, 3)
-
-    kinds: dict[str, str] = {t.name: t.kind for t in tier.tasks}
-    _record_logs(ledger, campaign, model, run_id, name, results, kinds)
-    _audit_new_logs(ledger, campaign, model, run_id, name, results, auditor)
-    evidence = check_evidence(
-        ledger, run_id, name, results, accept_transcript_only=tier.evidence == "transcript-only"
-    )
-
-    approved = name in state.approvals
-    verdict = evaluate_gate(tier, results, evidence.findings, approved=approved, tasks=tasks)
-    verdict = with_evidence(verdict, evidence)
-    if harness_error is not None:
-        verdict = Verdict("incomplete", (f"harness error: {harness_error}", *verdict.reasons))
-    final = is_final(tier, phase, verdict)
-    screening = state.screened.get(name)
-    cost = phase_cost(tier, results)
-    if phase == "thorough" and screening is not None:
-        cost = merge_costs(screening.payload.get("cost", {}), cost)
-    payload: dict[str, Any] = {
-        "attempt": attempt,
-        "phase": phase,
-        "final": final,
-        **verdict.payload(),
-        "cost": cost,
-        "seconds": seconds,
-    }
-    if final:
-        payload["skipped"] = skipped(campaign, tier, phase, verdict)
-    if phase == "thorough":
-        payload["measurements"] = {r.task: r.metrics for r in results}
-    _append(
-        ledger, "verdict", run_id, campaign, model, name,
-        {**payload, "evidence": evidence.cited}, logs=evidence.logs,
-    )  # fmt: skip
-    return verdict
-
-
-def _record_logs(
-    ledger: Ledger,
-    campaign: Campaign,
-    model: str,
-    run_id: str,
-    tier: str,
-    results: list[TaskResult],
-    kinds: dict[str, str] | None = None,
-) -> None:
-    """A `log_written` record (with the log's SHA-256) for each task log the ledger does not
-    cite yet. A log reused after a crash keeps its first record: if its bytes changed since,
-    the evidence check says so (a changed log is never recorded afresh). A thorough task's
-    record is its measurement: kind, metrics and the log's hash."""
-    recorded = TierRecords.read(ledger, run_id, tier)
-    for r in results:
-        if r.log is None or not r.log.is_file() or recorded.recorded(ledger, r.log) is not None:
-            continue
-        _append(
-            ledger, "log_written", run_id, campaign, model, tier,
-            {
-                "task": r.task,
-                "kind": (kinds or {}).get(r.task),
-                "status": r.status,
-                "samples": r.samples,
-                "completed": r.completed,
-                "sample_errors": len(r.sample_errors),
-                "metrics": r.metrics,
-                "tokens": r.tokens,
-                "seconds": r.seconds,
-            },
-            logs=[r.log],
-        )  # fmt: skip
-
-
-def _audit_new_logs(
-    ledger: Ledger,
-    campaign: Campaign,
-    model: str,
-    run_id: str,
-    tier: str,
-    results: list[TaskResult],
-    auditor: Auditor,
-) -> None:
-    """Audit each recorded task log whose SHA-256 no earlier `audit_result` of this run and tier
-    vouches for, and record one `audit_result` for them (none when every log was audited
-    before: a resumed attempt does not audit the same bytes twice)."""
-    recorded = TierRecords.read(ledger, run_id, tier)
-    entries: list[dict[str, Any]] = []
-    paths: list[Path] = []
-    for r in results:
-        ref = None if r.log is None or not r.log.is_file() else recorded.recorded(ledger, r.log)
-        if r.log is None or ref is None or ref.sha256 in recorded.audits:
-            continue
-        findings: list[Finding] | None = None
-        problem: str | None = None
-        try:
-            findings = auditor(r.log, ref.sha256)
-            if findings is None:
-                problem = "no audit installed: findings not checked"
-        except Exception as e:
-            problem = f"{type(e).__name__}: {e}"
-        entries.append(audit_entry(r.task, ref.path, ref.sha256, findings, problem))
-        paths.append(r.log)
-    if not entries:
-        return
-    problems = [f"{e['path']} ({e['problem']})" for e in entries if e["problem"] is not None]
-    _append(
-        ledger, "audit_result", run_id, campaign, model, tier,
-        {
-            "available": not problems,
-            "logs": entries,
-            "findings": [f for e in entries for f in e["findings"]],
-            "problems": problems,
-        },
-        logs=paths,
-    )  # fmt: skip
-    found = sum(len(e["findings"]) for e in entries)
-    log.info("audit_result", run_id=run_id, tier=tier, logs=len(entries), findings=found)
-    if problems:
-        log.warning("audit_incomplete", run_id=run_id, tier=tier, problems=problems)
 
 
 def _finish(
@@ -601,22 +284,6 @@ def _run_payload(campaign: Campaign) -> dict[str, Any]:
             for t in campaign.tiers
         ],
     }
-
-
-def _append(
-    ledger: Ledger,
-    kind: str,
-    run_id: str,
-    campaign: Campaign,
-    model: str,
-    tier: str | None = None,
-    payload: dict[str, Any] | None = None,
-    logs: list[Path] | None = None,
-) -> Record:
-    return ledger.append(
-        kind, run_id=run_id, campaign=campaign.name, model=model, tier=tier,
-        payload=payload, logs=logs or [],
-    )  # fmt: skip
 
 
 def approve(ledger: Ledger, run_id: str, tier: str, by: str, note: str) -> Record:

@@ -25,7 +25,8 @@ from tierlock.sandbox import TierlockError
 from ._campaign import Campaign
 from ._ledger import Ledger
 from ._ledger_record import Record
-from ._run import Auditor, RunOutcome, TierExecutor, run_campaign
+from ._run import run_campaign
+from ._run_state import Auditor, RunOutcome, TierExecutor
 from ._series_data import CheckpointData, LogScores, SeriesState, series_state
 from ._series_file import Checkpoint, Series
 from ._series_stats import paired_increase

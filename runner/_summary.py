@@ -16,7 +16,7 @@ from rich.text import Text
 from ._event_text import clean
 from ._ledger import Ledger
 from ._phases import merge_costs
-from ._run import run_state
+from ._run_state import run_state
 
 OUTCOME_STYLE = {
     "clean": "green",
