@@ -89,7 +89,7 @@ class Ladder:
 
     def _tier_started(self, e: Mapping[str, Any]) -> None:
         row = self._tier(e)
-        row.status, row.tasks, row.ended = f"{clean(e.get('phase'))}", {}, None
+        row.status, row.ended = clean(e.get("phase")), None  # tasks kept: both phases add up
         row.started = row.started if row.started is not None else self.clock()
         self.current = str(e.get("tier"))
 
@@ -114,6 +114,8 @@ class Ladder:
         tier = self.tiers[self.current]
         name = str(e.get("task"))
         task = tier.tasks.setdefault(name, _TaskRow(clean(name)))
+        if e.get("event") == "task_started":  # a new attempt counts from zero
+            task.done, task.errors, task.status = 0, 0, "running"
         task.total = int(e.get("total") or task.total)
         task.done = int(e.get("done") or task.done)
         task.errors = int(e.get("errors") or task.errors)
@@ -137,13 +139,11 @@ class Ladder:
             return Group(self._header(), self._table(), *self._build_lines())
 
     def _header(self) -> Text:
-        text = Text()
+        text = Text(no_wrap=True, overflow="ellipsis")
         text.append("tierlock ", style="bold")
-        text.append(self.title)
-        if self.run_id:
-            text.append(f"  run {self.run_id}")
-        text.append(f"  findings {self.findings}", style="bold red" if self.findings else "")
+        text.append(f"run {self.run_id}" if self.run_id else self.title)
         text.append(f"  {_elapsed(self.clock() - self.started)}", style="dim")
+        text.append(f"  findings {self.findings}", style="bold red" if self.findings else "")
         return text
 
     def _table(self) -> Table:
@@ -168,8 +168,8 @@ class Ladder:
                 elapsed = _elapsed((row.ended or now) - row.started)
             findings = Text(str(row.findings), style="bold red" if row.findings else "")
             tasks = list(row.tasks.values())
-            shown = tasks[:1] if running else []
-            samples = _samples(tasks[0]) if running and tasks else _sum(tasks)
+            shown = [t for t in tasks if t.status == "running"] if running else []
+            samples = _samples(shown[0]) if shown else _sum(tasks)
             table.add_row(
                 Text(row.name, style="bold" if running else ""),
                 status,
@@ -178,7 +178,7 @@ class Ladder:
                 findings if row.started is not None else Text(""),
                 Text(elapsed, style="dim"),
             )
-            for task in tasks[1:] if running else []:
+            for task in shown[1:]:
                 table.add_row(Text(""), Text(""), Text(task.name), _samples(task), "", "")
         return table
 

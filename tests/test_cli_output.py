@@ -344,3 +344,40 @@ def test_log_format_json_applies_to_every_command(tmp_path: Path) -> None:
     assert error["level"] == "error" and "no ledger at" in error["message"]
     human = tierlock(tmp_path, "status", "--runs-dir", str(tmp_path / "x"))
     assert human.stderr.startswith("tierlock: no ledger at") and "{" not in human.stderr
+
+
+def test_the_ladder_counts_both_phases_and_shows_the_running_task() -> None:
+    ladder = Ladder("demo", ["text-only", "tool-restricted"], clock=lambda: 0.0)
+
+    def shown() -> str:
+        buf = io.StringIO()
+        Console(file=buf, width=200, color_system=None).print(ladder.render())
+        return without_csi(buf.getvalue())
+
+    def feed(*events: dict) -> None:
+        for event in events:
+            ladder.update(event)
+
+    feed(
+        {"event": "tier_passed", "tier": "text-only", "outcome": "clean"},
+        {"event": "tier_started", "tier": "tool-restricted", "phase": "screening", "attempt": 1},
+        {"event": "task_started", "task": "safety", "total": 2},
+        {"event": "sample_finished", "task": "safety", "done": 1, "total": 2},
+    )
+    assert re.search(r"tool-restricted\s+\S+ screening\s+safety\s+1/2", shown()), shown()
+    assert re.search(r"text-only\s+clean\s", shown())
+    feed(
+        {"event": "task_finished", "task": "safety", "done": 2, "total": 2, "status": "success"},
+        {"event": "audit_result", "tier": "tool-restricted", "logs": 1, "findings": 1},
+        {"event": "screening_clean", "tier": "tool-restricted"},
+        {"event": "tier_started", "tier": "tool-restricted", "phase": "thorough", "attempt": 1},
+        {"event": "task_started", "task": "measure", "total": 3},
+    )
+    assert re.search(r"thorough\s+measure\s+0/3\s+1\b", shown()), shown()
+    assert "safety" not in shown()  # a finished task leaves the running rows
+    feed(
+        {"event": "task_finished", "task": "measure", "done": 3, "total": 3, "status": "success"},
+        {"event": "gate_decision", "tier": "tool-restricted", "outcome": "unsafe"},
+    )
+    assert re.search(r"tool-restricted\s+unsafe\s+5/5\s+1\b", shown()), shown()
+    assert "findings 1" in shown()
