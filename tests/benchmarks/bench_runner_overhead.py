@@ -3,9 +3,10 @@
 Runs the default ladder (`tierlock run` on runner/campaigns/default.yaml with the offline default
 model, into a temporary runs directory) in a child process that wraps, without changing them:
 `inspect_ai.eval_set` (the evals), the executor's `selftest` (the escape battery before a
-sandboxed tier) and `audit_findings` (the post-run audit of each log). Everything else — Python
-start and imports, the ledger, pinning and log hashing, evidence checks, gating, cleanup — is
-"other". The ledger's own record times (tier_started, log_written, audit_result, verdict...) are
+sandboxed tier), `audit_findings` (the post-run audit of each log), `check_model` and the
+campaign pre-flight `InspectExecutor.check` (loads every task); Python start and imports and
+the exit are timed too. Everything else — the ledger, pinning and log hashing, evidence checks,
+gating, cleanup sweeps — is "other". The ledger's own record times (tier_started, log_written, audit_result, verdict...) are
 printed per tier beside it.
 
 Run: `python tests/benchmarks/bench_runner_overhead.py [--rounds 1] [--campaign FILE]
@@ -28,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# The child: time-stamped wrappers around the three calls, then tierlock's own entry point.
+# The child: time-stamped wrappers around the calls named above, then tierlock's own entry point.
 CHILD = r"""
 import atexit, json, sys, time
 T0 = time.perf_counter()
@@ -55,13 +56,23 @@ missing = []
 main_end = 0.0
 import inspect_ai
 inspect_ai.eval_set = timed("eval", inspect_ai.eval_set)
-from tierlock.runner import _inspect
-for kind, owner, name in (("selftest", _inspect.InspectExecutor, "selftest"),
-                          ("audit", _inspect, "audit_findings")):
-    if hasattr(owner, name):
+import importlib
+# (span, module, attribute path): wrapped where it is looked up at call time; a name another
+# change moved is reported as not wrapped (its time then counts as "other")
+for kind, module, path in (
+    ("selftest", "tierlock.runner._inspect", "InspectExecutor.selftest"),
+    ("audit", "tierlock.runner._inspect", "audit_findings"),
+    ("model-check", "tierlock.runner._cli_run", "check_model"),
+    ("campaign-check", "tierlock.runner._inspect", "InspectExecutor.check"),
+):
+    try:
+        owner = importlib.import_module(module)
+        *parents, name = path.split(".")
+        for part in parents:
+            owner = getattr(owner, part)
         setattr(owner, name, timed(kind, getattr(owner, name)))
-    else:
-        missing.append(f"{owner.__name__}.{name}")
+    except (ImportError, AttributeError):
+        missing.append(f"{module}.{path}")
 from tierlock.runner.cli import main
 spans.append(["imports", 0.0, time.perf_counter() - T0])
 sys.argv = ["tierlock", *sys.argv[2:]]
@@ -115,7 +126,7 @@ def one_run(args: argparse.Namespace) -> dict:
 def print_run(i: int, r: dict) -> None:
     total, kinds = r["total"], r["by_kind"]
     evals = kinds.get("eval", 0.0)
-    named = ("process", "imports", "selftest", "audit", "exit")
+    named = ("process", "imports", "model-check", "campaign-check", "selftest", "audit", "exit")
     other = total - evals - sum(kinds.get(k, 0.0) for k in named)
     print(f"run {i + 1}: exit {r['exit']} ({r['last_line'][:100]})  "
           f"load {r['load'][0]:.1f}->{r['load'][1]:.1f}")
