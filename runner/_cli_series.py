@@ -25,16 +25,10 @@ from tierlock.sandbox import TierlockError, install_termination_handler, receive
 from tierlock.sandbox._errors import display_path
 
 from ._campaign import Campaign
-from ._cli_run import (
-    _console,
-    _Interruptible,
-    _key_option,
-    _ledger,
-    _print_head,
-    _runs_option,
-    configure_logging,
-)
+from ._cli_common import console_out, key_option, open_ledger, print_head, runs_option
+from ._interruptible import Interruptible
 from ._ledger import Ledger
+from ._log_output import configure_logging
 from ._model_args import generate_settings, redact
 from ._series_file import Checkpoint, Series, check_models, load_series
 from ._series_run import SeriesOutcome, SeriesRunner
@@ -68,13 +62,13 @@ def _exclusive(runs_dir: Path, name: str) -> Iterator[None]:
 def _runner(series: Series, campaign: Campaign, ledger: Ledger, runs_dir: Path) -> SeriesRunner:
     from ._inspect import InspectExecutor, audit_findings
 
-    console = _console()
+    console = console_out()
 
     generate = generate_settings(campaign.generate_config, None, None)
 
-    def executor_for(c: Checkpoint) -> _Interruptible:
+    def executor_for(c: Checkpoint) -> Interruptible:
         args = _checkpoint_args(campaign, c)
-        return _Interruptible(InspectExecutor(model_args=args, generate_config=generate))
+        return Interruptible(InspectExecutor(model_args=args, generate_config=generate))
 
     def run_info_for(c: Checkpoint) -> dict[str, Any]:
         return {"model_args": redact(_checkpoint_args(campaign, c)),
@@ -122,15 +116,15 @@ def series_group() -> None:
 
 @series_group.command("run")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@_runs_option
-@_key_option
+@runs_option
+@key_option
 def run_command(file: Path, runs_dir: Path, key_file: Path | None) -> int:
     """Evaluate every checkpoint of FILE not evaluated yet, in order (resumes after a crash)."""
     install_termination_handler(caller_exits=True)
     configure_logging()
     series, campaign = _load(file)
     _check_tasks(series, campaign)
-    with _ledger(runs_dir, key_file=key_file) as ledger:
+    with open_ledger(runs_dir, key_file=key_file) as ledger:
         ledger.check_key()
         require_intact(ledger)
         with _exclusive(runs_dir, series.name):
@@ -138,7 +132,7 @@ def run_command(file: Path, runs_dir: Path, key_file: Path | None) -> int:
                 out = _runner(series, campaign, ledger, runs_dir.resolve()).run()
             except KeyboardInterrupt:
                 return _interrupted(ledger)
-        _print_head(ledger)
+        print_head(ledger)
     return _report_outcome(out)
 
 
@@ -149,15 +143,15 @@ def _interrupted(ledger: Ledger) -> int:
         "again to resume",
         err=True,
     )
-    _print_head(ledger, err=True)
+    print_head(ledger, err=True)
     return 128 + signum
 
 
 @series_group.command("watch")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--interval", default=10.0, show_default=True, help="Seconds between re-reads.")
-@_runs_option
-@_key_option
+@runs_option
+@key_option
 def watch_command(file: Path, interval: float, runs_dir: Path, key_file: Path | None) -> int:
     """Evaluate FILE's checkpoints as they appear (re-reading it), until Ctrl-C."""
     install_termination_handler(caller_exits=True)
@@ -165,7 +159,7 @@ def watch_command(file: Path, interval: float, runs_dir: Path, key_file: Path | 
     series, campaign = _load(file)  # the first read must be valid
     _check_tasks(series, campaign)
     click.echo(f"series: watching {display_path(file)} every {interval:g} s (Ctrl-C to stop)")
-    with _ledger(runs_dir, key_file=key_file) as ledger:
+    with open_ledger(runs_dir, key_file=key_file) as ledger:
         ledger.check_key()
         require_intact(ledger)
         with _exclusive(runs_dir, series.name):
@@ -182,7 +176,7 @@ def watch_command(file: Path, interval: float, runs_dir: Path, key_file: Path | 
                         raise TierlockError("the series file changed its name while watched")
                     out = _runner(series, campaign, ledger, runs_dir.resolve()).run()
                     if out.status != "done":
-                        _print_head(ledger)
+                        print_head(ledger)
                         return _report_outcome(out)
                     if len(series.checkpoints) != seen:
                         seen = len(series.checkpoints)
@@ -194,12 +188,12 @@ def watch_command(file: Path, interval: float, runs_dir: Path, key_file: Path | 
 
 @series_group.command("status")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@_runs_option
-@_key_option
+@runs_option
+@key_option
 def status_command(file: Path, runs_dir: Path, key_file: Path | None) -> int:
     """Each checkpoint's outcome, scores, jumps and sandbagging flags, as a table."""
     series, campaign, _ = load_series(file)
-    with _ledger(runs_dir, readonly=True, key_file=key_file) as ledger:
+    with open_ledger(runs_dir, readonly=True, key_file=key_file) as ledger:
         require_intact(ledger, check_logs=False)
         rows = series_view(ledger, series, campaign)
     tiers: list[str] = [t.tier for t in campaign.tiers]
@@ -223,7 +217,7 @@ def status_command(file: Path, runs_dir: Path, key_file: Path | None) -> int:
             cells += [fmt_band(v.qualification), fmt_band(v.safety)]
         cells += [", ".join(r.thorough_ran) or "-", "; ".join(flags) or "-"]
         table.add_row(*cells)
-    _console().print(table)
+    console_out().print(table)
     for r in rows:
         for t, reasons in r.jumps:
             click.echo(f"  {r.label}: jump at {t}: {'; '.join(reasons)}")
@@ -238,8 +232,8 @@ def status_command(file: Path, runs_dir: Path, key_file: Path | None) -> int:
               help="The HTML report to write.")  # fmt: skip
 @click.option("--png", type=click.Path(dir_okay=False, path_type=Path), help="Also a PNG plot.")
 @click.option("--svg", type=click.Path(dir_okay=False, path_type=Path), help="Also an SVG plot.")
-@_runs_option
-@_key_option
+@runs_option
+@key_option
 def report_command(
     file: Path, out: Path, png: Path | None, svg: Path | None, runs_dir: Path,
     key_file: Path | None,
@@ -248,7 +242,7 @@ def report_command(
     from ._series_report import render_report
 
     series, campaign, _ = load_series(file)
-    with _ledger(runs_dir, readonly=True, key_file=key_file) as ledger:
+    with open_ledger(runs_dir, readonly=True, key_file=key_file) as ledger:
         require_intact(ledger, check_logs=False)
         rows = series_view(ledger, series, campaign)
     render_report(series, campaign, rows, out=out, png=png, svg=svg)
@@ -261,17 +255,17 @@ def report_command(
 @click.argument("label")
 @click.option("--by", required=True, help="Who approves.")
 @click.option("--note", required=True, help="Why (recorded in the ledger).")
-@_runs_option
-@_key_option
+@runs_option
+@key_option
 def approve_command(
     file: Path, label: str, by: str, note: str, runs_dir: Path, key_file: Path | None
 ) -> int:
     """Approve checkpoint LABEL's capability jump: its thorough evals and higher tiers may run."""
     series, campaign, _ = load_series(file)
-    with _ledger(runs_dir, must_exist=True, key_file=key_file) as ledger:
+    with open_ledger(runs_dir, must_exist=True, key_file=key_file) as ledger:
         ledger.check_key()
         require_intact(ledger, check_logs=False)
         rec = _runner(series, campaign, ledger, runs_dir.resolve()).approve(label, by, note)
         click.echo(f"approved: checkpoint {label} of series {series.name} (record {rec.seq})")
-        _print_head(ledger)
+        print_head(ledger)
     return 0
