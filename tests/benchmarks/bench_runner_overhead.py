@@ -134,8 +134,8 @@ def print_run(i: int, r: dict) -> None:
     print(f"  outside the evals: {total - evals:.1f}s = {(total - evals) / total:.1%}: "
           + ", ".join(f"{k} {kinds.get(k, 0.0):.1f}s ({kinds.get(k, 0.0) / total:.1%})"
                       for k in named)
-          + f", other {other:.1f}s ({other / total:.1%}: model and campaign checks, task loading, "
-          "ledger, pinning, gating, evidence, cleanup)")
+          + f", other {other:.1f}s ({other / total:.1%}: ledger, pinning, gating, evidence, "
+          "cleanup sweeps); process = interpreter start and finalization")
     if r["missing"]:
         print(f"  not wrapped (renamed?): {', '.join(r['missing'])}; counted in 'other'")
 
