@@ -110,6 +110,9 @@ class SampleNetwork:
                     tg.start_soon(remove_sidecar, st.client, cid)
             for net in reversed(st.networks):
                 await remove_network(st.client, net)
+            for lease in st.subnet_leases:  # a network left behind keeps its subnet in Docker
+                lease.release()
+            st.subnet_leases.clear()
 
 
 async def _capture(st: NetworkState) -> None:

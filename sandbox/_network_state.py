@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ._evidence import ConformanceRecord, ContainerEvidence, ProxyLog
+from ._subnets import SubnetLease
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -32,6 +33,8 @@ class NetworkState:
     client: docker.DockerClient
     policy: Policy
     networks: list[str] = field(default_factory=list)
+    subnet_leases: list[SubnetLease] = field(default_factory=list)
+    """Held while the networks exist; released after their removal (`_subnets`)."""
     containers: list[tuple[str, str]] = field(default_factory=list)  # (id, role)
     proxy: str | None = None
     log_mark: str = ""

@@ -1,13 +1,11 @@
 """The sample's own Docker bridge: created `internal` (no route out) and without a host address
-(`inhibit_ipv4`), optionally in a /28 of `$TIERLOCK_SAMPLE_SUBNETS`, read back and recorded as a
-`ConformanceRecord`; and its removal."""
+(`inhibit_ipv4`), in a /28 leased from `$TIERLOCK_SUBNET_POOL` (`_subnets`, so any number of
+samples can have a network at once), read back and recorded as a `ConformanceRecord`; and its
+removal."""
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
-import os
-import random
 from typing import TYPE_CHECKING
 
 import structlog
@@ -16,27 +14,34 @@ from ._docker import run_sync
 from ._errors import SandboxError
 from ._evidence import ConformanceRecord
 from ._labels import ROLE_LABEL
+from ._subnets import lease_for_docker, pool_setting
 
 if TYPE_CHECKING:
+    from ipaddress import IPv4Network
+
     import docker
 
     from ._network_state import NetworkState
 
 log = structlog.get_logger("tierlock.sandbox._network")
 
-SUBNETS_ENV = "TIERLOCK_SAMPLE_SUBNETS"
-"""Optional IPv4 range (e.g. 10.213.0.0/16) sample networks take /28 subnets from."""
+OVERLAP_RETRIES = 8
+"""Fresh subnets tried when Docker reports an overlap our look-up did not see (a network created
+meanwhile by something that takes no lease, e.g. another user's tierlock or plain docker)."""
 
 
 async def create_internal_network(
     client: docker.DockerClient, name: str, suffix: str, labels: dict[str, str], state: NetworkState
 ) -> None:
+    """Create the network in a /28 leased from `$TIERLOCK_SUBNET_POOL` (`_subnets`; the lease is
+    kept in `state.subnet_leases` until teardown), read it back and record the conformance."""
     import docker.errors
     import docker.types
 
-    pool = os.environ.get(SUBNETS_ENV, "").strip()
-
-    def create(ipam: docker.types.IPAMConfig | None) -> None:
+    def create(subnet: str | None) -> None:
+        ipam = None
+        if subnet is not None:
+            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
         client.networks.create(
             name,
             driver="bridge",
@@ -53,35 +58,30 @@ async def create_internal_network(
         )
 
     def create_in_pool() -> None:
-        """A random free /28 of `$TIERLOCK_SAMPLE_SUBNETS` (Docker's own pools hold ~30
-        networks on Engine 20.10, too few for many parallel samples)."""
-        try:
-            net = ipaddress.ip_network(pool)
-        except ValueError:
-            raise SandboxError(
-                f"${SUBNETS_ENV}={pool!r} is not a network (e.g. 10.213.0.0/16)"
-            ) from None
-        if net.version != 4 or net.prefixlen > 28:
-            raise SandboxError(f"${SUBNETS_ENV} must be an IPv4 network of /28 or larger")
-        count = 2 ** (28 - net.prefixlen)
-        for _ in range(min(count, 32)):
-            sub = ipaddress.ip_network(
-                (int(net.network_address) + 16 * random.randrange(count), 28)
-            )
-            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(sub))])
+        skip: set[IPv4Network] = set()
+        for _ in range(OVERLAP_RETRIES):
+            lease = lease_for_docker(client, skip)
+            if lease is None:  # $TIERLOCK_SUBNET_POOL=docker
+                create(None)
+                return
+            state.subnet_leases.append(lease)  # released by teardown, after the removal
             try:
-                create(ipam)
+                create(str(lease.subnet))
                 return
             except docker.errors.APIError as e:
                 if "overlap" not in str(e).lower():
                     raise
-        raise SandboxError(f"no free /28 left in ${SUBNETS_ENV}={pool}")
+                skip.add(lease.subnet)
+                state.subnet_leases.remove(lease)
+                lease.release()
+        raise SandboxError(
+            f"sample network {name}: Docker reported {OVERLAP_RETRIES} leased subnets as "
+            "overlapping an existing network; is another tool creating networks in "
+            f"${pool_setting()[0]}?"
+        )
 
     state.networks.append(name)  # recorded first: a failed create is still cleaned up by name
-    if pool:
-        await run_sync(create_in_pool)
-    else:
-        await run_sync(create, None)
+    await run_sync(create_in_pool)
     attrs = await run_sync(client.api.inspect_network, name)
     opts = attrs.get("Options") or {}
     bad = []
