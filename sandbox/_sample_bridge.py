@@ -6,6 +6,7 @@ removal."""
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 from typing import TYPE_CHECKING
 
 import structlog
@@ -41,7 +42,11 @@ async def create_internal_network(
     def create(subnet: str | None) -> None:
         ipam = None
         if subnet is not None:
-            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
+            # the gateway named as Docker picks it itself: never on the bridge (inhibit_ipv4),
+            # but shown by inspect like a default-pool network's
+            gateway = str(ipaddress.ip_network(subnet)[1])
+            pool = docker.types.IPAMPool(subnet=subnet, gateway=gateway)
+            ipam = docker.types.IPAMConfig(pool_configs=[pool])
         client.networks.create(
             name,
             driver="bridge",
