@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.table import Table
 
+from ._aim import Aim
 from ._anchor import check_head, parse_head
 from ._cli_common import console_out, key_option, open_ledger, print_head, runs_option
+from ._cli_resume_line import resume_command_line
 from ._log_output import configure_logging
 from ._phases import run_cost
 from ._run import approve
@@ -30,35 +33,77 @@ def status_command(show_all: bool, runs_dir: Path, key_file: Path | None) -> int
         )
         runs = ledger.runs()
         if not show_all:
-            latest: dict[tuple[str, str], Any] = {}
-            for r in runs:
-                latest[(r.campaign, r.model)] = r
+            latest: dict[tuple[str, str, bool], Any] = {}
+            for r in runs:  # aimed (partial) runs apart from the climbs
+                latest[(r.campaign, r.model, bool(r.payload.get("aim")))] = r
             runs = list(latest.values())
-        table = Table(title=f"tierlock runs ({ledger.path})")
-        for col in ("campaign", "model", "run", "outcomes", "cost", "position", "updated"):
-            table.add_column(col)
+        rows = []
         for r in runs:
             st = run_state(ledger, r.run_id)
             names = [t["tier"] for t in st.tiers]
             cleared = [n for n in names if st.passed(n)]
-            table.add_row(
+            rows.append((
                 r.campaign,
                 r.model,
                 r.run_id,
                 ", ".join(f"{n} {st.outcome(n)}" for n in names if n in st.verdicts) or "-",
                 run_cost(st),
-                _position(st, names, cleared),
+                _position(st, names, cleared, partial=bool(r.payload.get("aim"))) + _partial(r),
+                next_step(st, names, cleared, runs_dir),
                 st.last.time[:19].replace("T", " ") if st.last else "",
-            )
-        console_out().print(table)
+            ))  # fmt: skip
+        _print_runs(ledger.path, rows)
     return 0
 
 
-def _position(st: Any, names: list[str], cleared: list[str]) -> str:
+_COLUMNS = ("campaign", "model", "run", "outcomes", "cost", "position", "next step", "updated")
+
+
+def _print_runs(path: Path, rows: Sequence[tuple[str, ...]]) -> None:
+    """A table on a terminal; elsewhere one plain line per run (for logs and grep)."""
+    console = console_out()
+    if not console.is_terminal:
+        click.echo(f"tierlock runs ({path})")
+        for c, model, run_id, outcomes, cost, position, nxt, updated in rows:
+            click.echo(f"{run_id}: {c} · {model} · {position} · outcomes: {outcomes} · "
+                       f"cost: {cost} · next: {nxt} · updated {updated}")  # fmt: skip
+        return
+    table = Table(title=f"tierlock runs ({path})")
+    for col in _COLUMNS:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def _partial(run: Any) -> str:
+    aim = run.payload.get("aim")
+    return f" (partial: {Aim.from_record(aim).describe()})" if aim else ""
+
+
+def next_step(st: Any, names: list[str], cleared: list[str], runs_dir: Path) -> str:
+    """What to do next with a run, as a command where there is one."""
+    run_id = st.run.run_id
+    if st.finished is not None:
+        outcome = st.finished.payload["outcome"]
+        if outcome == "halted":
+            return "read the findings (tierlock audit on its logs); never resumed"
+        if outcome == "not_qualified":
+            return "none (no capability jump); tierlock run --new for a new checkpoint"
+        return "none"
+    nxt = next((n for n in names if n not in cleared), None)
+    if st.last is not None and st.last.kind == "awaiting_approval" and nxt is not None:
+        return f'tierlock approve {run_id} --tier {nxt} --by NAME --note "..."'
+    if run_id.startswith("series-"):
+        return "tierlock series run SERIES_FILE"
+    return resume_command_line(run_id, runs_dir)
+
+
+def _position(st: Any, names: list[str], cleared: list[str], *, partial: bool = False) -> str:
     if st.finished is not None:
         p = st.finished.payload
         if p["outcome"] == "top":
-            return "reached the top"
+            return "aimed part clean" if partial else "reached the top"
         if p["outcome"] == "not_qualified":
             return f"not qualified at {p['tier']}"
         return f"halted at {p['tier']} (unsafe)"

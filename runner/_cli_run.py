@@ -1,4 +1,4 @@
-"""CLI commands of the escalation runner: `run`, `status`, `verify`, `approve`.
+"""`tierlock run`: climb a campaign (or a part of it, aimed), resume it, or print its plan.
 
 Exit codes of `tierlock run`: 0 reached the top tier clean; 1 user error; 2 halted: unsafe;
 3 incomplete (harness error: run again to retry); 4 awaiting an approval; 5 not qualified (below a
@@ -13,6 +13,7 @@ keep it outside the runs directory and check it later with `tierlock verify --ex
 from __future__ import annotations
 
 import signal
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,19 @@ from tierlock.sandbox import (
     received_signal,
 )
 
-from ._anchor import ledger_head
+from ._aim import Aim, aim_campaign, aimed_run_id
+from ._anchor import Head, ledger_head
+from ._campaign import Campaign
 from ._campaign_file import load_campaign
-from ._cli_common import DEFAULT_MODEL, key_option, open_ledger, print_head, runs_option
+from ._cli_aim import aim_options, make_aim, print_plan
+from ._cli_common import (
+    DEFAULT_MODEL,
+    key_option,
+    open_ledger,
+    print_head,
+    runs_option,
+)
+from ._cli_resume_line import resume_command_line, run_written_since
 from ._console import RunConsole
 from ._endpoint import EndpointRefused
 from ._interruptible import Interruptible
@@ -43,7 +54,6 @@ from ._model_args import (
 from ._models import check_model
 from ._progress import reporting_progress
 from ._run import run_campaign
-from ._run_state import latest_run
 from ._summary import tier_rows
 
 
@@ -93,6 +103,13 @@ def _run_info(model_args: dict[str, Any], generate: dict[str, Any]) -> dict[str,
     help="Sampling temperature (default: the campaign's, else the model's).",
 )
 @click.option("--new", is_flag=True, help="Start a new run instead of resuming the latest one.")
+@aim_options
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan (tiers, tasks, effective policies, images, what would be reused) and "
+    "exit 0 without starting anything.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final verdict line.")
 @runs_option
 @key_option
@@ -107,51 +124,91 @@ def run_command(
     max_tokens: int | None,
     temperature: float | None,
     new: bool,
+    tier: str | None,
+    tasks: tuple[str, ...],
+    limit: int | None,
+    task_args: tuple[str, ...],
+    dry_run: bool,
     quiet: bool,
     runs_dir: Path,
     key_file: Path | None,
 ) -> int:
     """Climb CAMPAIGN's tiers (default: the shipped campaign) with MODEL, one gated tier at a time.
 
-    Resumes the latest run of this campaign and model when it has not finished. Exit codes:
-    0 reached the top tier; 1 user error; 2 halted: unsafe; 3 incomplete (run again to retry);
-    4 awaiting an approval (see `tierlock approve`); 5 not qualified (thorough tasks and higher
-    tiers skipped).
+    Resumes the latest run of this campaign and model when it has not finished. Aimed at a part
+    (--tier, --task, --limit, -T), it is a new, partial run that never counts as a clean climb.
+    Exit codes: 0 reached the top tier; 1 user error; 2 halted: unsafe; 3 incomplete (run
+    again to retry); 4 awaiting an approval (see `tierlock approve`); 5 not qualified (thorough
+    tasks and higher tiers skipped).
     """
-    from ._inspect import InspectExecutor, audit_findings
-
-    install_termination_handler(caller_exits=True)  # SIGTERM/SIGHUP: as Ctrl-C, reported below
     configure_logging()
     parse_model_args(model_args)  # a malformed -M fails before anything is loaded
+    aim = make_aim(tier, tasks, limit, task_args)
     camp = load_campaign(campaign, warn=lambda p: click.echo(f"tierlock: {p}", err=True))
     args = merged_model_args(camp.model_args, model_config, model_args)
     generate = generate_settings(
         camp.generate_config, max_retries, timeout,
         max_connections=max_connections, max_tokens=max_tokens, temperature=temperature,
     )  # fmt: skip
-    # Inspect draws nothing: the run's own console shows the ladder and each task's samples.
-    inspect_executor = InspectExecutor("none", model_args=args, generate_config=generate)
+    return start_run(
+        camp, model, args, generate, aim=aim, new=new, dry_run=dry_run, quiet=quiet,
+        runs_dir=runs_dir, key_file=key_file,
+    )  # fmt: skip
+
+
+def start_run(
+    camp: Campaign,
+    model: str,
+    args: dict[str, Any],
+    generate: dict[str, Any],
+    *,
+    aim: Aim,
+    runs_dir: Path,
+    key_file: Path | None,
+    new: bool = False,
+    dry_run: bool = False,
+    quiet: bool = False,
+    run_id: str | None = None,
+) -> int:
+    """Run (or resume, or plan) a campaign with checked settings: `run` and `resume` both end
+    here."""
+    from ._inspect import InspectExecutor, audit_findings
+
+    install_termination_handler(caller_exits=True)  # SIGTERM/SIGHUP: as Ctrl-C, reported below
+    aimed = aim_campaign(camp, aim)
     check_model(model)  # an unknown provider or agent is a user error, not a verdict
-    inspect_executor.check(camp, model)
+    # Inspect draws nothing: the run's own console shows the ladder and each task's samples.
+    inspect_executor = InspectExecutor(
+        "none", model_args=args, generate_config=generate,
+        limit=aim.limit, limit_tier=aimed.tiers[-1].tier,
+    )  # fmt: skip
+    inspect_executor.check(aimed, model)
+    if dry_run:
+        return print_plan(aimed, model, aim, runs_dir, key_file, new=new)
     executor = Interruptible(inspect_executor)
-    console = RunConsole(f"{camp.name} · {model}", [t.tier for t in camp.tiers], quiet=quiet)
+    console = RunConsole(f"{aimed.name} · {model}", [t.tier for t in aimed.tiers], quiet=quiet)
+    info = _run_info(args, generate)
     with open_ledger(runs_dir, key_file=key_file) as ledger:
         ledger.check_key()  # a keyed ledger needs its key before anything runs
+        if aim.partial:
+            info["aim"] = aim.record()
+            run_id = run_id or aimed_run_id(ledger, aimed.name, model)
         start = ledger_head(ledger)
         try:
             with console.running(), reporting_progress():
                 outcome = run_campaign(
-                    camp,
+                    aimed,
                     model,
                     ledger=ledger,
                     runs_dir=runs_dir,
                     executor=executor,
                     auditor=audit_findings,
                     new=new,
-                    run_info=_run_info(args, generate),
+                    run_id=run_id,
+                    run_info=info,
                 )  # what happens is said by its events (the console, --log-format, --log-file)
         except KeyboardInterrupt:
-            code = _interrupted(ledger, camp.name, model)
+            code = _interrupted(ledger, start, runs_dir)
             print_head(ledger, err=True)
             return code
         except EndpointRefused as e:  # every call refused (401/403/404): one line, exit 3
@@ -164,19 +221,29 @@ def run_command(
             raise
         head = ledger_head(ledger)
         rows = tier_rows(ledger, outcome.run_id) if console.wants_summary else None
+    if aim.partial:
+        outcome = replace(outcome, partial=True)
     console.finish(outcome, head, rows)
+    if aim.partial:
+        click.echo(
+            f"run {outcome.run_id} was aimed at {aim.describe()}: a partial run, not a clean "
+            f"climb of campaign {camp.name}"
+        )
     return outcome.exit_code
 
 
-def _interrupted(ledger: Ledger, campaign: str, model: str) -> int:
-    """One line on stderr; exit 128+signal (130 for Ctrl-C). The interrupted tier has no verdict:
-    the next `tierlock run` resumes it, reusing the samples that finished."""
+def _interrupted(ledger: Ledger, start: Head, runs_dir: Path) -> int:
+    """One line on stderr naming the exact command that resumes the interrupted run; exit
+    128+signal (130 for Ctrl-C). The interrupted tier has no verdict: resuming reruns it,
+    reusing the samples that finished."""
     signum = received_signal() or signal.SIGINT
-    run = latest_run(ledger, campaign, model)
-    which = f"run {run.run_id}" if run is not None else "the run"
+    run_id = run_written_since(ledger, start)
+    resume = resume_command_line(run_id, runs_dir) if run_id else None
+    which = f"run {run_id}" if run_id else "the run"
+    then = f"resume it with: {resume}" if resume else "run the same command again to resume"
     stderr_line(
         f"tierlock: {which} interrupted by {signal.Signals(signum).name}; no verdict was "
-        "recorded for the tier in progress; run the same command again to resume",
+        f"recorded for the tier in progress; {then}",
         "interrupted",
         "warning",
         signal=signal.Signals(signum).name,

@@ -57,7 +57,8 @@ _VERDICT: dict[str, tuple[str, str]] = {
 def verdict_text(outcome: RunOutcome) -> Text:
     """`run RUN: reached the top tier (T) clean` and its kin, styled by outcome."""
     words, style = _VERDICT[outcome.status]
-    text = Text(f"run {clean(outcome.run_id)}: ")
+    partial = " (partial)" if outcome.partial else ""
+    text = Text(f"run {clean(outcome.run_id)}{partial}: ")
     text.append(words.format(tier=clean(outcome.tier)), style=style)
     return text
 

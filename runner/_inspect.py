@@ -39,10 +39,14 @@ class InspectExecutor:
         display: str | None = None,
         model_args: dict[str, Any] | None = None,
         generate_config: dict[str, Any] | None = None,
+        limit: int | None = None,
+        limit_tier: str | None = None,
     ):
         self.display = display or ("rich" if sys.stdout.isatty() else "none")
         self.model_args = model_args or {}
         self.generate_config = generate_config or {}  # Inspect GenerateConfig fields
+        self.limit = limit  # samples per task of `limit_tier` (an aimed run's tier, `--limit`)
+        self.limit_tier = limit_tier
 
     def load_tasks(self, ctx: TierContext, where: str = "") -> list[tuple[str, Any]]:
         """The tier's Inspect tasks, with the tier's policy passed to tasks that take one."""
@@ -133,6 +137,7 @@ class InspectExecutor:
                 time_limit=int(limits.time) if limits.time else None,
                 display=self.display,
                 log_format="eval",
+                limit=self.limit if ctx.tier.tier == self.limit_tier else None,
                 **self.generate_config,
             )
         results = []

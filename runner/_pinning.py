@@ -225,6 +225,8 @@ def settings_changes(recorded: dict[str, Any], run_info: dict[str, Any] | None) 
                 was.pop(op, None)
                 now.pop(op, None)
         for name in sorted(set(was) | set(now)):
+            if "***" in (was.get(name), now.get(name)):  # a secret: never recorded, not compared
+                continue
             if was.get(name) != now.get(name):
                 changes.append(
                     f"{label} {name} changed ({_shown(was, name)} → {_shown(now, name)})"

@@ -75,6 +75,7 @@ class RunOutcome:
     status: Status
     tier: str | None
     reasons: tuple[str, ...] = ()
+    partial: bool = False  # an aimed run (`_aim.py`): never a clean climb of the campaign
 
     @property
     def exit_code(self) -> int:
@@ -150,7 +151,10 @@ def model_slug(model: str) -> str:
 
 
 def latest_run(ledger: Ledger, campaign: str, model: str) -> Record | None:
-    runs = [r for r in ledger.runs() if r.campaign == campaign and r.model == model]
+    runs = [
+        r for r in ledger.runs()
+        if r.campaign == campaign and r.model == model and not r.payload.get("aim")
+    ]  # an aimed run (a part of the campaign, `_aim.py`) is only ever resumed by its id
     return runs[-1] if runs else None
 
 

@@ -11,10 +11,12 @@ from typing import NoReturn
 
 import click
 
+from tierlock.runner._cli_aim import campaign_group
 from tierlock.runner._cli_audit import audit_command
 from tierlock.runner._cli_init import init_command, task_group
 from tierlock.runner._cli_ledger import LEDGER_COMMANDS
 from tierlock.runner._cli_policy import policy as policy_group
+from tierlock.runner._cli_resume import resume_command
 from tierlock.runner._cli_run import RUNNER_COMMANDS
 from tierlock.runner._cli_sandbox import cleanup_command, images
 from tierlock.runner._cli_selftest import selftest_command
@@ -56,6 +58,8 @@ def cli(log_format: LogFormat, log_file: Path | None) -> None:
 # Command groups register here, one module each (keep imports at module level so errors show).
 for _command in (*RUNNER_COMMANDS, *LEDGER_COMMANDS):  # run; status, verify, approve
     cli.add_command(_command)
+cli.add_command(resume_command)
+cli.add_command(campaign_group)
 cli.add_command(policy_group)
 cli.add_command(audit_command)
 cli.add_command(images)
