@@ -33,13 +33,14 @@ def check_model(model: str) -> None:
         raise TierlockError(
             f"--model {model!r}: write provider/name, e.g. tierlock/diligent or openai/gpt-4o"
         )
-    providers = known_providers()
+    if provider == OWN_PROVIDER:  # ours is always registered: no need to list every provider
+        from inspect_ai.model import get_model
+
+        get_model(model)  # an unknown scripted agent raises TierlockError
+        return
+    providers = known_providers()  # slow (imports every provider's registration): others only
     if provider not in providers:
         raise TierlockError(
             f"--model {model}: unknown model provider {provider!r} "
             f"(known: {', '.join(providers)})"
         )
-    if provider == OWN_PROVIDER:
-        from inspect_ai.model import get_model
-
-        get_model(model)  # an unknown scripted agent raises TierlockError
