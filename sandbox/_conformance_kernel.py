@@ -157,3 +157,37 @@ def check_kernel_exec_output(text: str, policy: Policy, *, user: str | None = No
     """`check_status` on the output of `EXEC_PROBE` (PID 1 run by `user`, default the policy's)."""
     status, _, net = text.partition("Inter-|")
     return check_status(status, policy, _interfaces("Inter-|" + net) if net else None, user=user)
+
+
+RUNTIME_PROBE = [
+    "/usr/bin/python3",
+    "-c",
+    "import ctypes, platform; print(platform.release()); "
+    "print(ctypes.CDLL(None).prctl(39, 0, 0, 0, 0))",
+]
+"""Run as the model's commands are: the kernel release they see and their no_new_privs
+(prctl PR_GET_NO_NEW_PRIVS: gVisor's /proc/<pid>/status has no NoNewPrivs line)."""
+
+
+def check_runtime_probe(text: str, policy: Policy, host_kernel: str) -> tuple[list[str], bool]:
+    """Whether the kernel the commands meet is the one `process.runtime` implies: under runsc,
+    gVisor's own (its release differs from the daemon host's `host_kernel`), under runc the
+    host's. Returns the mismatches and the no_new_privs the probe read."""
+    lines = text.strip().splitlines()
+    if len(lines) < 2 or not lines[-1].strip().lstrip("-").isdigit():
+        return [
+            f"cannot read the kernel release inside the container ({text.strip()[:200]!r})"
+        ], False
+    release, nnp = lines[-2].strip(), lines[-1].strip() == "1"
+    on_host_kernel = release == host_kernel
+    if policy.process.runtime == "runsc" and on_host_kernel:
+        return [
+            f"commands run on the host's kernel {release!r}, not gVisor's: policy "
+            "process.runtime wants runsc"
+        ], nnp
+    if policy.process.runtime == "runc" and not on_host_kernel:
+        return [
+            f"commands see kernel {release!r}, not the host's {host_kernel!r}: policy "
+            "process.runtime wants runc"
+        ], nnp
+    return [], nnp

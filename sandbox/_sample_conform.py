@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 from ._conformance import check_config, check_daemon
 from ._conformance_kernel import (
     EXEC_PROBE,
+    RUNTIME_PROBE,
     check_kernel_exec_output,
     check_kernel_host,
+    check_runtime_probe,
     check_status,
     host_proc_visible,
 )
@@ -130,7 +132,9 @@ def kernel_check(client: docker.DockerClient, container_id: str, policy: Policy)
         return [f"container is not running after start (exit code {state.get('ExitCode')})"]
     pid = int(state.get("Pid") or 0)
     bad: list[str] | None = None
-    if host_proc_visible(pid, container_id):
+    gvisor = policy.process.runtime == "runsc"  # the host's /proc shows gVisor's sandbox process
+    runtime_bad, nnp = _runtime_check(client, container_id, policy) if gvisor else ([], False)
+    if not gvisor and host_proc_visible(pid, container_id):
         with contextlib.suppress(OSError):
             bad = check_kernel_host(pid, policy, user=KEEPALIVE_USER)
     if bad is None:
@@ -149,7 +153,9 @@ def kernel_check(client: docker.DockerClient, container_id: str, policy: Policy)
                 f"({out.stderr.decode(errors='replace')})"
             ]
         bad = check_kernel_exec_output(
-            out.stdout.decode(errors="replace"), policy, user=KEEPALIVE_USER
+            _with_nnp(out.stdout.decode(errors="replace"), nnp, gvisor),
+            policy,
+            user=KEEPALIVE_USER,
         )
     bad = [f"PID 1: {m}" for m in bad]
     out = run_exec(
@@ -173,9 +179,42 @@ def kernel_check(client: docker.DockerClient, container_id: str, policy: Policy)
     if not any(f in files for f in CGROUP_FILES) and host_proc_visible(pid, container_id):
         with contextlib.suppress(OSError, ValueError):
             files = {**host_cgroup_files(pid), **files}
+    status = _with_nnp(files[STATUS], nnp, gvisor)
     return (
         bad
-        + [f"commands: {m}" for m in check_status(files[STATUS], policy, None)]
+        + [f"runtime: {m}" for m in runtime_bad]
+        + [f"commands: {m}" for m in check_status(status, policy, None)]
         + [f"limits: {m}" for m in check_effective(files, policy)]
     )
 
+
+def _runtime_check(
+    client: docker.DockerClient, container_id: str, policy: Policy
+) -> tuple[list[str], bool]:
+    """`RUNTIME_PROBE` run as the model's commands are, against the daemon host's kernel."""
+    out = run_exec(
+        client.api,
+        container_id,
+        RUNTIME_PROBE,
+        env={"PATH": PINNED_PATH},
+        workdir=policy.filesystem.workdir,
+        user=policy.process.user,
+        limit=1 << 12,
+        deadline=30,
+    )
+    text = (out.stdout + out.stderr).decode(errors="replace")
+    if out.exit_code != 0:
+        return [
+            f"cannot read the kernel release inside (exit {out.exit_code}: {text[:200]!r})"
+        ], False
+    return check_runtime_probe(text, policy, str(client.info().get("KernelVersion") or ""))
+
+
+def _with_nnp(status: str, nnp: bool, gvisor: bool) -> str:
+    """gVisor's /proc/<pid>/status has no NoNewPrivs line: use the one `RUNTIME_PROBE` read
+    with prctl from a command started the same way (exec'd processes inherit the container's
+    no_new_privs; PID 1's own cannot be read from inside gVisor)."""
+    if not gvisor or "NoNewPrivs:" in status:
+        return status
+    head, sep, tail = status.partition("Inter-|")
+    return f"{head.rstrip()}\nNoNewPrivs:\t{int(nnp)}\n{sep}{tail}"
