@@ -169,7 +169,7 @@ def test_a_refusal_in_a_recorded_error_becomes_a_policy_error() -> None:
 @pytest.mark.parametrize(
     ("settings", "start", "field"),
     [
-        ({"runtime": "runsc"}, False, "process.runtime"),
+        ({"runtime": "tierlock-absent-runtime"}, False, "process.runtime"),  # runsc may be there
         ({"mem_limit": 1, "memswap_limit": 1}, False, "limits.memory"),
         ({"nano_cpus": 64 * 10**9}, False, "limits.cpus"),
         ({"nano_cpus": 10**6}, True, "limits.cpus"),  # refused only at start (cfs quota < 1ms)
@@ -298,14 +298,14 @@ def test_inspect_eval_with_a_misfit_policy_stops_at_task_init(
 
     from tierlock.sandbox import PolicyError
 
-    p = _policy(tmp_path, "process:\n  runtime: runsc\n")
+    p = _policy(tmp_path, "limits:\n  cpus: 64\n")  # runsc may be registered (gvisor_setup.sh)
     task = Task(
         dataset=[Sample(id="s", input="go")],
         solver=[use_tools(bash()), generate()],
         sandbox=("tierlock", str(p)),
     )
     calls: list[str] = []
-    with pytest.raises(PolicyError, match=r"process\.runtime: runtime 'runsc' is not installed"):
+    with pytest.raises(PolicyError, match=r"limits\.cpus: 64 CPUs is more than the Docker host"):
         eval(
             task,
             model=scripted_model({"go": ["id"]}, calls),
