@@ -4,7 +4,9 @@
 # of the previous file is kept once as daemon.json.tierlock-bak) and asks dockerd to reload its
 # configuration with SIGHUP. It never restarts or stops dockerd, nor touches any container.
 # Idempotent: a daemon that already lists runsc with the same arguments is left alone.
-#   RUNSC_ARGS  extra runsc flags, space separated. Default "--network=host": the sandbox's own
+#   RUNSC_ARGS  extra runsc flags, space separated. Default "--network=host --oci-seccomp".
+#               --oci-seccomp: without it runsc ignores the container's seccomp profile entirely.
+#               --network=host: the sandbox's own
 #               netstack (--network=sandbox) fails on Linux >= 6.11 with bookworm's runsc 20221219
 #               ("cannot run with network enabled in root network namespace", gVisor issue 10704);
 #               with host, gVisor uses the host kernel's network stack INSIDE the container's own
@@ -14,7 +16,7 @@ set -euo pipefail
 runsc_path="$(command -v runsc || echo /usr/bin/runsc)"
 [ -x "$runsc_path" ] || { echo "gvisor_setup: runsc is not installed (run tests/install-deps.sh)" >&2; exit 1; }
 daemon_json="${DAEMON_JSON:-/etc/docker/daemon.json}"
-runsc_args="${RUNSC_ARGS---network=host}"
+runsc_args="${RUNSC_ARGS---network=host --oci-seccomp}"
 
 changed="$(RUNSC_PATH="$runsc_path" RUNSC_ARGS="$runsc_args" DAEMON_JSON="$daemon_json" python3 - <<'EOF'
 import json, os, shutil
