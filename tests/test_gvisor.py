@@ -205,3 +205,42 @@ def test_a_runsc_sandbox_never_runs_weaker_than_its_policy(
     if refusal is not None:  # the sidecar's refusal does not name the policy file (yet)
         assert "\n" not in refusal and refusal.strip(), refusal
         print(f"{policy}: {refusal}")
+
+
+@pytest.mark.docker
+def test_an_inspect_sample_runs_under_gvisor_and_its_log_says_so(
+    docker_client: Any, runsc_image: str, tmp_path: Path
+) -> None:
+    """A sample through Inspect, as a tier's are, with the one runsc policy that conforms here:
+    the model's commands meet gVisor's kernel, only loopback, no capabilities and a read-only
+    root, and the `.eval` log carries a passing conformance record for the runsc policy."""
+    from _sandbox_helpers import evidence, run_containers, scripted_model, tool_outputs
+    from inspect_ai import Task, eval
+    from inspect_ai.dataset import Sample
+    from inspect_ai.log import read_eval_log
+    from inspect_ai.solver import generate, use_tools
+    from inspect_ai.tool import bash
+
+    from tierlock.sandbox._evidence import ConformanceRecord
+
+    path = _write(tmp_path, "g", RUNSC_NO_OCI_SECCOMP)
+    script = [
+        "uname -r; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; "
+        "grep CapEff /proc/self/status; awk '$2 == \"/\" {print $4}' /proc/mounts | cut -d, -f1"
+    ]
+    task = Task(
+        dataset=[Sample(id="g", input="g")],
+        solver=[use_tools(bash(timeout=30)), generate()],
+        sandbox=("tierlock", str(path)),
+    )
+    logs = eval(
+        task, model=scripted_model({"g": script}), log_dir=str(tmp_path / "logs"), display="none"
+    )
+    assert logs[0].status == "success", logs[0].error
+    log = read_eval_log(logs[0].location)
+    assert log.samples
+    out = tool_outputs(log.samples[0])[0]
+    assert out.split() == [GVISOR_KERNEL, "lo", "CapEff:", "0000000000000000", "ro"], out
+    records = [e for e in evidence(log.samples[0]) if isinstance(e, ConformanceRecord)]
+    assert records and all(r.ok for r in records), records
+    assert run_containers(docker_client) == []
