@@ -12,3 +12,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# register runsc with the running Docker daemon (a configuration reload, never a restart)
+if pidof dockerd >/dev/null 2>&1; then
+  bash "$(dirname "$0")/gvisor_setup.sh"
+fi
