@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -257,18 +258,29 @@ async def run_selftest(policy_path: str) -> SelftestReport:
         a = envs_a["default"]
         assert isinstance(a, Env)
         policy = a.policy
-        results = await _inside(a, policy)
+        results = await _unless_stuck("selftest.inside-ran", _inside(a, policy))
         pid = a._box.client.api.inspect_container(a.container_id)["State"]["Pid"]
         results += _namespaces(int(pid))
-        results += await _survivors(a)
+        results += await _unless_stuck("selftest.survivors-ran", _survivors(a))
         envs_b = await Env.sample_init(task, policy_path, {})
-        results += await _across_samples(a, envs_b["default"])
+        results += await _unless_stuck(
+            "selftest.across-samples-ran", _across_samples(a, envs_b["default"])
+        )
     finally:
         with anyio.CancelScope(shield=True):
             for envs in (envs_b, envs_a):
                 if envs:
                     await Env.sample_cleanup(task, policy_path, envs, False)
     return SelftestReport(str(policy_path), policy.digest(), tuple(results))
+
+
+async def _unless_stuck(probe: str, probes: Awaitable[list[ProbeResult]]) -> list[ProbeResult]:
+    """A group of probes whose command timed out is one failed probe (the battery did not run:
+    it did not hold), not an exception that ends the command without a verdict."""
+    try:
+        return await probes
+    except TimeoutError as e:
+        return [ProbeResult(probe, False, f"a command of the battery timed out ({e})")]
 
 
 BATTERY_FILES = ("_selftest.py", *INSIDE_PARTS)

@@ -27,7 +27,7 @@ from tierlock.sandbox._translate import container_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 STRICT = ROOT / "policies" / "tool-restricted.yaml"
-NETWORKED_GVISOR = ROOT / "policies" / "examples" / "networked-gvisor.yaml"
+NETWORKED_GVISOR = ROOT / "tests" / "data" / "policies" / "networked-gvisor.yaml"
 HOST_KERNEL = "6.1.0-test-amd64"
 GVISOR_KERNEL = "4.4.0"
 

@@ -103,3 +103,23 @@ def test_a_part_left_out_breaks_the_script(monkeypatch: pytest.MonkeyPatch) -> N
     )
     with pytest.raises(NameError):
         _recorded_probes(inside_source(), monkeypatch)
+
+
+def test_a_battery_command_that_times_out_is_a_failed_probe_not_a_crash() -> None:
+    """gVisor's pids accounting made the in-sandbox battery time out, and `tierlock run` ended
+    with an internal error; now the probe group fails (the sandbox did not hold), and the gate
+    refuses the tier with its usual one line."""
+    import anyio
+
+    from tierlock.sandbox._selftest import ProbeResult, _unless_stuck
+
+    async def stuck() -> list[ProbeResult]:
+        raise TimeoutError("Command timed out before completing.")
+
+    async def fine() -> list[ProbeResult]:
+        return [ProbeResult("x", True, "ok")]
+
+    (failed,) = anyio.run(_unless_stuck, "selftest.inside-ran", stuck())
+    assert failed.id == "selftest.inside-ran" and not failed.held
+    assert "timed out" in failed.detail
+    assert anyio.run(_unless_stuck, "y", fine()) == [ProbeResult("x", True, "ok")]
