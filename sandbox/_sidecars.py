@@ -208,19 +208,12 @@ async def resolve_sidecar_image(client: docker.DockerClient, image: str | None) 
 
 async def wait_listening(container: Container, port: int, timeout: float) -> None:
     """Poll the container's own socket table until something listens on `port`."""
-    import docker.errors
-
     want = f":{port:04X}"
     with anyio.move_on_after(timeout):
         while True:
-            try:
-                res = await run_sync(
-                    lambda: container.exec_run(["cat", "/proc/net/tcp", "/proc/net/tcp6"])
-                )
-            except docker.errors.APIError:  # not running (any more)
-                res = None
-            if res is not None and res.output:  # cat fails without tcp6 but still prints tcp
-                for line in res.output.decode(errors="replace").splitlines()[1:]:
+            table = await run_sync(_socket_table, container, PROBE_SECONDS)
+            if table:  # cat fails without tcp6 but still prints tcp
+                for line in table.decode(errors="replace").splitlines()[1:]:
                     parts = line.split()
                     if len(parts) > 3 and parts[1].endswith(want) and parts[3] == "0A":
                         return
@@ -240,6 +233,41 @@ async def wait_listening(container: Container, port: int, timeout: float) -> Non
         f"sidecar {container.name} did not listen on port {port} {why}: "
         f"{' | '.join(tail) or 'no output'}"
     )
+
+
+PROBE_SECONDS = 5.0
+"""How long one look at a sidecar's socket table may take (a container whose exec never ends —
+seen under gVisor — must not hold the wait past its bound: a worker thread cannot be cancelled)."""
+
+
+def _socket_table(container: Container, seconds: float) -> bytes | None:
+    """`/proc/net/tcp{,6}` as the container sees it, or None when it cannot be read within
+    `seconds` (not running any more, the exec refused, or its output never ends)."""
+    import docker.errors
+
+    from ._exec_socket import ExecStartRefused, ExecStreamError, start_exec
+
+    api = container.client.api
+    try:
+        exec_id = api.exec_create(
+            container.id, ["cat", "/proc/net/tcp", "/proc/net/tcp6"], stdout=True, stderr=False
+        )["Id"]
+        conn = start_exec(api, exec_id)
+    except (docker.errors.APIError, ExecStartRefused, SandboxError):
+        return None
+    try:
+        conn.settimeout(seconds)
+        out = bytearray()
+        while (frame := conn.read_frame()) is not None:
+            if frame[0] == 1:
+                out += frame[1]
+            if len(out) > 1 << 20:  # a socket table is small; anything else is not one
+                break
+        return bytes(out)
+    except (OSError, ExecStreamError):  # TimeoutError is an OSError
+        return None
+    finally:
+        conn.close()
 
 
 async def remove_sidecar(client: docker.DockerClient, ref: str) -> None:

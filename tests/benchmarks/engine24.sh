@@ -5,7 +5,7 @@
 #   bash tests/benchmarks/engine24.sh python tests/benchmarks/bench_vs_inspect.py
 #
 # The command runs with DOCKER_HOST and DOCKER_CONFIG pointing at the second daemon, which has its
-# own socket, data-root, exec-root, pidfile, config file and cgroup parent, no bridge and no
+# own socket, data-root, exec-root, pidfile, config file, cgroup parent and bridge (tl24br<pid>), and no
 # iptables/ip-forward changes: the running daemon, its config and its containers are untouched.
 # The tierlock images are copied into it (`docker save` from the running daemon | `docker load`).
 # On every exit path (normal end, error, Ctrl-C, SIGTERM) the daemon is stopped by its pid, its
@@ -114,6 +114,8 @@ remove_state() {  # remove_state STATE_DIR
         return 1
     fi
     cg=$(cat "$state/cgroup-parent" 2>/dev/null || true)
+    br=$(cat "$state/bridge" 2>/dev/null || true)
+    [ -n "$br" ] && ip link del "$br" 2>/dev/null || true
     rm -rf --one-file-system "$state"
     if [ -n "$cg" ]; then
         local dir
@@ -171,6 +173,14 @@ mkdir -p "$STATE/data" "$STATE/run" "$STATE/docker-config/cli-plugins"
 echo $$ >"$STATE/owner"
 CGROUP_PARENT="tierlock-engine24-$$"
 echo "$CGROUP_PARENT" >"$STATE/cgroup-parent"
+# Its own bridge. NOT --bridge=none: a dockerd started with the default bridge disabled deletes
+# the host's `docker0` interface (libnetwork removes the default bridge it will not use), which
+# breaks every container the RUNNING daemon starts on its default network.
+BRIDGE="tl24br$$"
+echo "$BRIDGE" >"$STATE/bridge"
+ip link add name "$BRIDGE" type bridge
+ip addr add 10.247.0.1/24 dev "$BRIDGE"
+ip link set "$BRIDGE" up
 ln -s "$CACHE/compose/docker-compose" "$STATE/docker-config/cli-plugins/docker-compose"
 cat >"$STATE/daemon.json" <<EOF
 {"storage-driver": "$DRIVER", "log-driver": "json-file", "log-opts": {"max-size": "10m", "max-file": "3"}}
@@ -187,7 +197,7 @@ PATH="$CACHE/root/usr/bin:$CACHE/root/usr/sbin:/usr/local/sbin:/usr/local/bin:/u
     --exec-root "$STATE/run" \
     --pidfile "$STATE/dockerd.pid" \
     --cgroup-parent "/$CGROUP_PARENT" \
-    --bridge=none --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false \
+    --bridge="$BRIDGE" --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false \
     --userland-proxy=false \
     --init-path /usr/bin/docker-init \
     >"$STATE/dockerd.log" 2>&1 </dev/null &
