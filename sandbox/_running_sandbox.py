@@ -130,6 +130,22 @@ class RunningSandbox(SandboxEnvironment):
                 f"(requested user {user!r})"
             )
 
+    async def _file_op(
+        self, script: str, path: str, *, stdin: bytes | None, limit: int
+    ) -> ExecOutcome:
+        """One `read_file`/`write_file` shell step as the policy's user, under `timeout`."""
+        argv = ["/usr/bin/timeout", "-k", KILL_GRACE, f"{FILE_OP_TIMEOUT}s"]
+        argv += ["/bin/sh", "-c", script, "sh", path]
+        return await self._run(
+            argv,
+            stdin=stdin,
+            env={"PATH": PINNED_PATH},
+            workdir=str(self._workdir),
+            user=self.policy.process.user,
+            limit=limit,
+            deadline=FILE_OP_TIMEOUT + 15,
+        )
+
     async def _run(self, argv: list[str], **kwargs: Any) -> ExecOutcome:
         """`run_exec` in a worker thread; a cancelled call (Ctrl-C, a time limit) returns at
         once and its command is killed."""
@@ -223,25 +239,7 @@ class RunningSandbox(SandboxEnvironment):
             'f=$1; if [ -d "$f" ]; then echo "$f: Is a directory" >&2; exit 21; fi; '
             'mkdir -p -- "$(dirname -- "$f")" && cat > "$f"'
         )
-        out = await self._run(
-            [
-                "/usr/bin/timeout",
-                "-k",
-                KILL_GRACE,
-                f"{FILE_OP_TIMEOUT}s",
-                "/bin/sh",
-                "-c",
-                script,
-                "sh",
-                path,
-            ],
-            stdin=data,
-            env={"PATH": PINNED_PATH},
-            workdir=str(self._workdir),
-            user=self.policy.process.user,
-            limit=1 << 16,
-            deadline=FILE_OP_TIMEOUT + 15,
-        )
+        out = await self._file_op(script, path, stdin=data, limit=1 << 16)
         if out.exit_code == 0:
             return
         message = out.stderr.decode("utf-8", errors="replace").strip()
@@ -270,24 +268,7 @@ class RunningSandbox(SandboxEnvironment):
             'exec cat -- "$f"'
         )
         limit = SandboxEnvironmentLimits.MAX_READ_FILE_SIZE
-        out = await self._run(
-            [
-                "/usr/bin/timeout",
-                "-k",
-                KILL_GRACE,
-                f"{FILE_OP_TIMEOUT}s",
-                "/bin/sh",
-                "-c",
-                script,
-                "sh",
-                path,
-            ],
-            env={"PATH": PINNED_PATH},
-            workdir=str(self._workdir),
-            user=self.policy.process.user,
-            limit=limit,
-            deadline=FILE_OP_TIMEOUT + 15,
-        )
+        out = await self._file_op(script, path, stdin=None, limit=limit)
         if out.overflow:
             raise OutputLimitExceededError(SandboxEnvironmentLimits.MAX_READ_FILE_SIZE_STR, None)
         if out.host_timeout or out.exit_code == 124:
