@@ -16,6 +16,8 @@ tiers:
     limits: {messages: 30, tokens: 200k, time: 10m}
     on_not_qualified: stop                     # stop (default) | continue
     tripwire: end-sample                       # end-sample (default) | end-tier | record
+backend: docker                                # docker (default) | k8s (`--backend` wins)
+absent_evidence: block                         # block (default) | accept (see below)
 ```
 Within a tier the phases run in a fixed order, whatever the order of the list: qualification and
 safety tasks first (gated together), then, only when that gate is clean, the thorough tasks
@@ -24,6 +26,11 @@ tasks needs a safety task: what was not shown safe to measure is not measured.
 A task is a `.py` file (relative to the campaign file), a dotted module found on the Python path
 (`tierlock.tasks.text_only.safety`, what `tierlock init` writes, so a campaign outside the source
 tree names the installed tasks), or an Inspect registry name; `@name` picks one task of the file.
+`backend: k8s` runs the sandboxed tiers with Inspect's `k8s` sandbox (inspect-k8s-sandbox) and
+values translated from each tier's policy (`_backend_k8s.py`); the evidence only tierlock's Docker
+provider collects is then absent, and `absent_evidence` says what the gate does with that:
+`block` (a tier cannot be clean without it: incomplete, with the reason) or `accept` (clean
+allowed when every other check passes, recorded as accepted in the verdict and the ledger).
 Unknown keys are errors; every error names file:line:col and the key path.
 """
 
@@ -240,6 +247,8 @@ _LATER_TIER_KEYS: dict[str, Any] = {
     "tripwire": "end-sample",
 }
 """Tier keys added after campaigns were first hashed, with their defaults (see `digest`)."""
+_LATER_CAMPAIGN_KEYS: dict[str, Any] = {"backend": "docker", "absent_evidence": "block"}
+"""Campaign keys added after campaigns were first hashed, with their defaults (see `digest`)."""
 
 
 class Campaign(_Strict):
@@ -254,6 +263,18 @@ class Campaign(_Strict):
     generate_config: Annotated[dict[str, Any], AfterValidator(check_generate_config)] = Field(
         default_factory=dict,
         description="Inspect GenerateConfig fields, e.g. max_retries, timeout (the command line wins)",
+    )
+    backend: Literal["docker", "k8s"] = Field(
+        "docker",
+        description="Where sandboxed tiers run: tierlock's Docker provider, or Inspect's k8s "
+        "sandbox with values translated from each tier's policy (`tierlock run --backend` wins)",
+    )
+    absent_evidence: Literal["block", "accept"] = Field(
+        "block",
+        description="Evidence the backend cannot collect (on k8s: conformance, container "
+        "evidence, proxy log, tripwires): `block` a clean verdict without it (incomplete), or "
+        "`accept` it as absent (recorded in the verdict and the ledger); a docker run's missing "
+        "evidence is never accepted",
     )
     source: str = Field("", exclude=True, description="(set by the loader) the file it came from")
 
@@ -299,6 +320,9 @@ class Campaign(_Strict):
         data = self.model_dump(mode="json")
         for key in ("model_args", "generate_config"):  # added later: left out when empty
             if not data.get(key):
+                data.pop(key, None)
+        for key, default in _LATER_CAMPAIGN_KEYS.items():  # added later: left out at default
+            if data.get(key) == default:
                 data.pop(key, None)
         for tier in data["tiers"]:  # keys added later, at their default, are left out: a run
             for key, default in _LATER_TIER_KEYS.items():  # started before keeps its digest

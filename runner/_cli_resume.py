@@ -16,6 +16,7 @@ import click
 from tierlock.sandbox import TierlockError
 
 from ._aim import Aim
+from ._backend import recorded_backend
 from ._campaign_file import load_campaign
 from ._cli_common import key_option, open_ledger, runs_option
 from ._ledger import Ledger
@@ -82,6 +83,7 @@ def resume_command(
     return start_run(
         camp, started.model, args, generate, aim=Aim.from_record(payload.get("aim")),
         runs_dir=runs_dir, key_file=key_file, quiet=quiet, run_id=started.run_id,
+        backend=recorded_backend(payload).name,  # the run's own backend (docker when none)
     )  # fmt: skip
 
 

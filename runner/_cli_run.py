@@ -27,6 +27,7 @@ from tierlock.sandbox import (
 
 from ._aim import Aim, aim_campaign, aimed_run_id
 from ._anchor import Head, ledger_head
+from ._backend import BACKENDS, RECORD_KEY, RunBackend, resolve_backend
 from ._campaign import Campaign
 from ._campaign_file import load_campaign
 from ._cli_aim import aim_options, make_aim, print_plan
@@ -57,9 +58,16 @@ from ._run import run_campaign
 from ._summary import tier_rows
 
 
-def _run_info(model_args: dict[str, Any], generate: dict[str, Any]) -> dict[str, Any]:
-    """What the run's first ledger record says about the model's settings (no secrets)."""
-    return {"model_args": redact(model_args), "generate_config": redact(generate)}
+def _run_info(
+    model_args: dict[str, Any], generate: dict[str, Any], backend: RunBackend
+) -> dict[str, Any]:
+    """What the run's first ledger record says about the model's settings (no secrets) and its
+    backend (pinned: a resume cannot switch it)."""
+    return {
+        "model_args": redact(model_args),
+        "generate_config": redact(generate),
+        RECORD_KEY: backend.record(),
+    }
 
 
 @click.command("run")
@@ -102,6 +110,13 @@ def _run_info(model_args: dict[str, Any], generate: dict[str, Any]) -> dict[str,
     type=click.FloatRange(min=0),
     help="Sampling temperature (default: the campaign's, else the model's).",
 )
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default=None,
+    help="Where sandboxed tiers run: docker (tierlock's provider) or k8s (Inspect's k8s sandbox, "
+    "values translated from each tier's policy). Default: the campaign's backend, else docker.",
+)
 @click.option("--new", is_flag=True, help="Start a new run instead of resuming the latest one.")
 @aim_options
 @click.option(
@@ -123,6 +138,7 @@ def run_command(
     max_connections: int | None,
     max_tokens: int | None,
     temperature: float | None,
+    backend: str | None,
     new: bool,
     tier: str | None,
     tasks: tuple[str, ...],
@@ -152,7 +168,7 @@ def run_command(
     )  # fmt: skip
     return start_run(
         camp, model, args, generate, aim=aim, new=new, dry_run=dry_run, quiet=quiet,
-        runs_dir=runs_dir, key_file=key_file,
+        runs_dir=runs_dir, key_file=key_file, backend=backend,
     )  # fmt: skip
 
 
@@ -169,25 +185,30 @@ def start_run(
     dry_run: bool = False,
     quiet: bool = False,
     run_id: str | None = None,
+    backend: str | None = None,
 ) -> int:
     """Run (or resume, or plan) a campaign with checked settings: `run` and `resume` both end
-    here."""
+    here. `backend` (docker, k8s) wins over the campaign's."""
     from ._inspect import InspectExecutor, audit_findings
 
     install_termination_handler(caller_exits=True)  # SIGTERM/SIGHUP: as Ctrl-C, reported below
     aimed = aim_campaign(camp, aim)
+    chosen = resolve_backend(camp, backend)
     check_model(model)  # an unknown provider or agent is a user error, not a verdict
     # Inspect draws nothing: the run's own console shows the ladder and each task's samples.
     inspect_executor = InspectExecutor(
         "none", model_args=args, generate_config=generate,
-        limit=aim.limit, limit_tier=aimed.tiers[-1].tier,
+        limit=aim.limit, limit_tier=aimed.tiers[-1].tier, backend=chosen,
     )  # fmt: skip
     inspect_executor.check(aimed, model)
     if dry_run:
+        if chosen.name == "k8s":  # a policy the chart cannot express: one line, exit 1
+            inspect_executor.check_k8s(aimed)
+            click.echo(f"backend: {chosen.describe()}")
         return print_plan(aimed, model, aim, runs_dir, key_file, new=new)
     executor = Interruptible(inspect_executor)
     console = RunConsole(f"{aimed.name} · {model}", [t.tier for t in aimed.tiers], quiet=quiet)
-    info = _run_info(args, generate)
+    info = _run_info(args, generate, chosen)
     with open_ledger(runs_dir, key_file=key_file) as ledger:
         ledger.check_key()  # a keyed ledger needs its key before anything runs
         if aim.partial:

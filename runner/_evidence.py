@@ -7,7 +7,11 @@ A task log counts only when
   (c) an `audit_result` record of this run and tier (this attempt or an earlier one) lists that
       same SHA-256 as audited without a problem, and
   (d) that audit checked every sample's evidence (findings of category `coverage` say which
-      were not: `coverage_problems`).
+      were not: `coverage_problems`). Samples of a backend that runs without tierlock's
+      provider (`tierlock run --backend k8s`) lack that evidence by design: the run's recorded
+      backend and campaign choice (`absent_evidence`, `_backend.py`) decide whether they block
+      a clean verdict (the default) or are accepted, the verdict and its ledger record then
+      saying so (`Evidence.accepted`).
 The findings the gate sees are the ones those audit records carry, so a resumed attempt that
 reuses a log audited before a crash decides from the recorded audit, and one that reuses a log
 nobody audited audits it first. Anything short of this makes the tier `incomplete`, with a
@@ -29,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from ._backend import RunBackend, recorded_backend
 from ._gate import Finding, TaskResult, Verdict
 from ._ledger import Ledger
 from ._ledger_record import LogRef, Record, sha256_file
@@ -78,11 +83,14 @@ class TierRecords:
     written: dict[str, Record] = field(default_factory=dict)  # stored path -> log_written
     audits: dict[str, AuditEntry] = field(default_factory=dict)  # sha256 -> good audit
     failed: dict[str, AuditEntry] = field(default_factory=dict)  # sha256 -> latest failed one
+    backend: RunBackend = field(default_factory=RunBackend)  # as the run_started record says
 
     @classmethod
     def read(cls, ledger: Ledger, run_id: str, tier: str) -> TierRecords:
         out = cls()
         for rec in ledger.records(run_id):
+            if rec.kind == "run_started":
+                out.backend = recorded_backend(rec.payload)
             if rec.tier != tier:
                 continue
             if rec.kind == "log_written":
@@ -148,6 +156,7 @@ class Evidence:
     problems: list[str]
     cited: list[dict[str, Any]]  # task, log, sha256, log_written seq, audit_result seq
     logs: list[Path]
+    accepted: list[str] = field(default_factory=list)  # absent evidence the campaign accepted
 
     @property
     def complete(self) -> bool:
@@ -159,6 +168,15 @@ COVERAGE = "coverage"
 evidence was not all checked): not findings about the model, the gate's `problems` instead."""
 TRANSCRIPT_ONLY = "coverage.transcript_only"
 """Rule of a coverage statement for a sample made without tierlock's sandbox."""
+BACKEND_ABSENT = "coverage.backend"
+"""Rule prefix of a coverage statement for a sample on a backend without tierlock's provider
+(`coverage.backend:k8s`): its sandbox evidence is absent by design."""
+
+
+def _coverage_rule(cov: Any) -> str:
+    if cov.backend:
+        return f"{BACKEND_ABSENT}:{cov.backend}"
+    return TRANSCRIPT_ONLY if cov.transcript_only else "coverage.missing"
 
 
 def coverage_findings(log: LogAudit, task: str = "") -> list[Finding]:
@@ -170,39 +188,69 @@ def coverage_findings(log: LogAudit, task: str = "") -> list[Finding]:
         if cov is None or cov.complete:
             continue
         gaps = "; ".join(cov.gaps()) or "evidence coverage incomplete"
+        if cov.backend:  # one phrase: what only tierlock's provider has, absent by design
+            absent = [x.source for x in cov.sources if x.status == "absent"]
+            gaps = f"{', '.join(absent)} absent (only tierlock's Docker provider collects them)"
         out.append(
             Finding(
                 category=COVERAGE,
                 severity="none",
                 sample=str(s.id),
                 message=(
-                    "transcript only (made without tierlock's sandbox): "
+                    f"ran on the {cov.backend} backend: "
+                    if cov.backend
+                    else "transcript only (made without tierlock's sandbox): "
                     if cov.transcript_only
                     else ""
                 )
                 + gaps,
                 task=task,
-                rule=TRANSCRIPT_ONLY if cov.transcript_only else "coverage.missing",
+                rule=_coverage_rule(cov),
             )
         )
     return out
 
 
 def coverage_problems(
-    findings: Iterable[Finding], where: str, *, accept_transcript_only: bool = False
+    findings: Iterable[Finding],
+    where: str,
+    *,
+    accept_transcript_only: bool = False,
+    backend: RunBackend | None = None,
+    accepted: list[str] | None = None,
 ) -> tuple[list[Finding], list[str]]:
     """Split a log's audit findings into real findings and coverage problems: a sample whose
     evidence (conformance, filesystem diff, resource counters, proxy log, sidecars) was not all
     checked makes the tier incomplete, never clean. A tier that accepts transcript-only audits
     (campaign `evidence: transcript-only`) accepts samples made without tierlock's sandbox, but
-    not tierlock samples whose evidence is missing."""
+    not tierlock samples whose evidence is missing. Samples of the run's own backend, when it
+    has no tierlock provider (k8s), are one problem per log unless the campaign accepts absent
+    evidence (`absent_evidence: accept`): then one line per log goes to `accepted` instead.
+    Nothing else is ever accepted by that choice (a docker run accepts nothing)."""
+    run = backend or RunBackend()
+    own = f"{BACKEND_ABSENT}:{run.sandbox_type}" if run.sandbox_type else None
     kept: list[Finding] = []
     problems: list[str] = []
+    on_backend: dict[str, list[Finding]] = {}
     for f in findings:
         if f.category != COVERAGE:
             kept.append(f)
+        elif f.rule.startswith(f"{BACKEND_ABSENT}:"):
+            on_backend.setdefault(f.rule, []).append(f)
         elif not (accept_transcript_only and f.rule == TRANSCRIPT_ONLY):
             problems.append(f"{where}: sample {f.sample}: evidence not checked: {f.message}")
+    for rule, group in on_backend.items():
+        name = rule.partition(":")[2]
+        gaps = group[0].message.partition(": ")[2] or group[0].message
+        line = f"{where}: {len(group)} sample(s) ran on the {name} backend: {gaps}"
+        if rule == own and run.accepts_absent:
+            (accepted if accepted is not None else []).append(
+                f"{line}: absent, accepted (campaign absent_evidence: accept)"
+            )
+        elif rule == own:
+            problems.append(f"{line}: absent, not accepted (campaign absent_evidence: block)")
+        else:
+            problems.append(f"{line}: absent, and this run's backend is {run.name}")
     return kept, problems
 
 
@@ -220,6 +268,7 @@ def check_evidence(
     view = TierRecords.read(ledger, run_id, tier)
     findings: list[Finding] = []
     problems: list[str] = []
+    accepted: list[str] = []
     cited: list[dict[str, Any]] = []
     logs: list[Path] = []
     for r in results:
@@ -244,30 +293,41 @@ def check_evidence(
             why = f": {bad.problem}" if bad is not None else ""
             problems.append(f"{where} was not audited{why}")
             continue
+        before = len(accepted)
         kept, gaps = coverage_problems(
-            audit.findings, where, accept_transcript_only=accept_transcript_only
-        )
+            audit.findings, where, accept_transcript_only=accept_transcript_only,
+            backend=view.backend, accepted=accepted,
+        )  # fmt: skip
         problems += gaps
         findings += [f if f.task else dataclasses.replace(f, task=r.task) for f in kept]
         logs.append(r.log)
-        cited.append(
-            {
-                "task": r.task,
-                "log": ref.path,
-                "sha256": now,
-                "log_written": view.written[ref.path].seq,
-                "audit_result": audit.seq,
-            }
-        )
-    return Evidence(findings, problems, cited, logs)
+        entry: dict[str, Any] = {
+            "task": r.task,
+            "log": ref.path,
+            "sha256": now,
+            "log_written": view.written[ref.path].seq,
+            "audit_result": audit.seq,
+        }
+        if len(accepted) > before:  # the ledger says which log's evidence was absent, accepted
+            entry["absent_evidence"] = {"backend": view.backend.name, "accepted": accepted[before:]}
+        cited.append(entry)
+    return Evidence(findings, problems, cited, logs, accepted)
 
 
 def with_evidence(verdict: Verdict, evidence: Evidence) -> Verdict:
     """The gate's verdict, held to the evidence: a tier whose logs were not all checked is
     `incomplete` unless the gate already found it unsafe (a definitive halt stays a halt)."""
+    notes = tuple(evidence.accepted)
     if evidence.complete:
-        return verdict
+        if not notes:
+            return verdict
+        if verdict.clean:  # the line people see says it: clean, with evidence absent
+            first = f"{verdict.reasons[0]}; tierlock's sandbox evidence absent and accepted"
+            return dataclasses.replace(verdict, reasons=(first, *verdict.reasons[1:], *notes))
+        return dataclasses.replace(verdict, reasons=(*verdict.reasons, *notes))
     if str(verdict.outcome) in ("unsafe", "failed"):
-        return dataclasses.replace(verdict, reasons=(*verdict.reasons, *evidence.problems))
+        return dataclasses.replace(verdict, reasons=(*verdict.reasons, *evidence.problems, *notes))
     kept = verdict.reasons if verdict.outcome == "incomplete" else ()
-    return dataclasses.replace(verdict, outcome="incomplete", reasons=(*evidence.problems, *kept))
+    return dataclasses.replace(
+        verdict, outcome="incomplete", reasons=(*evidence.problems, *kept, *notes)
+    )

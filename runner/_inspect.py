@@ -1,7 +1,10 @@
 """The Inspect-backed tier executor, log summaries for the gate, and the audit seam.
 
 A tier's tasks run in one `inspect_ai.eval_set` call whose log directory is the tier's run
-directory: running it again after a crash reuses every completed task and sample.
+directory: running it again after a crash reuses every completed task and sample. On the k8s
+backend a sandboxed tier's tasks are first moved into Inspect's `k8s` sandbox with values
+translated from their policy (`_backend_k8s.py`), and its pre-tier check is that backend's
+`preflight` instead of the Docker escape battery.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from tierlock.sandbox._loader_positions import PositionIndex
 from tierlock.sandbox._loader_yaml import parse_yaml
 from tierlock.sandbox._tripwire import tripwire_env
 
+from ._backend import RunBackend
 from ._campaign import Campaign, CampaignError, TaskSpec
 from ._endpoint import EndpointWatch, endpoint_of, watching
 from ._evidence import log_path
@@ -41,8 +45,12 @@ class InspectExecutor:
         generate_config: dict[str, Any] | None = None,
         limit: int | None = None,
         limit_tier: str | None = None,
+        backend: RunBackend | None = None,
     ):
         self.display = display or ("rich" if sys.stdout.isatty() else "none")
+        self.backend = backend or RunBackend()
+        self.backend_given = backend is not None
+        self._campaign: Campaign | None = None  # the campaign `check` saw (k8s preflight)
         self.model_args = model_args or {}
         self.generate_config = generate_config or {}  # Inspect GenerateConfig fields
         self.limit = limit  # samples per task of `limit_tier` (an aimed run's tier, `--limit`)
@@ -87,6 +95,7 @@ class InspectExecutor:
         """Load every tier's tasks once, so a bad task reference, or a threshold on a metric
         the task's scorers do not produce, fails before anything runs."""
         where = display_path(campaign.source)
+        self._campaign = campaign
         with chdir(campaign.base):
             for i, tier in enumerate(campaign.tiers):
                 ctx = TierContext("", campaign, tier, model, Path(), 0)
@@ -95,10 +104,42 @@ class InspectExecutor:
                     _check_thresholds(campaign, (i, j), spec, tasks[spec.name])
 
     def selftest(self, policy: Path) -> dict[str, Any] | None:
-        """The escape battery on this host for a sandboxed tier's policy (`_selftest_gate`)."""
+        """The escape battery on this host for a sandboxed tier's policy (`_selftest_gate`); on
+        the k8s backend, that backend's pre-tier check instead (`_backend_k8s.preflight`)."""
         from ._selftest_gate import selftest_payload
 
+        if self.backend.name == "k8s":
+            return self._k8s_preflight(policy)
         return selftest_payload(policy)
+
+    def _k8s_preflight(self, policy: Path) -> dict[str, Any] | None:
+        from tierlock.sandbox._lint import load_runnable_policy
+
+        from . import _backend_k8s
+
+        if load_runnable_policy(policy)[0].tier == "text-only":
+            return None  # no sandbox: nothing moves to the cluster
+        camp = self._campaign
+        tiers = camp.tiers if camp is not None else []
+        tier = next((t for t in tiers if camp and camp.policy_path(t) == policy), None)
+        if camp is None or tier is None:
+            return _backend_k8s.preflight(policy, [], "?")
+        ctx = TierContext("", camp, tier, "", Path(), 0)
+        with chdir(camp.base):
+            return _backend_k8s.preflight(policy, self.load_tasks(ctx), tier.tier)
+
+    def check_k8s(self, campaign: Campaign) -> None:
+        """Translate every sandboxed tier's tasks for the k8s backend (nothing written): a policy
+        the chart cannot express is one line naming the file and field (`--dry-run`)."""
+        from . import _backend_k8s
+
+        with chdir(campaign.base):
+            for tier in campaign.tiers:
+                if tier.tier == "text-only":
+                    continue
+                ctx = TierContext("", campaign, tier, "", Path(), 0)
+                for name, task in self.load_tasks(ctx):
+                    _backend_k8s.translate_task(name, task, tier.tier)
 
     def run_tier_tasks(self, ctx: TierContext) -> list[TaskResult]:
         from inspect_ai import eval_set
@@ -111,7 +152,17 @@ class InspectExecutor:
             return self._run(ctx, eval_set, where)
 
     def _run(self, ctx: TierContext, eval_set: Any, where: str) -> list[TaskResult]:
+        if self.backend_given is False and ctx.campaign.backend != self.backend.name:
+            raise TierlockError(  # e.g. a checkpoint series: never a silent switch to docker
+                f"{where}: campaign {ctx.campaign.name} says backend {ctx.campaign.backend}; "
+                "only tierlock run (--backend) runs a campaign on it"
+            )
         tasks = self.load_tasks(ctx, where)
+        if self.backend.name == "k8s" and ctx.tier.tier != "text-only":
+            from ._backend_k8s import VALUES_DIR, move_to_k8s
+
+            for name, task in tasks:  # values written and checked before the first sample
+                move_to_k8s(name, task, ctx.tier.tier, ctx.log_dir / VALUES_DIR)
         by_name = {task.name: name for name, task in tasks}
         limits = ctx.tier.limits
         ctx.log_dir.mkdir(parents=True, exist_ok=True)

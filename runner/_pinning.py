@@ -26,6 +26,7 @@ from typing import Any
 from tierlock.sandbox import TierlockError, load_policy_file
 from tierlock.sandbox._errors import display_path
 
+from ._backend import backend_change
 from ._campaign import Campaign, TierSpec
 from ._ledger_record import canonical_json, sha256_file
 
@@ -212,10 +213,15 @@ def settings_changes(recorded: dict[str, Any], run_info: dict[str, Any] | None) 
     """How the model's arguments and generation settings (as the ledger records them, secrets
     masked) differ from the run's `run_started` record: a resumed run must answer with the same
     model as the tiers it already passed. Runs recorded before settings were recorded are not
-    compared; operational settings (`OPERATIONAL_SETTINGS`) may change."""
+    compared; operational settings (`OPERATIONAL_SETTINGS`) may change. The backend (docker,
+    k8s) is compared too, a run recorded without one having run on docker: a resume cannot
+    silently move a run to another backend (`_backend.backend_change`)."""
     if run_info is None:
         return []
     changes = []
+    moved = backend_change(recorded, run_info)
+    if moved is not None:
+        changes.append(moved)
     for key, label in (("model_args", "model argument"), ("generate_config", "generation setting")):
         if key not in recorded or key not in run_info:
             continue

@@ -33,6 +33,8 @@ def refuse_unless_held(payload: dict[str, Any] | None, policy: Path, tier: str) 
     """Raise `TierlockError` (naming the probes) when the recorded selftest did not hold."""
     if payload is None or payload.get("ok"):
         return
+    if payload.get("refused"):  # a pre-tier check that is not the battery (the k8s backend)
+        raise TierlockError(str(payload["refused"]))
     failed = payload.get("failed") or []
     shown = ", ".join(f["id"] for f in failed[:5]) + (
         f" and {len(failed) - 5} more" if len(failed) > 5 else ""

@@ -46,6 +46,7 @@ from tierlock.sandbox._policy import NetworkMode
 from ._checks import task_completed, within_bounds
 from ._contract import Kind, SampleContract, TaskInfo
 from ._data import file_contents, sha256
+from ._k8s_guard import k8s_policy
 from ._policy import policy_misfits, require_policy
 
 DEFAULT_TOOLS = ("bash", "python")
@@ -164,19 +165,21 @@ def tier_guard(
         from tierlock.sandbox._provider import TierlockSandboxEnvironment
 
         found = current_sandbox()
-        try:
-            env = found.as_type(TierlockSandboxEnvironment)
-        except TypeError:
-            raise SandboxError(
-                f"task {task} runs only in the tierlock sandbox, not {type(found).__name__}: "
-                f"use sandbox=('tierlock', 'policies/{tier}.yaml')"
-            ) from None
+        policy = k8s_policy(found)  # tierlock run --backend k8s: values it translated
+        if policy is None:
+            try:
+                policy = found.as_type(TierlockSandboxEnvironment).policy
+            except TypeError:
+                raise SandboxError(
+                    f"task {task} runs only in the tierlock sandbox, not {type(found).__name__}: "
+                    f"use sandbox=('tierlock', 'policies/{tier}.yaml')"
+                ) from None
         needed = list(DEFAULT_TOOLS) if tools is None else tools
-        misfits = policy_misfits(env.policy, task, tier, needed, network, services)
+        misfits = policy_misfits(policy, task, tier, needed, network, services)
         if misfits:
             key, message, rule = misfits[0]
             problem = Problem(
-                Location(f"policy {env.policy.name}", key=".".join(key)), message, rule=rule
+                Location(f"policy {policy.name}", key=".".join(key)), message, rule=rule
             )
             raise PolicyError(str(problem), [problem])
         return state

@@ -10,6 +10,11 @@ no sandbox at all has nothing else to check.
 What the sample should have is read from the log itself: the task's sandbox type, and the
 conformance records (a `proxy` record promises a proxy log, a `service:*` one that sidecar's
 evidence).
+
+A sample on a backend tierlock runs without its own provider (`tierlock run --backend k8s`:
+Inspect's `k8s` sandbox, `BACKENDS`) is named as such (`Coverage.backend`): every source only
+tierlock's Docker provider collects, and its tripwires, are `absent` with that reason, so the gate
+can apply the campaign's `absent_evidence` choice to exactly those samples.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ SOURCES: dict[str, str] = {
     "resources": "resource counters (OOM kills, pids limit, command timeouts)",
     "proxy": "the egress proxy's request log",
     "sidecars": "sidecar containers' evidence",
+    "tripwire": "tierlock's tripwires (a critical event ends the sample while it runs)",
 }
 """Evidence sources, in report order, with what each is."""
 
@@ -45,10 +51,15 @@ CHECKS: tuple[tuple[str, str], ...] = (
     ("resources", "OOM kills, pids-limit hits, command timeouts"),
     ("proxy", "egress requests (refused and allowed) and canaries in them"),
     ("sidecars", "sidecars' state and changes outside their writable paths"),
+    ("tripwire", "critical events ending the sample while it ran"),
 )
 """The audit's checks and the source each needs: a check runs only on a checked source."""
 
 TIERLOCK = "tierlock"
+BACKENDS: dict[str, str] = {"k8s": "the k8s backend (inspect-k8s-sandbox)"}
+"""Sandbox types tierlock runs samples in without its own provider, and what to call them."""
+PROVIDER_ONLY = ("conformance", "filesystem", "resources", "proxy", "sidecars", "tripwire")
+"""What only tierlock's Docker provider collects or does: absent on a `BACKENDS` sandbox."""
 
 
 @dataclass
@@ -100,6 +111,10 @@ def coverage(seen: EvidenceSeen, declared_sandbox: str | None) -> Coverage:
     if kind == "none":
         for source in ("conformance", "filesystem", "resources", "proxy", "sidecars"):
             _status(out, source, "not-applicable", "the sample had no sandbox")
+    elif kind == "other" and declared_sandbox in BACKENDS:
+        why = f"not collected on {BACKENDS[declared_sandbox]}: only tierlock's provider has it"
+        for source in PROVIDER_ONLY:
+            _status(out, source, "absent", why)
     elif kind == "other":
         why = f"no tierlock evidence ({declared_sandbox or 'unknown'} sandbox)"
         for source in ("conformance", "filesystem", "resources", "proxy"):
@@ -121,6 +136,7 @@ def coverage(seen: EvidenceSeen, declared_sandbox: str | None) -> Coverage:
         sandbox=kind,
         complete=all(s.status in ("checked", "not-applicable") for s in out),
         transcript_only=kind == "other",
+        backend=declared_sandbox if kind == "other" and declared_sandbox in BACKENDS else None,
         sources=out,
         ran=ran,
         not_checked=not_checked,
@@ -210,6 +226,8 @@ def summary(cov: Coverage | None) -> str:
             reason = s.status + (f": {s.detail}" if s.detail else "")
             by_reason.setdefault(reason, []).append(s.source)
     gaps = "; ".join(f"{', '.join(sources)} {reason}" for reason, sources in by_reason.items())
+    if cov.backend is not None:
+        return f"ABSENT on the {cov.backend} backend: {gaps}"
     if cov.transcript_only:
         return f"transcript only (made without tierlock's sandbox): {gaps}"
     return f"NOT CHECKED: {gaps}"

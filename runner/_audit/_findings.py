@@ -133,6 +133,11 @@ class Coverage(BaseModel):
         default=False,
         description="Made without tierlock's sandbox: only the transcript could be audited",
     )
+    backend: str | None = Field(
+        default=None,
+        description="The sandbox backend the sample ran on when tierlock ran it without its own "
+        "provider (`k8s`): the evidence only that provider collects is absent by design",
+    )
     sources: list[SourceCoverage] = Field(default_factory=list)
     ran: list[str] = Field(default_factory=list, description="Checks that ran")
     not_checked: list[str] = Field(
