@@ -221,7 +221,7 @@ def _kubeconfig_problems() -> list[str]:
     from kubernetes import config as kube_config
 
     try:
-        _, current = kube_config.list_kube_config_contexts()
+        _, current = kube_config.list_kube_config_contexts(os.environ.get("KUBECONFIG") or None)
     except Exception as e:  # ConfigException, a broken file, a missing one
         first = (str(e).splitlines() or [type(e).__name__])[0][:200]
         where = os.environ.get("KUBECONFIG") or "~/.kube/config"

@@ -17,6 +17,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tierlock.sandbox import Policy, SandboxError, load_policy_file
 
 _APPROVED: dict[str, tuple[str, str]] = {}
@@ -71,4 +73,15 @@ def k8s_policy(found: Any) -> Policy | None:
         raise SandboxError(f"k8s values {path}: cannot read ({e.strerror or e})") from None
     if now != digest:
         raise SandboxError(f"k8s values {path} changed after tierlock wrote them")
-    return load_policy_file(policy_file).policy
+    policy = load_policy_file(policy_file).policy
+    try:
+        said = (yaml.safe_load(path.read_text(encoding="utf-8")) or {})["annotations"]
+        digest_said = said["tierlock/policy-digest"]
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+        digest_said = None
+    if digest_said != f"sha256:{policy.digest()}":  # the policy file changed since
+        raise SandboxError(
+            f"k8s values {path.name} were translated from another version of policy "
+            f"{policy.name!r}"
+        )
+    return policy
