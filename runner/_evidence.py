@@ -226,7 +226,8 @@ def coverage_problems(
     not tierlock samples whose evidence is missing. Samples of the run's own backend, when it
     has no tierlock provider (k8s), are one problem per log unless the campaign accepts absent
     evidence (`absent_evidence: accept`): then one line per log goes to `accepted` instead.
-    Nothing else is ever accepted by that choice (a docker run accepts nothing)."""
+    Nothing else is ever accepted by that choice (a docker run accepts nothing); samples of such
+    a sandbox in another backend's run were made elsewhere: `evidence: transcript-only` decides."""
     run = backend or RunBackend()
     own = f"{BACKEND_ABSENT}:{run.sandbox_type}" if run.sandbox_type else None
     kept: list[Finding] = []
@@ -249,7 +250,7 @@ def coverage_problems(
             )
         elif rule == own:
             problems.append(f"{line}: absent, not accepted (campaign absent_evidence: block)")
-        else:
+        elif not accept_transcript_only:  # made elsewhere: the tier's `evidence` decides, as before
             problems.append(f"{line}: absent, and this run's backend is {run.name}")
     return kept, problems
 

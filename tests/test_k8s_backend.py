@@ -86,8 +86,7 @@ def test_the_campaign_names_its_backend_and_the_command_line_wins(tmp_path: Path
     assert resolve_backend(camp, "docker") == RunBackend("docker", "block")
     plain = load_campaign(campaign_file(tmp_path, backend="docker"))
     assert resolve_backend(plain).name == "docker" and not resolve_backend(plain).accepts_absent
-    # a docker run never accepts absent evidence, whatever the campaign says
-    assert not RunBackend("docker", "accept").accepts_absent
+    assert not RunBackend("docker", "accept").accepts_absent  # docker never accepts it
     assert RunBackend("k8s", "accept").accepts_absent
 
 
@@ -131,8 +130,7 @@ def test_a_resume_cannot_switch_the_backend() -> None:
 
 
 def _cov(rule: str, sample: str = "s1") -> Finding:
-    why = "ran on the k8s backend: conformance absent"
-    return Finding("coverage", "none", sample, why, "t", rule)
+    return Finding("coverage", "none", sample, "ran on the k8s backend: x absent", "t", rule)
 
 
 K8S_RULE = f"{BACKEND_ABSENT}:k8s"
@@ -159,13 +157,15 @@ def test_absent_evidence_blocks_unless_a_k8s_run_accepts_it() -> None:
 
 
 def test_accepting_absent_evidence_accepts_nothing_else() -> None:
-    """A tierlock sample with evidence missing, or a sample of another sandbox, stays a
-    problem on a k8s run that accepts absent evidence."""
+    """Missing tierlock evidence, or another sandbox's sample, stays a problem on k8s."""
     others = [_cov("coverage.missing"), _cov(TRANSCRIPT_ONLY, "s2")]
     accepted: list[str] = []
     _, problems = coverage_problems(others, "w", backend=RunBackend("k8s", "accept"),
                                     accepted=accepted)  # fmt: skip
     assert len(problems) == 2 and accepted == []
+    # a docker run's tier that accepts transcript-only logs accepts k8s-made ones, as before
+    _, problems = coverage_problems([_cov(K8S_RULE)], "w", accept_transcript_only=True)
+    assert problems == []
 
 
 # --- inspect-k8s-sandbox's provider, standing in locally ---------------------------------------
@@ -221,7 +221,7 @@ def k8s_standin(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Path, dict[str, A
     return given
 
 
-def _verdict(runs: Path, tier: str) -> dict[str, Any]:
+def _verdict(runs: Path, tier: str) -> dict[str, Any]:  # the tier's last verdict
     return [r.payload for r in records(runs) if r.kind == "verdict" and r.tier == tier][-1]
 
 
@@ -327,8 +327,8 @@ def test_a_policy_the_chart_cannot_express_stops_the_run_before_the_tier(
                               "--runs-dir", str(runs))  # fmt: skip
     assert code == 1, (out, err)
     line = err.strip().splitlines()[-1]
-    assert "Traceback" not in err
-    assert line.startswith("tierlock: ") and "named-user.policy.yaml:8:" in line, line
+    assert "Traceback" not in err and line.startswith("tierlock: "), line
+    assert "named-user.policy.yaml:8:" in line, line
     assert "process.user: cannot run on Kubernetes" in line and "tier tool-restricted" in line
     kinds = [(r.kind, r.tier) for r in records(runs)]
     assert ("verdict", "text-only") in kinds  # what ran before is kept
