@@ -37,6 +37,11 @@ class ConformanceRecord(BaseModel):
     """SHA-256 of the seccomp profile handed to Docker (None: unconfined, or not recorded)."""
     user: str | None = None
     """The uid:gid the sandbox's commands run as (the policy's user plus its leased slot)."""
+    pooled: bool = False
+    """Checked ahead of the sample by a warm pool (`sandbox._warm_pool`), which handed the
+    container to this sample only (never reused) after re-checking it was unchanged."""
+    checked_at: float | None = None
+    """When a pooled container was checked (Unix time); None when checked as the sample started."""
 
 
 class FsChange(BaseModel):

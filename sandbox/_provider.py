@@ -7,7 +7,8 @@ Lifecycle of a sample (all Docker calls run in worker threads; the event loop ne
 
 1. `task_init`: load and lint the policy (`_sandbox_policy`; lint errors refuse to run), check
    what the Docker host can give it (`_host_check`: CPU count, runtimes...), remove leftovers of
-   dead runs, build the image on first use.
+   dead runs, build the image on first use; with `TIERLOCK_WARM_POOL` > 0, start the config's
+   warm pool (`_warm_pool`: policies without a per-sample network or sidecars only).
 2. `sample_init`: install the policy's `tools.approval` in front of the sample's tool approver
    (`_approval`), per-sample network (`internal`/`allowlist`, by `_network`), create the container
    from `_translate.container_settings`, read it back and check it against the policy
@@ -16,6 +17,11 @@ Lifecycle of a sample (all Docker calls run in worker threads; the event loop ne
    `ConformanceRecord` in the transcript. A mismatch raises `SandboxError`: the sample ends before
    the model's first command. Anything created is removed on any failure (Inspect does not call
    `sample_cleanup` when `sample_init` raises).
+   With a warm pool the sample takes a container made and checked the same way ahead of it,
+   re-checked at the take (still running, unchanged, the same policy digest, seccomp profile and
+   image; else discarded), renamed for the sample, and records its `ConformanceRecord` marked
+   `pooled` with `checked_at`; the pool refills in the background within `max_sandboxes` and
+   the samples still to come. A pooled container serves one sample and is removed after it.
    PID 1 (the keepalive) runs as `KEEPALIVE_USER`, a uid the model's cannot signal, so the model
    cannot stop its own container (and its cgroup evidence); the kernel check reads both PID 1 and
    a command exec'd as the policy's user.
@@ -26,9 +32,10 @@ Lifecycle of a sample (all Docker calls run in worker threads; the event loop ne
    then remove the container and the network. Events logged here land in the sample's `.eval`
    transcript: Inspect runs sample cleanup inside the sample's transcript context, before the
    sample is written (the tests read them back from the `.eval` file: test_sandbox_containment).
-5. `task_cleanup` retries removals that failed; at process exit any sandbox still tracked is
-   removed (`_sample_box`); leftovers of crashed processes are found by label (`tierlock cleanup`,
-   next start).
+5. `task_cleanup` empties the warm pool (always, also on error, Ctrl-C and SIGTERM) and retries
+   removals that failed; at process exit any sandbox still tracked, pooled ones included, is
+   removed (`_warm_pool`, `_sample_box`); leftovers of crashed processes are found by label
+   (`tierlock cleanup`, next start).
 """
 
 from __future__ import annotations
@@ -55,12 +62,16 @@ from ._running_sandbox import RunningSandbox
 from ._sample_box import SampleBox, as_user, lease_for, remove_box, retry_removals, track
 from ._sample_conform import conform
 from ._sample_context import sample_key
-from ._sandbox_policy import load_sandbox_policy, sandbox_config
+from ._sandbox_policy import LoadedSandboxPolicy, load_sandbox_policy, sandbox_config
 from ._signals import install_termination_handler
 from ._translate import container_settings
 from ._tripwire import install_tripwire, tripwire_for
+from ._warm_pool import drain, pool_key, pool_key_for, release, reserve, start_pool, take_for_sample
+from ._warm_pool_demand import pool_size, poolable, set_default_limit
 
 if TYPE_CHECKING:
+    import docker
+
     from ._network import SampleNetwork
 
 
@@ -89,7 +100,10 @@ class TierlockSandboxEnvironment(RunningSandbox):
         client = await get_client_async()
         await run_sync(require_host_fit, loaded.path, client)  # what Docker would refuse
         await run_sync(cleanup_objects, client)  # leftovers of dead runs
-        await ensure_image_async(client, loaded.policy.image)
+        image = await ensure_image_async(client, loaded.policy.image)
+        set_default_limit(cls.default_concurrency() or 1)
+        if pool_size() and poolable(loaded.policy.network.mode, bool(cfg.services)):
+            start_pool(pool_key(loaded.path, cfg), client, loaded, image, pool_size(), None)
 
     @classmethod
     async def sample_init(
@@ -105,6 +119,29 @@ class TierlockSandboxEnvironment(RunningSandbox):
         client = await get_client_async()
         image = await ensure_image_async(client, loaded.policy.image)
         sample = sample_key()
+        if cfg.services:  # never pooled: the sample's network and sidecars are its own
+            box = None
+            reserve()
+        else:  # None: the sample makes its own, already counted in use
+            key = pool_key(loaded.path, cfg)
+            box = await take_for_sample(key, client, loaded, image, task_name, sample)
+        if box is None:
+            box = await cls._new_box(task_name, cfg, client, loaded, image, sample)
+        box.tripwire = tripwire.attach(client, box.container_id)
+        return {"default": cls(box)}
+
+    @classmethod
+    async def _new_box(
+        cls,
+        task_name: str,
+        cfg: SandboxConfig,
+        client: docker.DockerClient,
+        loaded: LoadedSandboxPolicy,
+        image: str,
+        sample: str,
+    ) -> SampleBox:
+        """The sample's own container (and network), made, checked and recorded now (counted
+        in use by the caller: `reserve`, `take_for_sample`; released when removed)."""
         labels = _labels.object_labels(
             role="default",
             task=task_name,
@@ -140,19 +177,19 @@ class TierlockSandboxEnvironment(RunningSandbox):
                 raise engine_refusal(e, loaded.path, "create") or e from None
             track(container.id, True)
             box = SampleBox(client, container.id, name, loaded, policy, lease, network)
-            box.tripwire = tripwire.attach(client, container.id)
+            box.on_removed = release
             await conform(box, image, container.attrs)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 if box is not None:
                     await remove_box(box)
                 else:
+                    release()
                     lease.release()
                     if network is not None:
                         await network.teardown()
             raise
-        return {"default": cls(box)}
-
+        return box
 
     @classmethod
     async def sample_cleanup(
@@ -174,6 +211,7 @@ class TierlockSandboxEnvironment(RunningSandbox):
         """Samples remove their own objects (even when interrupted); retry removals that failed,
         and drop the shared egress network once nothing uses it (the proxy recreates it on
         demand). Nothing else is touched: other evals may still be running samples."""
+        await drain(pool_key_for(sandbox_config(config)))  # unused pooled ones, whatever `cleanup`
         if not cleanup:
             return
         client = await get_client_async()

@@ -1,5 +1,6 @@
 """What one sample's sandbox owns (`SampleBox`): its container, uid lease, network, counters and
 tripwire; and how it is removed: at sample end, retried at task end, at process exit.
+(A warm pool's containers are tracked here too from their creation: `_warm_pool`.)
 
 The ids of this process's live containers are kept here so that an interrupted run can still
 remove them (`_signals` reads `_live` without its lock).
@@ -10,6 +11,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -66,6 +68,8 @@ class SampleBox:
     operator: frozenset[ProcKey] = frozenset()
     tripwire: Tripwire | None = None
     """The sample's tripwires (`_tripwire`), checked after each command."""
+    on_removed: Callable[[], None] | None = None
+    """Called once when the box is removed (the warm pool's count of sandboxes in use)."""
 
 
 def lease_for(policy: Policy) -> UidLease:
@@ -146,3 +150,5 @@ async def remove_box(box: SampleBox) -> None:
                 await box.network.teardown()
             except Exception as e:
                 log.warning("could not remove sample network", container=box.name, error=str(e))
+        if box.on_removed is not None:
+            box.on_removed()

@@ -1,7 +1,11 @@
 """A sample's sandbox brought up under check: the created container read back against its
 policy (`_conformance`) and against the daemon's security options, started, the kernel's view of
 its PID 1 and of a command run as the model's are, the effective limits read back (`_effective`),
-and the outcome recorded in the transcript as a `ConformanceRecord`."""
+and the outcome recorded in the transcript as a `ConformanceRecord`.
+
+`conform` does it all for a sample starting its own container; a warm pool (`_warm_pool`) checks
+ahead with `check_now` and the sample that takes the container records it (`record_conformance`,
+marked as pooled, with when it was checked)."""
 
 from __future__ import annotations
 
@@ -46,26 +50,69 @@ if TYPE_CHECKING:
 async def conform(box: SampleBox, image: str, attrs: dict[str, Any]) -> None:
     """Check the created container against its policy, start it, check the kernel's view,
     and record the outcome; raise `SandboxError` on any mismatch."""
-    policy, client = box.policy, box.client
+    client = box.client
     image_env = (await _image_config(client, image)).get("Env")
+    mismatches = config_mismatches(box, attrs, image_env, await _daemon_security(client))
+    if not mismatches:
+        mismatches = await _start_and_check(box)
+    record_conformance(box, mismatches)
+
+
+def check_now(box: SampleBox, image: str, attrs: dict[str, Any]) -> list[str]:
+    """`conform`'s checks, blocking and unrecorded (the warm pool checks a container before any
+    sample exists; the sample that takes it records the result: `record_conformance`)."""
+    client = box.client
+    image_env = _image_config_now(client, image).get("Env")
+    mismatches = config_mismatches(box, attrs, image_env, _daemon_security_now(client))
+    if mismatches:
+        return mismatches
+    _start(box)
+    mismatches = kernel_check(client, box.container_id, box.policy)
+    state = client.api.inspect_container(box.container_id)["State"]
+    box.init_pid = int(state.get("Pid") or 0)
+    return mismatches
+
+
+def config_mismatches(
+    box: SampleBox, attrs: dict[str, Any], image_env: Any, security: list[str]
+) -> list[str]:
+    """The created container's configuration (and the daemon's security options) against the
+    policy."""
     net = box.network
-    mismatches = check_config(
+    return check_config(
         attrs,
-        policy,
+        box.policy,
         image_env=image_env,
         extra_env=net.env if net else None,
         network=net.network if net else None,
         policy_dir=box.loaded.policy_dir,
         sandbox=True,
-    ) + check_daemon(await _daemon_security(client), policy)
-    if not mismatches:
-        try:
-            await run_sync(client.api.start, box.container_id)
-        except Exception as e:
-            raise engine_refusal(e, box.loaded.path, "start") or e from None
-        mismatches = await run_sync(kernel_check, client, box.container_id, policy)
-        state = (await run_sync(client.api.inspect_container, box.container_id))["State"]
-        box.init_pid = int(state.get("Pid") or 0)
+    ) + check_daemon(security, box.policy)
+
+
+def _start(box: SampleBox) -> None:
+    try:
+        box.client.api.start(box.container_id)
+    except Exception as e:
+        raise engine_refusal(e, box.loaded.path, "start") or e from None
+
+
+async def _start_and_check(box: SampleBox) -> list[str]:
+    client = box.client
+    await run_sync(_start, box)
+    mismatches = await run_sync(kernel_check, client, box.container_id, box.policy)
+    state = (await run_sync(client.api.inspect_container, box.container_id))["State"]
+    box.init_pid = int(state.get("Pid") or 0)
+    return mismatches
+
+
+def record_conformance(
+    box: SampleBox, mismatches: list[str], *, checked_at: float | None = None
+) -> None:
+    """Record the check's outcome in the active sample's transcript as a `ConformanceRecord`
+    (`checked_at`: when a warm pool checked it, before the sample took the container); raise
+    `SandboxError` on any mismatch."""
+    policy = box.policy
     unsafe = policy.unsafe
     record_evidence(
         ConformanceRecord(
@@ -78,8 +125,10 @@ async def conform(box: SampleBox, image: str, attrs: dict[str, Any]) -> None:
             mismatches=mismatches,
             unsafe_reason=unsafe.reason if unsafe else None,
             unsafe_rules=list(unsafe.allow) if unsafe else [],
-            seccomp_sha256=_profile_sha256(policy, box.loaded.policy_dir),
+            seccomp_sha256=profile_sha256(policy, box.loaded.policy_dir),
             user=policy.process.user,
+            pooled=checked_at is not None,
+            checked_at=checked_at,
         )
     )
     if mismatches:
@@ -90,7 +139,7 @@ async def conform(box: SampleBox, image: str, attrs: dict[str, Any]) -> None:
         )
 
 
-def _profile_sha256(policy: Policy, policy_dir: Path) -> str | None:
+def profile_sha256(policy: Policy, policy_dir: Path) -> str | None:
     """SHA-256 of the seccomp profile the sandbox was given (what conformance compared)."""
     import hashlib
 
@@ -117,6 +166,19 @@ async def _image_config(client: docker.DockerClient, image: str) -> dict[str, An
     if image not in _image_configs:
         info = await run_sync(client.api.inspect_image, image)
         _image_configs[image] = info.get("Config") or {}
+    return _image_configs[image]
+
+
+def _daemon_security_now(client: docker.DockerClient) -> list[str]:
+    key = id(client)
+    if key not in _daemon_security_options:
+        _daemon_security_options[key] = list(client.info().get("SecurityOptions") or [])
+    return _daemon_security_options[key]
+
+
+def _image_config_now(client: docker.DockerClient, image: str) -> dict[str, Any]:
+    if image not in _image_configs:
+        _image_configs[image] = client.api.inspect_image(image).get("Config") or {}
     return _image_configs[image]
 
 

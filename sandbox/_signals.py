@@ -109,6 +109,11 @@ def remove_own_objects(timeout: float = REMOVAL_TIMEOUT) -> bool:
     whether the removal finished. Runs in its own thread with its own Docker client, so it is
     safe from a signal handler (no lock the interrupted code may hold is taken)."""
 
+    pools = sys.modules.get("tierlock.sandbox._warm_pool")
+    if pools is not None:  # warm pools stop filling (their containers are tracked and labelled)
+        with contextlib.suppress(Exception):
+            pools.close_all()
+
     def work() -> None:
         with contextlib.suppress(Exception):
             client = connect(timeout=int(timeout))

@@ -7,6 +7,8 @@ The same eval — N samples × K bash calls, M at a time, scripted by mockllm �
   match policies/tool-restricted.yaml (read-only root, tmpfs /workspace and /tmp with sizes,
   cap_drop ALL, no-new-privileges, user 1000:1000, network_mode none, memory/pids/cpus, init);
 - (c) `tierlock`: `sandbox=("tierlock", "policies/tool-restricted.yaml")`;
+- (c') `tierlock-pool`: (c) with the warm pool on (`TIERLOCK_WARM_POOL`, `--pool`, default the
+  concurrency M); prints how many containers the pool made, handed out and threw away;
 - (d) `raw`: no Inspect, the bare docker-py lifecycle per sample with the same settings as (c)
   (create + start, K `exec_run`, remove), M threads.
 
@@ -22,6 +24,7 @@ a second, newer engine beside the running one for the duration of one command:
 
     bash tests/benchmarks/engine24.sh python tests/benchmarks/bench_vs_inspect.py
     python tests/benchmarks/bench_vs_inspect.py --variants local,tierlock,raw   # the running engine
+    python tests/benchmarks/bench_vs_inspect.py --variants local,tierlock,tierlock-pool,raw
 
 Prints per variant the median and range of wall time, the overhead over (a), the ratios (b)/(c)
 and (c)/(d), and the load average around each run (the figures are noisy on a shared machine).
@@ -42,9 +45,9 @@ from pathlib import Path
 from typing import Any
 
 POLICY = str(Path(__file__).resolve().parents[2] / "policies" / "tool-restricted.yaml")
-VARIANTS = ("local", "docker", "tierlock", "raw")
+VARIANTS = ("local", "docker", "tierlock", "tierlock-pool", "raw")
 LABEL = {"local": "(a) Inspect local", "docker": "(b) Inspect docker", "tierlock": "(c) tierlock",
-         "raw": "(d) raw docker-py"}
+         "tierlock-pool": "(c') tierlock + pool", "raw": "(d) raw docker-py"}
 COMPOSE = """\
 services:
   default:
@@ -85,9 +88,10 @@ def base_image() -> str:
 
 
 # --- child: one variant, once ---------------------------------------------------------------------
-def scripted_model(calls: int) -> Any:
+def scripted_model(calls: int, latency: float = 0.0) -> Any:
     """mockllm deciding from the sample's own messages (a list would be handed out across samples
-    in arrival order); `usage` set so mockllm does not fetch a tokenizer."""
+    in arrival order); `usage` set so mockllm does not fetch a tokenizer. `latency`: seconds each
+    answer takes (a real model's think time, during which the host's CPUs are free)."""
     from inspect_ai.model import (
         ChatMessageTool,
         ChatMessageUser,
@@ -96,7 +100,11 @@ def scripted_model(calls: int) -> Any:
         get_model,
     )
 
-    def respond(input: list[Any], tools: Any, tool_choice: Any, config: Any) -> ModelOutput:
+    async def respond(input: list[Any], tools: Any, tool_choice: Any, config: Any) -> ModelOutput:
+        if latency:
+            import anyio
+
+            await anyio.sleep(latency)
         first = next(m for m in input if isinstance(m, ChatMessageUser))
         i = int(first.text.split()[-1])
         done = sum(isinstance(m, ChatMessageTool) for m in input)
@@ -126,15 +134,23 @@ def run_eval(variant: str, args: argparse.Namespace, work: Path) -> dict[str, An
         sandbox = ("docker", str(compose))
     else:
         sandbox = ("tierlock", POLICY)
+        os.environ["TIERLOCK_WARM_POOL"] = str(args.pool or args.concurrency) if variant == (
+            "tierlock-pool") else "0"
     task = Task(dataset=[Sample(input=f"sample {i}", id=i) for i in range(args.samples)],
                 solver=[use_tools(bash(timeout=60)), generate()], sandbox=sandbox,
                 name=f"bench_{variant}")
-    model = scripted_model(args.calls)
+    model = scripted_model(args.calls, args.latency)
     start = time.perf_counter()
-    logs = eval(task, model=model, max_samples=args.concurrency, max_sandboxes=args.concurrency,
+    logs = eval(task, model=model, max_samples=args.concurrency,
+                max_sandboxes=args.max_sandboxes or args.concurrency,
                 log_dir=str(work / "logs"), display="none", log_level="error", score=False)
     seconds = time.perf_counter() - start
     bad: list[str] = []
+    pool: dict[str, int] = {}
+    if variant == "tierlock-pool":
+        from tierlock.sandbox import _warm_pool
+
+        pool = dict(_warm_pool.stats)
     log = logs[0]
     if log.status != "success":
         bad.append(f"eval status {log.status}: {log.error.message if log.error else ''}"[:300])
@@ -147,7 +163,7 @@ def run_eval(variant: str, args: argparse.Namespace, work: Path) -> dict[str, An
             bad.append(f"sample {i}: {got!r}"[:300])
     if len(log.samples or []) != args.samples:
         bad.append(f"{len(log.samples or [])} samples in the log, not {args.samples}")
-    return {"seconds": seconds, "bad": bad}
+    return {"seconds": seconds, "bad": bad, "pool": pool}
 
 
 def run_raw(args: argparse.Namespace) -> dict[str, Any]:
@@ -264,7 +280,8 @@ def child(args: argparse.Namespace) -> None:
 def spawn(name: str, args: argparse.Namespace) -> dict[str, Any]:
     argv = [sys.executable, __file__, "--child", name, "--samples", str(args.samples),
             "--calls", str(args.calls), "--concurrency", str(args.concurrency),
-            "--exec-calls", str(args.exec_calls)]
+            "--exec-calls", str(args.exec_calls), "--pool", str(args.pool),
+            "--max-sandboxes", str(args.max_sandboxes), "--latency", str(args.latency)]
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="tierlock-bench-home-") as home:
         # Inspect's bash tool runs `bash --login`: in the local sandbox that is the host's shell,
@@ -310,6 +327,10 @@ def summary(times: dict[str, list[float]], loads: list[float]) -> None:
                 print(f"  overhead (b)/(c) = {extra_b / extra_c:.2f}x   (container cost over (a))")
     if "tierlock" in med and "raw" in med:
         print(f"  (c)/(d) = {med['tierlock'] / med['raw']:.2f}x   (tierlock / raw docker-py)")
+    if "tierlock-pool" in med:
+        for ref, name in (("local", "(a)"), ("tierlock", "(c)"), ("raw", "(d)")):
+            if ref in med:
+                print(f"  (c')/{name} = {med['tierlock-pool'] / med[ref]:.2f}x")
     print(f"  load average (1 min) around the runs: {min(loads):.1f}-{max(loads):.1f}")
 
 
@@ -332,6 +353,12 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(VARIANTS), help="subset of " + ",".join(VARIANTS))
     ap.add_argument("--exec-calls", type=int, default=50, help="exec round trips measured (50)")
     ap.add_argument("--no-exec", action="store_true", help="skip the exec round trip")
+    ap.add_argument("--pool", type=int, default=0, help="warm pool size for tierlock-pool "
+                    "(default: the concurrency)")
+    ap.add_argument("--max-sandboxes", type=int, default=0,
+                    help="Inspect's max_sandboxes (default: the concurrency)")
+    ap.add_argument("--latency", type=float, default=0.0,
+                    help="seconds each model answer takes (0: mockllm answers at once)")
     ap.add_argument("--child-timeout", type=float, default=1800)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -346,7 +373,9 @@ def main() -> None:
         raise SystemExit("Inspect's docker sandbox needs Compose v2 and Engine >= 24.0.6: run under "
                          "tests/benchmarks/engine24.sh, or leave out --variants docker")
     print(f"{args.samples} samples x {args.calls} bash calls, {args.concurrency} at a time, "
-          f"{args.rounds} rounds; {engine_line()}")
+          f"{args.rounds} rounds, model latency {args.latency:g}s, max_sandboxes "
+          f"{args.max_sandboxes or args.concurrency}, pool {args.pool or args.concurrency}; "
+          f"{engine_line()}")
     times: dict[str, list[float]] = {v: [] for v in variants}
     loads: list[float] = []
     failed = False
@@ -356,8 +385,13 @@ def main() -> None:
             out = spawn(v, args)
             loads.extend(out["load"])
             status = "ok" if not out["bad"] else f"{len(out['bad'])} WRONG, e.g. {out['bad'][0][:160]}"
+            pool = out.get("pool") or {}
+            made = (f"  pool: made {pool.get('created', 0)}, handed out {pool.get('taken', 0)}, "
+                    f"unused {pool.get('discarded', 0)}, peak {pool.get('peak', 0)} sandboxes"
+                    if v == "tierlock-pool" else "")
             print(f"round {rnd + 1} {LABEL[v]:<20} {out['seconds']:6.1f}s  "
-                  f"load {out['load'][0]:.1f}->{out['load'][1]:.1f}  outputs {status}", flush=True)
+                  f"load {out['load'][0]:.1f}->{out['load'][1]:.1f}  outputs {status}{made}",
+                  flush=True)
             failed |= bool(out["bad"]) and v != "raw"
             times[v].append(out["seconds"])
     summary(times, loads)
