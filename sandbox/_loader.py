@@ -7,7 +7,8 @@ mistake; nothing else escapes (no traceback for a bad file).
 
 The pieces: `_loader_yaml` (YAML with positions), `_loader_extends` (reading files, the `extends`
 chain), `_loader_messages` (pydantic errors in plain words), `_loader_positions` (key paths and
-where they were written). This module puts them together and owns `LoadedPolicy`.
+where they were written), `_loader_cache` (a file loaded again is parsed again only if it
+changed). This module puts them together and owns `LoadedPolicy`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ._errors import Location, PolicyError, Problem, display_path
+from ._loader_cache import ChainSnapshot, LoadCache
 from ._loader_extends import load_raw
 from ._loader_messages import validation_problems
 from ._loader_positions import KeyPath, PositionIndex, resolved
@@ -57,6 +59,9 @@ class LoadedPolicy:
         return resolved(self.defined_in(path).parent / value)
 
 
+_cache = LoadCache()
+
+
 def _sort(problems: list[Problem]) -> list[Problem]:
     return sorted(problems, key=lambda p: (p.location.file, p.location.line, p.location.column))
 
@@ -65,8 +70,14 @@ def load_policy_file(path: str | Path, *, text: str | None = None) -> LoadedPoli
     """Load a policy file (or `text` as if it were at `path`), resolving `extends`.
 
     Raises `PolicyError` whose `problems` name file:line:col and key path for every mistake.
+    A file read again in this process is parsed again only if a file of its chain changed
+    (`_loader_cache`); each call returns its own `LoadedPolicy` (the `Policy` is immutable).
     """
     p = Path(path)
+    if text is None:
+        hit = _cache.get(p)
+        if hit is not None and isinstance(hit[1], LoadedPolicy):
+            return _copy(hit[1])
     file = display_path(p)
     soft: list[Problem] = []
     try:
@@ -86,7 +97,17 @@ def load_policy_file(path: str | Path, *, text: str | None = None) -> LoadedPoli
         ) from None
     if soft:
         raise PolicyError(f"{file}: invalid policy", _sort(soft))
-    return LoadedPolicy(policy, positions, raw.files)
+    loaded = LoadedPolicy(policy, positions, raw.files)
+    if text is None:
+        snapshot = ChainSnapshot(tuple(raw.files), tuple(raw.texts), tuple(raw.extends))
+        _cache.put(p, snapshot, _copy(loaded))
+    return loaded
+
+
+def _copy(loaded: LoadedPolicy) -> LoadedPolicy:
+    """A caller's own `LoadedPolicy`: the same immutable `Policy`, its own lists and spans."""
+    positions = PositionIndex(loaded.positions.file, dict(loaded.positions.spans))
+    return LoadedPolicy(loaded.policy, positions, list(loaded.files))
 
 
 def load_policy(path: str | Path) -> Policy:

@@ -48,6 +48,10 @@ class RawPolicy:
     data: dict[str, Any]
     spans: dict[KeyPath, Span]
     files: list[Path]
+    texts: list[str]
+    """The text read from each of `files`, exactly as parsed (what the load cache compares)."""
+    extends: list[str | None]
+    """Each file's `extends` value as written (None for the last): the chain's links."""
 
 
 def read_policy_text(path: Path, file: str) -> str:
@@ -108,7 +112,7 @@ def load_raw(path: Path, chain: list[Path], soft: list[Problem], text: str | Non
         )
     ext = data.get("extends")
     if ext is None:
-        return RawPolicy(data, spans, [path])
+        return RawPolicy(data, spans, [path], [text], [None])
     ext_span = spans[("extends",)]
     ext_loc = Location(file, ext_span.line, ext_span.column, "extends")
     if not isinstance(ext, str) or not ext.strip():
@@ -146,4 +150,10 @@ def load_raw(path: Path, chain: list[Path], soft: list[Problem], text: str | Non
         p: s for p, s in base.spans.items() if p != ("extends",) and not _shadowed(data, p)
     }
     merged_spans.update(spans)
-    return RawPolicy(_deep_merge(base.data, data), merged_spans, [path, *base.files])
+    return RawPolicy(
+        _deep_merge(base.data, data),
+        merged_spans,
+        [path, *base.files],
+        [text, *base.texts],
+        [ext, *base.extends],
+    )
