@@ -55,9 +55,13 @@ class InspectExecutor:
         self.generate_config = generate_config or {}  # Inspect GenerateConfig fields
         self.limit = limit  # samples per task of `limit_tier` (an aimed run's tier, `--limit`)
         self.limit_tier = limit_tier
+        self._preloaded: dict[str, Any] = {}  # tasks `check` loaded: each handed to one run
 
-    def load_tasks(self, ctx: TierContext, where: str = "") -> list[tuple[str, Any]]:
-        """The tier's Inspect tasks, with the tier's policy passed to tasks that take one."""
+    def load_tasks(
+        self, ctx: TierContext, where: str = "", *, keep: bool = False, take: bool = False
+    ) -> list[tuple[str, Any]]:
+        """The tier's Inspect tasks, with the tier's policy passed to tasks that take one.
+        `keep`: remember them (the pre-flight); `take`: use a remembered one, once (the run)."""
         from inspect_ai._eval.loader import load_tasks
         from inspect_ai._util.registry import registry_info
 
@@ -65,6 +69,10 @@ class InspectExecutor:
         out: list[tuple[str, Any]] = []
         for spec in ctx.tier.tasks:
             ref = ctx.campaign.task_ref(spec)
+            key = repr((ctx.tier.tier, ref, sorted(spec.args.items()), str(ctx.policy), Path.cwd()))
+            if take and key in self._preloaded:  # loaded and checked by `check`, never reused
+                out.append((spec.name, self._preloaded.pop(key)))
+                continue
             try:
                 loaded = load_tasks([ref], dict(spec.args))
                 if len(loaded) == 1 and "policy" not in spec.args:
@@ -89,6 +97,8 @@ class InspectExecutor:
                     f"it cannot run in tier {ctx.tier.tier}"
                 )
             out.append((spec.name, task))
+            if keep:
+                self._preloaded[key] = task
         return out
 
     def check(self, campaign: Campaign, model: str) -> None:
@@ -99,7 +109,7 @@ class InspectExecutor:
         with chdir(campaign.base):
             for i, tier in enumerate(campaign.tiers):
                 ctx = TierContext("", campaign, tier, model, Path(), 0)
-                tasks = dict(self.load_tasks(ctx, where))
+                tasks = dict(self.load_tasks(ctx, where, keep=True))
                 for j, spec in enumerate(tier.tasks):
                     _check_thresholds(campaign, (i, j), spec, tasks[spec.name])
 
@@ -157,7 +167,7 @@ class InspectExecutor:
                 f"{where}: campaign {ctx.campaign.name} says backend {ctx.campaign.backend}; "
                 "only tierlock run (--backend) runs a campaign on it"
             )
-        tasks = self.load_tasks(ctx, where)
+        tasks = self.load_tasks(ctx, where, take=True)
         if self.backend.name == "k8s" and ctx.tier.tier != "text-only":
             from ._backend_k8s import VALUES_DIR, move_to_k8s
 
