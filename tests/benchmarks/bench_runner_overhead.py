@@ -10,8 +10,13 @@ gating, cleanup sweeps — is "other". The ledger's own record times (tier_start
 printed per tier beside it.
 
 Run: `python tests/benchmarks/bench_runner_overhead.py [--rounds 1] [--campaign FILE]
-[--model tierlock/diligent]`. Prints the split and the share outside the evals (aim <= 10%),
-with the load average around each run. Nothing is asserted.
+[--model tierlock/diligent] [--tree LABEL=DIR ...]`. Prints the split and the share outside the
+evals (aim <= 10%), with the load average around each run. Nothing is asserted.
+
+`--tree before=/tmp/a --tree after=/tmp/b` compares copies of tierlock side by side: each DIR
+holds a `tierlock/` folder (sandbox, runner, tasks, policies) put first on the child's
+PYTHONPATH; every round runs each tree once, the order rotated, and the medians are printed
+next to each other.
 """
 
 from __future__ import annotations
@@ -50,10 +55,11 @@ def report():
     with open(REPORT, "w") as f:
         end = time.perf_counter() - T0
         spans.append(["exit", main_end, end])  # thread joins and other atexit handlers
-        json.dump({"spans": spans, "end": end, "missing": missing}, f)
+        json.dump({"spans": spans, "end": end, "missing": missing, "tree": tree}, f)
 
 missing = []
 main_end = 0.0
+tree = "?"
 import inspect_ai
 inspect_ai.eval_set = timed("eval", inspect_ai.eval_set)
 import importlib
@@ -75,6 +81,8 @@ for kind, module, path in (
         missing.append(f"{module}.{path}")
 from tierlock.runner.cli import main
 spans.append(["imports", 0.0, time.perf_counter() - T0])
+import tierlock.runner as _tr
+tree = list(_tr.__path__)[0]
 sys.argv = ["tierlock", *sys.argv[2:]]
 try:
     main()
@@ -98,7 +106,7 @@ def ledger_timeline(ledger: Path) -> list[tuple[float, str, str]]:
     return [((datetime.fromisoformat(t) - t0).total_seconds(), k, tier or "") for t, k, tier in rows]
 
 
-def one_run(args: argparse.Namespace) -> dict:
+def one_run(args: argparse.Namespace, tree: str | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="tierlock-overhead-") as tmp:
         spans_file = Path(tmp) / "spans.json"
         runs = Path(tmp) / "runs"
@@ -108,7 +116,10 @@ def one_run(args: argparse.Namespace) -> dict:
             argv.insert(5, args.campaign)
         load_before = os.getloadavg()[0]
         start = time.perf_counter()
-        p = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+        env = dict(os.environ)
+        if tree is not None:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [tree, env.get("PYTHONPATH")]))
+        p = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env)
         total = time.perf_counter() - start
         if not spans_file.exists():
             raise SystemExit(f"tierlock run exited {p.returncode} without a report:\n{p.stderr[-2000:]}")
@@ -120,16 +131,16 @@ def one_run(args: argparse.Namespace) -> dict:
     return {"total": total, "exit": p.returncode, "last_line": (p.stdout.strip().splitlines() or [""])[-1],
             "by_kind": by_kind, "evals": sum(k == "eval" for k, _, _ in data["spans"]),
             "timeline": timeline, "missing": data["missing"], "spans": data["spans"],
-            "load": (load_before, os.getloadavg()[0])}
+            "load": (load_before, os.getloadavg()[0]), "tree": data.get("tree", "?")}
 
 
 def print_run(i: int, r: dict) -> None:
     total, kinds = r["total"], r["by_kind"]
     evals = kinds.get("eval", 0.0)
-    named = ("process", "imports", "model-check", "campaign-check", "selftest", "audit", "exit")
+    named = NAMED
     other = total - evals - sum(kinds.get(k, 0.0) for k in named)
     print(f"run {i + 1}: exit {r['exit']} ({r['last_line'][:100]})  "
-          f"load {r['load'][0]:.1f}->{r['load'][1]:.1f}")
+          f"load {r['load'][0]:.1f}->{r['load'][1]:.1f}  tierlock.runner from {r['tree']}")
     print(f"  total wall {total:.1f}s; Inspect evals {evals:.1f}s ({r['evals']} eval_set calls)")
     print(f"  outside the evals: {total - evals:.1f}s = {(total - evals) / total:.1%}: "
           + ", ".join(f"{k} {kinds.get(k, 0.0):.1f}s ({kinds.get(k, 0.0) / total:.1%})"
@@ -154,13 +165,57 @@ def print_timeline(timeline: list[tuple[float, str, str]]) -> None:
         print(f"    {t:7.2f}  {kind:<14} {tier}")
 
 
+NAMED = ("process", "imports", "model-check", "campaign-check", "selftest", "audit", "exit")
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Each tree once per round, the order rotated; medians side by side."""
+    trees = [t.split("=", 1) for t in args.tree]
+    if any(len(t) != 2 or not Path(t[1], "tierlock").is_dir() for t in trees):
+        raise SystemExit("--tree LABEL=DIR, DIR holding a tierlock/ folder")
+    runs: dict[str, list[dict]] = {label: [] for label, _ in trees}
+    for i in range(args.rounds):
+        order = trees[i % len(trees):] + trees[: i % len(trees)]
+        for label, path in order:
+            r = one_run(args, str(Path(path).resolve()))
+            print(f"[{label}] ", end="")
+            print_run(i, r)
+            runs[label].append(r)
+
+    def med(rs: list[dict], kind: str) -> float:
+        if kind == "total":
+            return statistics.median(r["total"] for r in rs)
+        if kind == "outside":
+            return statistics.median(r["total"] - r["by_kind"].get("eval", 0.0) for r in rs)
+        if kind == "other":
+            return statistics.median(
+                r["total"] - sum(r["by_kind"].get(k, 0.0) for k in ("eval", *NAMED)) for r in rs
+            )
+        return statistics.median(r["by_kind"].get(kind, 0.0) for r in rs)
+
+    labels = list(runs)
+    print(f"\nmedians of {args.rounds} round(s), seconds:")
+    print(f"  {'':<16}" + "".join(f"{label:>12}" for label in labels))
+    for kind in ("total", "eval", "outside", *NAMED, "other"):
+        print(f"  {kind:<16}" + "".join(f"{med(runs[label], kind):12.2f}" for label in labels))
+    for label in labels:
+        shares = [(r["total"] - r["by_kind"].get("eval", 0.0)) / r["total"] for r in runs[label]]
+        print(f"  share outside the evals [{label}]: median {statistics.median(shares):.1%} "
+              f"(range {min(shares):.1%}-{max(shares):.1%}; aim <= 10%)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--campaign", help="campaign file (default: the shipped default ladder)")
     ap.add_argument("--model", default="tierlock/diligent")
     ap.add_argument("--timeline", action="store_true", help="print the ledger's record times")
+    ap.add_argument("--tree", action="append", default=[], metavar="LABEL=DIR",
+                    help="compare copies of tierlock side by side (repeat; see the docstring)")
     args = ap.parse_args()
+    if args.tree:
+        compare(args)
+        return
     shares = []
     for i in range(args.rounds):
         r = one_run(args)
