@@ -37,28 +37,30 @@ ROOT = Path(__file__).resolve().parents[2]
 # The child: time-stamped wrappers around the calls named above, then tierlock's own entry point.
 CHILD = r"""
 import atexit, json, sys, time
-T0 = time.perf_counter()
+T0, C0 = time.perf_counter(), time.process_time()
 REPORT = sys.argv[1]
 spans = []
 
 def timed(kind, fn):
     def wrapper(*args, **kwargs):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         try:
             return fn(*args, **kwargs)
         finally:
-            spans.append([kind, start - T0, time.perf_counter() - T0])
+            spans.append([kind, start - T0, time.perf_counter() - T0, cpu - C0,
+                          time.process_time() - C0])
     return wrapper
 
 @atexit.register
 def report():
     with open(REPORT, "w") as f:
         end = time.perf_counter() - T0
-        spans.append(["exit", main_end, end])  # thread joins and other atexit handlers
+        # thread joins and other atexit handlers
+        spans.append(["exit", main_end, end, main_cpu, time.process_time() - C0])
         json.dump({"spans": spans, "end": end, "missing": missing, "tree": tree}, f)
 
 missing = []
-main_end = 0.0
+main_end = main_cpu = 0.0
 tree = "?"
 import inspect_ai
 inspect_ai.eval_set = timed("eval", inspect_ai.eval_set)
@@ -80,14 +82,14 @@ for kind, module, path in (
     except (ImportError, AttributeError):
         missing.append(f"{module}.{path}")
 from tierlock.runner.cli import main
-spans.append(["imports", 0.0, time.perf_counter() - T0])
+spans.append(["imports", 0.0, time.perf_counter() - T0, 0.0, time.process_time() - C0])
 import tierlock.runner as _tr
 tree = list(_tr.__path__)[0]
 sys.argv = ["tierlock", *sys.argv[2:]]
 try:
     main()
 finally:
-    main_end = time.perf_counter() - T0
+    main_end, main_cpu = time.perf_counter() - T0, time.process_time() - C0
 """
 
 
@@ -106,6 +108,14 @@ def ledger_timeline(ledger: Path) -> list[tuple[float, str, str]]:
     return [((datetime.fromisoformat(t) - t0).total_seconds(), k, tier or "") for t, k, tier in rows]
 
 
+def _children_cpu() -> float:
+    """User + system CPU seconds of this process's finished children."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def one_run(args: argparse.Namespace, tree: str | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="tierlock-overhead-") as tmp:
         spans_file = Path(tmp) / "spans.json"
@@ -115,21 +125,24 @@ def one_run(args: argparse.Namespace, tree: str | None = None) -> dict:
         if args.campaign:
             argv.insert(5, args.campaign)
         load_before = os.getloadavg()[0]
-        start = time.perf_counter()
         env = dict(os.environ)
         if tree is not None:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [tree, env.get("PYTHONPATH")]))
+        start, cpu0 = time.perf_counter(), _children_cpu()
         p = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env)
-        total = time.perf_counter() - start
+        total, cpu_total = time.perf_counter() - start, _children_cpu() - cpu0
         if not spans_file.exists():
             raise SystemExit(f"tierlock run exited {p.returncode} without a report:\n{p.stderr[-2000:]}")
         data = json.loads(spans_file.read_text())
         timeline = ledger_timeline(runs / "ledger.sqlite") if (runs / "ledger.sqlite").exists() else []
     by_kind: dict[str, float] = {"process": total - data["end"]}  # interpreter start and exit
-    for kind, s, e in data["spans"]:
+    cpu_eval = 0.0
+    for kind, s, e, cs, ce in data["spans"]:
         by_kind[kind] = by_kind.get(kind, 0.0) + (e - s)
+        cpu_eval += (ce - cs) if kind == "eval" else 0.0
     return {"total": total, "exit": p.returncode, "last_line": (p.stdout.strip().splitlines() or [""])[-1],
-            "by_kind": by_kind, "evals": sum(k == "eval" for k, _, _ in data["spans"]),
+            "by_kind": by_kind, "evals": sum(s[0] == "eval" for s in data["spans"]),
+            "cpu": (cpu_total, cpu_eval),
             "timeline": timeline, "missing": data["missing"], "spans": data["spans"],
             "load": (load_before, os.getloadavg()[0]), "tree": data.get("tree", "?")}
 
@@ -147,6 +160,10 @@ def print_run(i: int, r: dict) -> None:
                       for k in named)
           + f", other {other:.1f}s ({other / total:.1%}: ledger, pinning, gating, evidence, "
           "cleanup sweeps); process = interpreter start and finalization")
+    cpu_total, cpu_eval = r["cpu"]
+    print(f"  CPU of the tierlock process: {cpu_total:.1f}s, in the evals {cpu_eval:.1f}s; outside "
+          f"{cpu_total - cpu_eval:.1f}s = {(cpu_total - cpu_eval) / cpu_total:.1%} (steadier "
+          "than wall time on a loaded host)")
     if r["missing"]:
         print(f"  not wrapped (renamed?): {', '.join(r['missing'])}; counted in 'other'")
 
@@ -154,7 +171,7 @@ def print_run(i: int, r: dict) -> None:
 def print_spans(spans: list[list]) -> None:
     print("  wrapped calls (seconds after the child started; gaps are 'other'):")
     last = 0.0
-    for kind, s, e in sorted(spans, key=lambda x: x[1]):
+    for kind, s, e, *_ in sorted(spans, key=lambda x: x[1]):
         print(f"    {s:7.2f}-{e:7.2f}  {kind:<9} {e - s:6.2f}s   (gap before {s - last:5.2f}s)")
         last = max(last, e)
 
@@ -198,6 +215,15 @@ def compare(args: argparse.Namespace) -> None:
     print(f"  {'':<16}" + "".join(f"{label:>12}" for label in labels))
     for kind in ("total", "eval", "outside", *NAMED, "other"):
         print(f"  {kind:<16}" + "".join(f"{med(runs[label], kind):12.2f}" for label in labels))
+    for row in ("cpu total", "cpu eval", "cpu outside"):
+        pick = {"cpu total": lambda c: c[0], "cpu eval": lambda c: c[1],
+                "cpu outside": lambda c: c[0] - c[1]}[row]
+        print(f"  {row:<16}" + "".join(
+            f"{statistics.median(pick(r['cpu']) for r in runs[label]):12.2f}" for label in labels))
+    for label in labels:
+        cpu = [(r["cpu"][0] - r["cpu"][1]) / r["cpu"][0] for r in runs[label]]
+        print(f"  CPU share outside the evals [{label}]: median {statistics.median(cpu):.1%} "
+              f"(range {min(cpu):.1%}-{max(cpu):.1%})")
     for label in labels:
         shares = [(r["total"] - r["by_kind"].get("eval", 0.0)) / r["total"] for r in runs[label]]
         print(f"  share outside the evals [{label}]: median {statistics.median(shares):.1%} "
