@@ -10,7 +10,7 @@ translated from their policy (`_backend_k8s.py`), and its pre-tier check is that
 from __future__ import annotations
 
 import sys
-from contextlib import chdir
+from contextlib import chdir, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,8 @@ class InspectExecutor:
         from inspect_ai._eval.loader import load_tasks
         from inspect_ai._util.registry import registry_info
 
+        from tierlock.tasks._k8s_guard import building_for_cluster
+
         where = where or display_path(ctx.campaign.source)
         out: list[tuple[str, Any]] = []
         for spec in ctx.tier.tasks:
@@ -73,13 +75,15 @@ class InspectExecutor:
             if take and key in self._preloaded:  # loaded and checked by `check`, never reused
                 out.append((spec.name, self._preloaded.pop(key)))
                 continue
+            cluster = self.backend.name == "k8s" and ctx.tier.tier != "text-only"
             try:
-                loaded = load_tasks([ref], dict(spec.args))
-                if len(loaded) == 1 and "policy" not in spec.args:
-                    params = registry_info(loaded[0]).metadata.get("params", [])
-                    if "policy" in params:
-                        args = {**spec.args, "policy": str(ctx.policy)}
-                        loaded = load_tasks([ref], args)
+                with building_for_cluster() if cluster else nullcontext():
+                    loaded = load_tasks([ref], dict(spec.args))
+                    if len(loaded) == 1 and "policy" not in spec.args:
+                        params = registry_info(loaded[0]).metadata.get("params", [])
+                        if "policy" in params:
+                            args = {**spec.args, "policy": str(ctx.policy)}
+                            loaded = load_tasks([ref], args)
             except TierlockError:
                 raise
             except Exception as e:

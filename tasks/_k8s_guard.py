@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,26 @@ from tierlock.sandbox import Policy, SandboxError, load_policy_file
 _APPROVED: dict[str, tuple[str, str]] = {}
 """Values file (resolved) → (its SHA-256, the policy file it was translated from)."""
 _LOCK = threading.Lock()
+
+
+_FOR_CLUSTER: ContextVar[bool] = ContextVar("tierlock_tasks_for_cluster", default=False)
+
+
+@contextmanager
+def building_for_cluster() -> Iterator[None]:
+    """Tasks built inside run on a cluster (`tierlock run --backend k8s`): the local Docker
+    host's facts (its CPU count, runtimes, AppArmor) do not bound their policy, so building
+    them skips that check. The tierlock provider still checks its own host at `task_init`."""
+    token = _FOR_CLUSTER.set(True)
+    try:
+        yield
+    finally:
+        _FOR_CLUSTER.reset(token)
+
+
+def for_cluster() -> bool:
+    """Whether the task being built runs on a cluster (see `building_for_cluster`)."""
+    return _FOR_CLUSTER.get()
 
 
 def _sha256(path: Path) -> str:

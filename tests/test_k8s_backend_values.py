@@ -129,3 +129,28 @@ def test_prerequisites_name_what_is_missing(monkeypatch: pytest.MonkeyPatch, tmp
     assert _backend_k8s.prerequisites() == [old]
     helm.write_text("#!/bin/sh\necho v3.15.3+g3bb50bb\n")
     assert _backend_k8s.prerequisites() == []
+
+
+def test_a_task_built_for_the_cluster_is_not_bounded_by_the_local_docker_host(
+    tmp_path: Path,
+) -> None:
+    """More CPUs than this host has: the local Docker host refuses the policy when a task is
+    built for it, but a task built for the k8s backend (the runner's `building_for_cluster`)
+    runs on the cluster's nodes and is not refused for the laptop's CPU count."""
+    import os
+
+    from tierlock.sandbox import PolicyError
+    from tierlock.tasks._authoring import checked_policy
+
+    big = tmp_path / "big.policy.yaml"
+    cpus = (os.cpu_count() or 1) + 62
+    big.write_text(
+        f"extends: {RESTRICTED}\nname: big\nlimits:\n  cpus: {cpus}\n  memory: 2g\n"
+    )
+    with pytest.raises(PolicyError, match="more than the Docker host has"):
+        checked_policy("t", "tool-restricted", big, tools=["bash"])
+    assert not _k8s_guard.for_cluster()
+    with _k8s_guard.building_for_cluster():
+        assert _k8s_guard.for_cluster()
+        _path, policy = checked_policy("t", "tool-restricted", big, tools=["bash"])
+    assert policy.limits.cpus == cpus and not _k8s_guard.for_cluster()
