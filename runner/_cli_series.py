@@ -5,6 +5,10 @@ checkpoint, or a capability jump with `jump.action: halt`); 3 incomplete (run ag
 4 awaiting an approval (`tierlock series approve`, or `tierlock approve` for a campaign gate);
 128+signal when interrupted (run again to resume). `series watch` runs until Ctrl-C (exit 130),
 or until the series halts or waits for an approval.
+
+Both run sandboxed tiers on the campaign's backend, or `--backend` (docker, k8s), which wins; the
+series keeps the backend it started with (`SeriesRunner._check_backend`), and each checkpoint's
+run records it, so the gate reads it (and the campaign's `absent_evidence`) from the ledger.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from rich.table import Table
 from tierlock.sandbox import TierlockError, install_termination_handler, received_signal
 from tierlock.sandbox._errors import display_path
 
+from ._backend import BACKENDS, RECORD_KEY, RunBackend, resolve_backend
 from ._campaign import Campaign
 from ._cli_common import console_out, key_option, open_ledger, print_head, runs_option
 from ._interruptible import Interruptible
@@ -59,38 +64,60 @@ def _exclusive(runs_dir: Path, name: str) -> Iterator[None]:
         yield
 
 
-def _runner(series: Series, campaign: Campaign, ledger: Ledger, runs_dir: Path) -> SeriesRunner:
+def _runner(
+    series: Series, campaign: Campaign, ledger: Ledger, runs_dir: Path,
+    backend: RunBackend | None = None,
+) -> SeriesRunner:  # fmt: skip
+    """`backend`: where checkpoints run (None: nothing runs, e.g. `series approve`)."""
     from ._inspect import InspectExecutor, audit_findings
 
     console = console_out()
+    chosen = backend or RunBackend()
 
     generate = generate_settings(campaign.generate_config, None, None)
 
     def executor_for(c: Checkpoint) -> Interruptible:
         args = _checkpoint_args(campaign, c)
-        return Interruptible(InspectExecutor(model_args=args, generate_config=generate))
+        executor = InspectExecutor(model_args=args, generate_config=generate, backend=chosen)
+        if chosen.name == "k8s":  # the pre-tier check translates the tier's own tasks
+            executor.check(campaign, c.model)
+        return Interruptible(executor)
 
     def run_info_for(c: Checkpoint) -> dict[str, Any]:
         return {"model_args": redact(_checkpoint_args(campaign, c)),
-                "generate_config": redact(generate)}  # fmt: skip
+                "generate_config": redact(generate), RECORD_KEY: chosen.record()}  # fmt: skip
 
     return SeriesRunner(
         series, campaign,
         ledger=ledger,
         runs_dir=runs_dir, executor_for=executor_for, auditor=audit_findings,
-        run_info_for=run_info_for,
+        run_info_for=run_info_for, backend=backend,
         say=lambda m: console.print(f"[bold]series[/bold] {escape(m)}", highlight=False),
     )  # fmt: skip
 
 
-def _check_tasks(series: Series, campaign: Campaign) -> None:
+def _check_tasks(series: Series, campaign: Campaign, backend: RunBackend) -> None:
+    """Every tier's tasks load and fit their thresholds; on k8s, every sandboxed tier's tasks
+    translate (a policy the chart cannot express fails before the first checkpoint)."""
     from ._inspect import InspectExecutor
 
     models = {(c.model, repr(sorted(c.args.items()))): c for c in series.checkpoints}
     generate = generate_settings(campaign.generate_config, None, None)
     for c in list(models.values())[:1]:
         args = _checkpoint_args(campaign, c)
-        InspectExecutor(model_args=args, generate_config=generate).check(campaign, c.model)
+        executor = InspectExecutor(model_args=args, generate_config=generate, backend=backend)
+        executor.check(campaign, c.model)
+        if backend.name == "k8s":
+            executor.check_k8s(campaign)
+
+
+backend_option = click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default=None,
+    help="Where sandboxed tiers run: docker or k8s (Inspect's k8s sandbox). Default: the "
+    "campaign's backend, else docker. A series keeps the backend it started with.",
+)
 
 
 def _checkpoint_args(campaign: Campaign, c: Checkpoint) -> dict[str, Any]:
@@ -116,20 +143,22 @@ def series_group() -> None:
 
 @series_group.command("run")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@backend_option
 @runs_option
 @key_option
-def run_command(file: Path, runs_dir: Path, key_file: Path | None) -> int:
+def run_command(file: Path, backend: str | None, runs_dir: Path, key_file: Path | None) -> int:
     """Evaluate every checkpoint of FILE not evaluated yet, in order (resumes after a crash)."""
     install_termination_handler(caller_exits=True)
     configure_logging()
     series, campaign = _load(file)
-    _check_tasks(series, campaign)
+    chosen = resolve_backend(campaign, backend)
+    _check_tasks(series, campaign, chosen)
     with open_ledger(runs_dir, key_file=key_file) as ledger:
         ledger.check_key()
         require_intact(ledger)
         with _exclusive(runs_dir, series.name):
             try:
-                out = _runner(series, campaign, ledger, runs_dir.resolve()).run()
+                out = _runner(series, campaign, ledger, runs_dir.resolve(), chosen).run()
             except KeyboardInterrupt:
                 return _interrupted(ledger)
         print_head(ledger)
@@ -150,14 +179,17 @@ def _interrupted(ledger: Ledger) -> int:
 @series_group.command("watch")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--interval", default=10.0, show_default=True, help="Seconds between re-reads.")
+@backend_option
 @runs_option
 @key_option
-def watch_command(file: Path, interval: float, runs_dir: Path, key_file: Path | None) -> int:
+def watch_command(
+    file: Path, interval: float, backend: str | None, runs_dir: Path, key_file: Path | None
+) -> int:
     """Evaluate FILE's checkpoints as they appear (re-reading it), until Ctrl-C."""
     install_termination_handler(caller_exits=True)
     configure_logging()
     series, campaign = _load(file)  # the first read must be valid
-    _check_tasks(series, campaign)
+    _check_tasks(series, campaign, resolve_backend(campaign, backend))
     click.echo(f"series: watching {display_path(file)} every {interval:g} s (Ctrl-C to stop)")
     with open_ledger(runs_dir, key_file=key_file) as ledger:
         ledger.check_key()
@@ -174,7 +206,8 @@ def watch_command(file: Path, interval: float, runs_dir: Path, key_file: Path | 
                         continue
                     if series.name != first:
                         raise TierlockError("the series file changed its name while watched")
-                    out = _runner(series, campaign, ledger, runs_dir.resolve()).run()
+                    chosen = resolve_backend(campaign, backend)  # the file as read now
+                    out = _runner(series, campaign, ledger, runs_dir.resolve(), chosen).run()
                     if out.status != "done":
                         print_head(ledger)
                         return _report_outcome(out)

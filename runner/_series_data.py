@@ -194,3 +194,17 @@ class CheckpointData:
             if "clean" in self.outcomes.get(t.tier, []):
                 best = t.tier
         return best
+
+
+def first_run(ledger: Ledger, series: Series) -> Record | None:
+    """The `run_started` record of the series' first checkpoint run, or None before any ran:
+    the settings a series is pinned to (its backend) are the ones that run recorded. Its runs
+    are those of the file's checkpoints and those its `checkpoint` records name."""
+    run_ids = {series.run_id(c, override=o) for c in series.checkpoints for o in (False, True)}
+    for rec in series_state(ledger, series).checkpoints.values():
+        run_ids.update(str(r) for r in rec.payload.get("runs") or [])
+    started = [
+        rec for run_id in sorted(run_ids) for rec in ledger.records(run_id)
+        if rec.kind == "run_started"
+    ]  # fmt: skip
+    return min(started, key=lambda r: r.seq, default=None)

@@ -11,6 +11,8 @@ checkpoint beyond noise); either makes it *treated as qualified*: a second run
 (`...-as-qualified`) with the campaign's qualification bars waived (safety still gates every
 tier). A checkpoint is done when its `checkpoint` record is written: a SIGKILL before that
 resumes its runs; every series record is written once (each is looked up before it is written).
+A series keeps the backend its first checkpoint run recorded (`_check_backend`; a series whose
+runs recorded none ran on docker): another one is refused before any checkpoint runs.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from typing import Any
 
 from tierlock.sandbox import TierlockError
 
+from ._backend import RECORD_KEY, RunBackend, backend_change, recorded_backend
 from ._campaign import Campaign
 from ._ledger import Ledger
 from ._ledger_record import Record
 from ._run import run_campaign
 from ._run_state import Auditor, RunOutcome, TierExecutor
-from ._series_data import CheckpointData, LogScores, SeriesState, series_state
+from ._series_data import CheckpointData, LogScores, SeriesState, first_run, series_state
 from ._series_file import Checkpoint, Series
 from ._series_stats import paired_increase
 
@@ -75,12 +78,14 @@ class SeriesRunner:
         auditor: Auditor,
         say: Callable[[str], None] = lambda _m: None,
         run_info_for: Callable[[Checkpoint], dict[str, Any]] | None = None,
+        backend: RunBackend | None = None,
     ) -> None:
         self.series, self.campaign, self.ledger = series, campaign, ledger
         self.runs_dir, self.executor_for, self.auditor, self.say = (
             runs_dir, executor_for, auditor, say,
         )  # fmt: skip
         self.run_info_for = run_info_for  # the model's settings each checkpoint's run records
+        self.backend = backend  # where its checkpoints run (None: not checked, e.g. approve)
 
     # -- records -----------------------------------------------------------------------------
     def state(self) -> SeriesState:
@@ -105,6 +110,7 @@ class SeriesRunner:
     # -- the loop ------------------------------------------------------------------------------
     def run(self, *, until_label: str | None = None) -> SeriesOutcome:
         """Evaluate every checkpoint without a `checkpoint` record, in order."""
+        self._check_backend()
         for c in self.series.checkpoints:
             state = self.state()
             if state.halted is not None:
@@ -169,6 +175,24 @@ class SeriesRunner:
             self._record("halted", c, outcome.tier, {"reason": reason})
             return SeriesOutcome("halted", c.label, reason)
         return SeriesOutcome("done", c.label)
+
+    def _check_backend(self) -> None:
+        """Refuse a backend (or absent_evidence) other than the one the series started with."""
+        first = first_run(self.ledger, self.series) if self.backend is not None else None
+        if first is None or self.backend is None:
+            return
+        moved = backend_change(first.payload, {RECORD_KEY: self.backend.record()})
+        if moved is None:
+            return
+        was = recorded_backend(first.payload)
+        keep = (
+            f"run it with --backend {was.name}" if was.name != self.backend.name
+            else f"set the campaign's absent_evidence back to {was.absent_evidence}"
+        )  # fmt: skip
+        raise TierlockError(
+            f"series {self.series.name}: {moved} since the series started (run "
+            f"{first.run_id}); a series keeps its backend: {keep}, or give the series a new name"
+        )
 
     def _climb(self, c: Checkpoint, campaign: Campaign, *, override: bool) -> RunOutcome:
         return run_campaign(

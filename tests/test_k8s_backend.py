@@ -8,73 +8,35 @@ rule on logs without tierlock's evidence (block by default, accept when the camp
 end to end through `tierlock run`: the runner, Inspect, the audit, the gate and the ledger are
 tierlock's own.
 
-What stands in: inspect-k8s-sandbox's provider itself. Its class keeps its Inspect name (`k8s`)
-and its config handling (`K8sSandboxEnvironmentConfig`, the values file resolved and checked by
-the package's own code), but its lifecycle methods are replaced by Inspect's `local` sandbox
-instead of `helm install` on a cluster, and the helm/kubeconfig check reports nothing missing.
-So everything up to the point where inspect-k8s-sandbox would call helm is exercised; the pods,
-the chart's templates and Cilium's policies on a real cluster are not.
+What stands in: inspect-k8s-sandbox's provider itself, its cluster replaced by Inspect's
+`local` sandbox (tests/_k8s_standin.py says exactly what is and is not exercised).
 """
 
 from __future__ import annotations
 
-import io
 import sys
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
-from unittest.mock import patch
 
 import pytest
 import yaml
 
-from tierlock.runner import Ledger, _backend_k8s
+from tests._k8s_standin import (
+    CAMPAIGN,
+    HERE,
+    PROBE,
+    campaign_file,
+    install_standin,
+    records,
+    tierlock,
+    verdict,
+)
+from tierlock.runner import _backend_k8s
 from tierlock.runner._backend import RunBackend, recorded_backend, resolve_backend
 from tierlock.runner._campaign_file import load_campaign
 from tierlock.runner._evidence import BACKEND_ABSENT, TRANSCRIPT_ONLY, coverage_problems
 from tierlock.runner._gate import Finding
 from tierlock.runner._pinning import settings_changes
-from tierlock.runner.cli import main
-from tierlock.sandbox._k8s_chart import check_against_chart
-
-HERE = Path(__file__).parent / "data" / "k8s"
-ROOT = Path(__file__).parent.parent
-CAMPAIGN = HERE / "k8s.campaign.yaml"
-PROBE = HERE / "k8s_probe.py"
-
-
-def tierlock(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with (
-        patch.object(sys, "argv", ["tierlock", *argv]),
-        redirect_stdout(out),
-        redirect_stderr(err),
-        pytest.raises(SystemExit) as exit_,
-    ):
-        main()
-    return int(exit_.value.code or 0), out.getvalue(), err.getvalue()
-
-
-def campaign_file(tmp: Path, *, policy: Path | None = None, **top: str) -> Path:
-    """A campaign like `k8s.campaign.yaml`, written into `tmp` with absolute paths."""
-    data = yaml.safe_load(CAMPAIGN.read_text())
-    data.update(top)
-    for tier in data["tiers"]:
-        tier["policy"] = str((HERE / tier["policy"]).resolve())
-        for t in tier["tasks"]:
-            file, _, name = t["task"].partition("@")
-            t["task"] = f"{(HERE / file).resolve()}@{name}"
-    if policy is not None:
-        data["tiers"][1]["policy"] = str(policy)
-    path = tmp / "k8s.campaign.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def records(runs: Path) -> list[Any]:
-    with Ledger(runs / "ledger.sqlite") as ledger:
-        return list(ledger.records())
-
 
 # --- the campaign's choice, the command line, pinning ------------------------------------------
 
@@ -173,56 +135,8 @@ def test_accepting_absent_evidence_accepts_nothing_else() -> None:
 
 @pytest.fixture
 def k8s_standin(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Path, dict[str, Any]]]:
-    """inspect-k8s-sandbox's `k8s` provider with its cluster replaced by Inspect's `local`
-    sandbox (see the module docstring); returns the values files its samples were given."""
-    from inspect_ai.util._sandbox.local import LocalSandboxEnvironment
-    from k8s_sandbox import K8sSandboxEnvironment
-    from k8s_sandbox._sandbox_environment import _validate_and_resolve_k8s_sandbox_config
-
-    given: list[tuple[Path, dict[str, Any]]] = []
-
-    class StandIn(K8sSandboxEnvironment):
-        def __init__(self, local: LocalSandboxEnvironment, config: Any) -> None:
-            self._local, self._config, self.release = local, config, None
-
-        async def exec(self, cmd, input=None, cwd=None, env=None, user=None, timeout=None,  # type: ignore[no-untyped-def]
-                       timeout_retry=True, concurrency=True):  # fmt: skip
-            return await self._local.exec(cmd, input=input, cwd=cwd, env=env or {},
-                                          timeout=timeout)  # fmt: skip
-
-        async def write_file(self, file: str, contents: str | bytes) -> None:
-            await self._local.write_file(file, contents)
-
-        async def read_file(self, file: str, text: bool = True) -> Any:  # type: ignore[override]
-            return await self._local.read_file(file, text)
-
-        async def connection(self, *, user: str | None = None) -> Any:
-            return await self._local.connection(user=user)
-
-    async def task_init(cls: Any, *args: Any) -> None:  # no helm to check
-        return None
-
-    async def sample_init(cls: Any, task_name: str, config: Any, metadata: Any) -> Any:
-        resolved = _validate_and_resolve_k8s_sandbox_config(config)  # the package's own check
-        values = yaml.safe_load(resolved.values.read_text())
-        assert check_against_chart(values)  # what helm would be given passes the chart's schema
-        given.append((resolved.values, values))
-        local = (await LocalSandboxEnvironment.sample_init(task_name, None, metadata))["default"]
-        return {"default": StandIn(local, resolved)}  # type: ignore[arg-type]
-
-    async def sample_cleanup(cls: Any, task_name: str, config: Any, envs: Any, interrupted: bool) -> None:
-        inner = {k: v._local for k, v in envs.items()}
-        await LocalSandboxEnvironment.sample_cleanup(task_name, None, inner, interrupted)
-
-    for name, fn in (("task_init", task_init), ("task_cleanup", task_init),
-                     ("sample_init", sample_init), ("sample_cleanup", sample_cleanup)):  # fmt: skip
-        monkeypatch.setattr(K8sSandboxEnvironment, name, classmethod(fn))
-    monkeypatch.setattr(_backend_k8s, "prerequisites", lambda: [])  # no helm, no cluster here
-    return given
-
-
-def _verdict(runs: Path, tier: str) -> dict[str, Any]:  # the tier's last verdict
-    return [r.payload for r in records(runs) if r.kind == "verdict" and r.tier == tier][-1]
+    """The stand-in provider (`tests/_k8s_standin.py`); the values files it was given."""
+    return install_standin(monkeypatch)
 
 
 def test_a_k8s_run_blocks_a_clean_verdict_without_tierlocks_evidence(
@@ -232,8 +146,8 @@ def test_a_k8s_run_blocks_a_clean_verdict_without_tierlocks_evidence(
     code, out, err = tierlock("run", str(campaign_file(tmp_path)), "--model", "tierlock/diligent",
                               "--runs-dir", str(runs))  # fmt: skip
     assert code == 3, (out, err)  # incomplete: run again to retry; nothing definitive shown
-    assert _verdict(runs, "text-only")["outcome"] == "clean"  # text-only: unaffected
-    v = _verdict(runs, "tool-restricted")
+    assert verdict(runs, "text-only")["outcome"] == "clean"  # text-only: unaffected
+    v = verdict(runs, "tool-restricted")
     assert v["outcome"] == "incomplete"
     assert any("1 sample(s) ran on the k8s backend: conformance, filesystem" in r
                and "absent, not accepted (campaign absent_evidence: block)" in r
@@ -282,7 +196,7 @@ def test_a_k8s_run_that_accepts_absent_evidence_says_so_when_clean(
     code, out, err = tierlock("run", str(camp), "--model", "tierlock/diligent",
                               "--runs-dir", str(runs))  # fmt: skip
     assert code == 0, (out, err)
-    v = _verdict(runs, "tool-restricted")
+    v = verdict(runs, "tool-restricted")
     assert v["outcome"] == "clean"
     assert v["reasons"][0].endswith("; tierlock's sandbox evidence absent and accepted")
     assert any("absent, accepted (campaign absent_evidence: accept)" in r for r in v["reasons"])
@@ -309,7 +223,7 @@ def test_the_reckless_agent_is_still_unsafe_when_evidence_is_accepted(
     code, out, err = tierlock("run", str(camp), "--model", "tierlock/diligent",
                               "--runs-dir", str(runs))  # fmt: skip
     assert code == 2, (out, err)
-    v = _verdict(runs, "tool-restricted")
+    v = verdict(runs, "tool-restricted")
     assert v["outcome"] == "unsafe", v
     assert any("finding" in r and "network" in r for r in v["reasons"]), v["reasons"]
 
