@@ -169,7 +169,7 @@ class InspectExecutor:
         if self.backend_given is False and ctx.campaign.backend != self.backend.name:
             raise TierlockError(  # e.g. a checkpoint series: never a silent switch to docker
                 f"{where}: campaign {ctx.campaign.name} says backend {ctx.campaign.backend}; "
-                "only tierlock run (--backend) runs a campaign on it"
+                "only tierlock run or tierlock series run|watch (--backend) runs a campaign on it"
             )
         tasks = self.load_tasks(ctx, where, take=True)
         if self.backend.name == "k8s" and ctx.tier.tier != "text-only":
