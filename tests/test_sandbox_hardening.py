@@ -4,6 +4,7 @@ wrong policy) could do to the host side, to the evidence, or past the checks."""
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 import time
 import uuid
@@ -393,7 +394,9 @@ def test_model_kills_through_inspect_leave_the_container_and_its_evidence(
     (sample,) = log.samples
     assert sample.error is None
     outputs = tool_outputs(sample)
-    assert "UID=1000 PID1=65534" in outputs[-1]
+    # the policy's user 1000, or the uid leased to this sandbox when others hold 1000's slot
+    found = re.search(r"UID=(\d+) PID1=65534", outputs[-1])
+    assert found and 1000 <= int(found.group(1)) < 65534, outputs[-1]
     ev = [e for e in evidence(sample) if isinstance(e, ContainerEvidence)]
     assert len(ev) == 1
     assert ev[0].running and ev[0].pids_limit_hit

@@ -127,8 +127,8 @@ def test_sigterm_interrupts_like_ctrl_c_and_exits_143() -> None:
         import time
         from tierlock.sandbox import install_termination_handler, received_signal
         assert install_termination_handler()
-        print("ready", flush=True)
-        try:
+        try:  # ready inside: a signal as print returns lands in the try
+            print("ready", flush=True)
             time.sleep(60)
         except KeyboardInterrupt:
             print("interrupted", received_signal(), flush=True)
@@ -144,8 +144,8 @@ def test_sighup_too_and_the_callers_own_exit_code_stands() -> None:
         import sys, time
         from tierlock.sandbox import install_termination_handler
         assert install_termination_handler(caller_exits=True)
-        print("ready", flush=True)
-        try:
+        try:  # ready inside: a signal as print returns lands in the try
+            print("ready", flush=True)
             time.sleep(60)
         except KeyboardInterrupt:
             sys.exit(7)
@@ -163,8 +163,8 @@ def test_sigterm_goes_through_asyncio_cancellation() -> None:
 
         async def main():
             assert install_termination_handler()
-            print("ready", flush=True)
-            try:
+            try:  # ready inside: a signal as print returns lands in the try
+                print("ready", flush=True)
                 await asyncio.sleep(60)
             except asyncio.CancelledError:
                 await asyncio.sleep(0.2)  # cleanup may still await
@@ -185,8 +185,8 @@ def test_second_signal_exits_at_once() -> None:
         import time
         from tierlock.sandbox import install_termination_handler
         assert install_termination_handler()
-        print("ready", flush=True)
-        try:
+        try:  # ready inside: a signal as print returns lands in the try
+            print("ready", flush=True)
             time.sleep(60)
         except KeyboardInterrupt:
             time.sleep(60)  # a slow shutdown
@@ -200,8 +200,8 @@ def test_watchdog_ends_a_process_that_ignores_the_interruption() -> None:
         import time
         from tierlock.sandbox import install_termination_handler
         assert install_termination_handler()
-        print("ready", flush=True)
-        try:
+        try:  # ready inside: a signal as print returns lands in the try
+            print("ready", flush=True)
             time.sleep(60)
         except KeyboardInterrupt:
             pass
