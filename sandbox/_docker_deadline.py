@@ -17,7 +17,6 @@ are bounded by the command's own deadline (`_exec`).
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections import OrderedDict
@@ -25,6 +24,7 @@ from typing import Any
 
 from docker import APIClient, DockerClient
 
+from ._env import env_seconds
 from ._errors import SandboxError
 
 TIMEOUT_ENV = "TIERLOCK_DOCKER_TIMEOUT"
@@ -39,16 +39,7 @@ _KEEP = 4096
 
 def docker_timeout() -> float:
     """The deadline of one Docker call, from `TIERLOCK_DOCKER_TIMEOUT` (seconds)."""
-    raw = os.environ.get(TIMEOUT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_TIMEOUT
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds <= 86400:
-        raise SandboxError(f"{TIMEOUT_ENV}={raw!r}: not a number of seconds between 0 and 86400")
-    return seconds
+    return env_seconds(TIMEOUT_ENV, DEFAULT_TIMEOUT, high=86400)
 
 
 class DockerNoAnswer(SandboxError):

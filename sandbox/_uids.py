@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._env import env_int
 from ._errors import SandboxError
 from ._hostlock import runtime_dir
 
@@ -55,14 +56,7 @@ def _lease_dir() -> Path:
 
 
 def slots() -> int:
-    raw = os.environ.get(SLOTS_ENV, "")
-    try:
-        n = int(raw) if raw else DEFAULT_SLOTS
-    except ValueError:
-        raise SandboxError(f"${SLOTS_ENV} must be a whole number, not {raw!r}") from None
-    if not 1 <= n <= 65536:
-        raise SandboxError(f"${SLOTS_ENV} must be between 1 and 65536, not {n}")
-    return n
+    return env_int(SLOTS_ENV, DEFAULT_SLOTS, low=1, high=65536)
 
 
 def lease_uid(base_uid: int, base_gid: int) -> UidLease:

@@ -13,12 +13,11 @@ at the end). `max_sandboxes` is read from Inspect's resizable limiter for `tierl
 from __future__ import annotations
 
 import contextlib
-import os
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._errors import SandboxError
+from ._env import env_int
 
 if TYPE_CHECKING:
     from ._config import SandboxConfig
@@ -29,16 +28,7 @@ DEFAULT_SIZE = 0
 
 def pool_size() -> int:
     """`$TIERLOCK_WARM_POOL` (containers per sandbox config; 0 = off)."""
-    raw = os.environ.get(SIZE_ENV, "").strip()
-    if not raw:
-        return DEFAULT_SIZE
-    try:
-        n = int(raw)
-    except ValueError:
-        raise SandboxError(f"${SIZE_ENV} must be a whole number (0 = off), not {raw!r}") from None
-    if not 0 <= n <= 256:
-        raise SandboxError(f"${SIZE_ENV} must be between 0 and 256, not {n}")
-    return n
+    return env_int(SIZE_ENV, DEFAULT_SIZE, low=0, high=256)
 
 
 def poolable(mode: str, services: bool) -> bool:
